@@ -1,0 +1,1 @@
+"""Throughput benchmarks: `python -m fashionnet_jax.benchmarks.<name>`."""

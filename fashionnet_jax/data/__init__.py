@@ -1,0 +1,1 @@
+"""DeepFashion annotation parsing and image access (shared by the TFDS builder and tools)."""

@@ -1,0 +1,1 @@
+"""FashionNet networks: backbones, landmark pooling and the three-branch model."""

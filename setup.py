@@ -1,0 +1,40 @@
+"""fashionnet_jax: FashionNet (DeepFashion, CVPR 2016) in JAX/Flax NNX."""
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax>=0.6",
+    "flax>=0.11",
+    "optax>=0.2.4",
+    "orbax-checkpoint>=0.11",
+    "tensorflow-datasets>=4.9.8",
+    "array-record>=0.7",
+    "grain>=0.2.10",
+    "clu>=0.0.12",
+    "ml-collections>=1.0",
+    "numpy>=1.26",
+    "pillow>=10",
+    "absl-py",
+    "etils[epath]",
+    "matplotlib",
+    "tqdm",
+]
+
+EXTRAS = {
+    # What `tfds build` needs on top of the runtime (TFDS builds through TF and Beam).
+    "data": ["tensorflow-cpu>=2.16", "apache-beam>=2.60", "mlcroissant>=1.0"],
+    # ImageNet weight import from torchvision .pth files (keras .h5 goes through h5py).
+    "torch": ["torch>=2.1", "h5py"],
+    "test": ["pytest>=8", "pytest-xdist", "h5py"],
+}
+
+setuptools.setup(
+    name="fashionnet_jax",
+    version="0.1.0",
+    description="FashionNet (DeepFashion, CVPR 2016) in JAX/Flax NNX for TPUs and GPUs",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["fashionnet_jax", "fashionnet_jax.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
