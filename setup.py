@@ -10,18 +10,22 @@ INSTALL_REQUIRES = [
     "array-record>=0.7",
     "grain>=0.2.10",
     "clu>=0.0.12",
+    # clu's TensorBoard writer runs on TF's summary ops.
+    "tensorflow-cpu>=2.16",
+    "tensorboard",
     "ml-collections>=1.0",
     "numpy>=1.26",
     "pillow>=10",
     "absl-py",
-    "etils[epath]",
+    "etils[epath,epy]",
+    "importlib_resources",  # tfds by-path builders need it
     "matplotlib",
     "tqdm",
 ]
 
 EXTRAS = {
-    # What `tfds build` needs on top of the runtime (TFDS builds through TF and Beam).
-    "data": ["tensorflow-cpu>=2.16", "apache-beam>=2.60", "mlcroissant>=1.0"],
+    # What `tfds build` needs on top of the runtime (tensorflow-cpu is already there for clu).
+    "data": ["apache-beam>=2.60", "mlcroissant>=1.0"],
     # ImageNet weight import from torchvision .pth files (keras .h5 goes through h5py).
     "torch": ["torch>=2.1", "h5py"],
     "test": ["pytest>=8", "pytest-xdist", "h5py"],

@@ -1,0 +1,63 @@
+"""Makes sure the config's TFDS dataset is prepared before training starts.
+
+Real DeepFashion is built once with `tfds build` (README); for the demo and the
+tests, `config.dataset.synthetic_if_missing` writes synthetic DeepFashion next to
+the TFDS data and builds it with the same builder.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+from absl import logging
+from etils import epath
+
+from fashionnet_jax.config_checks import dataset_builder_config
+from fashionnet_jax.sharding import ConfigError
+
+# tfds's benchmark of each builder config.
+SYNTHETIC_BENCHMARK = {
+    "category_attribute": "category_attribute", "inshop": "inshop",
+    "consumer2shop": "consumer2shop", "landmarks": "landmarks"}
+
+
+def data_dir(config) -> epath.Path:
+  configured = config.dataset.get("data_dir", None)
+  default = os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+  return epath.Path(configured or default)
+
+
+def is_prepared(config) -> bool:
+  builder_config = dataset_builder_config(config)
+  root = data_dir(config) / "deepfashion" / builder_config
+  return root.exists() and any(root.glob("*/dataset_info.json"))
+
+
+def ensure_dataset(config) -> epath.Path:
+  """Returns the data dir holding the prepared dataset; builds it if allowed."""
+  builder_config = dataset_builder_config(config)
+  root = data_dir(config)
+  if is_prepared(config):
+    return root
+  manual_dir = config.dataset.get("manual_dir", None)
+  if not manual_dir and not config.dataset.get("synthetic_if_missing", False):
+    raise ConfigError(
+        f"dataset deepfashion/{builder_config} is not prepared in {root}: build it with "
+        f"`tfds build datasets/deepfashion --config={builder_config} --manual_dir=DIR "
+        f"--data_dir={root} --file_format=array_record` (README), or set config.dataset.data_dir")
+  if jax.process_index() == 0:
+    from fashionnet_jax.data import tfds_build
+    if not manual_dir:
+      from fashionnet_jax import synthetic
+      manual_dir = root / "synthetic_deepfashion"
+      logging.info("No %s in %s: writing synthetic DeepFashion to %s", builder_config, root,
+                   manual_dir)
+      synthetic.generate(str(manual_dir), images=int(config.dataset.synthetic_images),
+                         seed=int(config.seed), benchmarks=[SYNTHETIC_BENCHMARK[builder_config]])
+    tfds_build.build(builder_config, manual_dir=str(manual_dir), data_dir=str(root))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("deepfashion dataset prepared")
+  if not is_prepared(config):
+    raise ConfigError(f"building deepfashion/{builder_config} into {root} left no dataset")
+  return root

@@ -1,0 +1,102 @@
+"""Optimiser: SGD with momentum (the paper's) or AdamW, per-group via optax.partition.
+
+Each parameter group (stages.GROUPS) gets its own transform, so groups can take
+their own learning-rate multiplier, and a stage's frozen groups get exactly zero
+update: the stage's group mask arrives as the extra argument `group_mask` (data,
+not a constant, so a stage switch does not recompile the step). Gradients are
+masked before the optimiser as well, so a frozen group's momentum does not
+collect gradients it never applied.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fashionnet_jax.sharding import ConfigError
+from fashionnet_jax.stages import GROUPS
+
+
+def learning_rate_schedule(opt_config, total_steps: int) -> optax.Schedule:
+  lr, warmup = float(opt_config.learning_rate), int(opt_config.warmup_steps)
+  warmup = min(warmup, max(total_steps - 1, 0))
+  kind = opt_config.schedule
+  if kind == "cosine":
+    return optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup, max(total_steps, warmup + 1), end_value=lr * 0.01)
+  if kind == "step":
+    boundaries = {int(f * total_steps): float(opt_config.step_factor)
+                  for f in opt_config.step_boundaries}
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, max(warmup, 1)),
+         optax.piecewise_constant_schedule(lr, {b - warmup: s for b, s in boundaries.items()
+                                                if b > warmup})],
+        [warmup])
+  if kind == "constant":
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)], [warmup])
+  raise ConfigError(f"config.optimizer.schedule={kind!r}: use 'cosine', 'step' or 'constant'")
+
+
+def scale_by_group(group: str) -> optax.GradientTransformationExtraArgs:
+  """Multiplies updates by `group_mask[index of group]` (0 freezes the group)."""
+  index = GROUPS.index(group)
+
+  def update(updates, state, params=None, *, group_mask, **extra):
+    del params, extra
+    scale = group_mask[index]
+    return jax.tree.map(lambda u: u * scale.astype(u.dtype), updates), state
+
+  return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+
+def _decay_mask(params):
+  # Decay kernels only, not biases or normalisation scales (as in big_vision).
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def _base(opt_config, lr) -> optax.GradientTransformation:
+  name = opt_config.name
+  if name == "sgd":
+    return optax.chain(
+        optax.add_decayed_weights(float(opt_config.weight_decay), mask=_decay_mask),
+        optax.sgd(lr, momentum=float(opt_config.momentum) or None,
+                  nesterov=bool(opt_config.nesterov)))
+  if name == "adamw":
+    return optax.adamw(lr, weight_decay=float(opt_config.weight_decay), mask=_decay_mask)
+  raise ConfigError(f"config.optimizer.name={name!r}: use 'sgd' or 'adamw'")
+
+
+def param_labels(params):
+  """Labels each parameter by its top-level sub-module (its branch)."""
+  def label(path, _):
+    top = path[0].key if hasattr(path[0], "key") else str(path[0])
+    if top not in GROUPS:
+      raise ValueError(f"parameter {jax.tree_util.keystr(path)} is in no group of {GROUPS}")
+    return top
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(config, total_steps: int) -> optax.GradientTransformationExtraArgs:
+  """update(grads, state, params, group_mask=[len(GROUPS)]) -> (updates, state)."""
+  opt = config.optimizer
+  schedule = learning_rate_schedule(opt, total_steps)
+  multipliers = dict(opt.get("lr_multipliers", None) or {})
+  unknown = set(multipliers) - set(GROUPS)
+  if unknown:
+    raise ConfigError(f"config.optimizer.lr_multipliers: unknown groups {sorted(unknown)}")
+
+  def group_tx(group):
+    m = float(multipliers.get(group, 1.0))
+    lr = schedule if m == 1.0 else (lambda step: m * schedule(step))
+    return optax.chain(_base(opt, lr), scale_by_group(group))
+
+  parts = [optax.partition({g: scale_by_group(g) for g in GROUPS}, param_labels)]
+  if opt.get("grad_clip_norm", None):
+    parts.append(optax.clip_by_global_norm(float(opt.grad_clip_norm)))
+  parts.append(optax.partition({g: group_tx(g) for g in GROUPS}, param_labels))
+  return optax.chain(*parts)
+
+
+def global_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
