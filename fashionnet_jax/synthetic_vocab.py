@@ -1,0 +1,114 @@
+"""Names of the synthetic DeepFashion: the 50 real categories, 1000 attributes.
+
+The 50 `(name, category_type)` pairs are the real `list_category_cloth.txt`,
+in file order (the 1-based row is the label). The attribute list has the real
+file's shape: 1000 alphabetically sorted names of the five types (1 texture,
+2 fabric, 3 shape, 4 part, 5 style) in the real per-type counts. The names
+that a synthetic garment can show (`DRAWN_ATTRIBUTES`) are among them; the
+rest are fillers that are never drawn (negative or unknown in every image).
+"""
+import itertools
+
+# Verbatim from list_category_cloth.txt (type 1 upper, 2 lower, 3 full body).
+CATEGORIES = (
+    ("Anorak", 1), ("Blazer", 1), ("Blouse", 1), ("Bomber", 1),
+    ("Button-Down", 1), ("Cardigan", 1), ("Flannel", 1), ("Halter", 1),
+    ("Henley", 1), ("Hoodie", 1), ("Jacket", 1), ("Jersey", 1), ("Parka", 1),
+    ("Peacoat", 1), ("Poncho", 1), ("Sweater", 1), ("Tank", 1), ("Tee", 1),
+    ("Top", 1), ("Turtleneck", 1), ("Capris", 2), ("Chinos", 2),
+    ("Culottes", 2), ("Cutoffs", 2), ("Gauchos", 2), ("Jeans", 2),
+    ("Jeggings", 2), ("Jodhpurs", 2), ("Joggers", 2), ("Leggings", 2),
+    ("Sarong", 2), ("Shorts", 2), ("Skirt", 2), ("Sweatpants", 2),
+    ("Sweatshorts", 2), ("Trunks", 2), ("Caftan", 3), ("Cape", 3),
+    ("Coat", 3), ("Coverup", 3), ("Dress", 3), ("Jumpsuit", 3),
+    ("Kaftan", 3), ("Kimono", 3), ("Nightdress", 3), ("Onesie", 3),
+    ("Robe", 3), ("Romper", 3), ("Shirtdress", 3), ("Sundress", 3),
+)
+CATEGORY_LABEL = {name: i + 1 for i, (name, _) in enumerate(CATEGORIES)}
+CATEGORY_TYPE = dict(CATEGORIES)
+# Merged into Dress in the real data: these labels carry no image.
+EMPTY_CATEGORIES = ("Cape", "Nightdress", "Shirtdress", "Sundress")
+
+# Colour families (style attributes): name -> base RGB.
+COLOURS = {
+    "red": (200, 40, 45), "orange": (235, 130, 40), "yellow": (230, 205, 60),
+    "green": (60, 150, 70), "blue": (50, 90, 200), "navy": (30, 40, 95),
+    "purple": (120, 60, 160), "pink": (235, 140, 180), "black": (35, 35, 38),
+    "white": (235, 235, 230), "grey": (130, 130, 135), "brown": (120, 80, 45),
+}
+TEXTURES = ("solid", "striped", "polka dot", "plaid", "floral")
+FABRICS = ("cotton", "knit", "denim", "lace", "leather")
+SLEEVES = {"none": "sleeveless", "short": "short sleeve", "long": "long sleeve"}
+FITS = ("fitted", "loose")
+# Hem length names by garment: tops, skirts/dresses/coats; trousers have none.
+TOP_LENGTHS = {"short": "cropped", "regular": "hip length", "long": "longline"}
+SKIRT_LENGTHS = {"short": "mini", "regular": "midi", "long": "maxi"}
+NECKLINES = {"crew": "crew neck", "v": "v-neck", "scoop": "scoop neck",
+             "hood": "hooded", "turtle": "turtleneck", "lapel": "lapel",
+             "wrap": "wrap"}
+PARTS = ("pocket", "button", "zip")
+
+DRAWN_ATTRIBUTES = {
+    1: TEXTURES,
+    2: FABRICS,
+    3: tuple(SLEEVES.values()) + FITS + tuple(TOP_LENGTHS.values())
+       + tuple(SKIRT_LENGTHS.values()),
+    4: tuple(NECKLINES.values()) + PARTS,
+    5: tuple(COLOURS),
+}
+# Per-type counts of the real list_attr_cloth.txt.
+ATTRIBUTE_TYPE_COUNTS = {1: 156, 2: 218, 3: 180, 4: 216, 5: 230}
+
+# Filler vocabulary: "<word> <noun>" pairs per type, never drawn.
+_FILLER = {
+    1: (("abstract", "animal", "aztec", "baroque", "batik", "camo", "chevron",
+         "geo", "graphic", "houndstooth", "ikat", "leopard", "marble", "ombre",
+         "paisley", "tie-dye", "tribal"),
+        ("print", "pattern", "motif", "panel", "stripe", "wash", "dye", "mix",
+         "block", "border")),
+    2: (("acid", "brushed", "chiffon", "crochet", "faux", "fleece", "georgette",
+         "linen", "mesh", "organza", "satin", "sheer", "silk", "suede", "tulle",
+         "tweed", "velvet", "woven", "jersey", "twill", "crepe", "boucle"),
+        ("blend", "weave", "finish", "trim", "overlay", "lining", "panel",
+         "layer", "shell", "texture")),
+    3: (("asymmetric", "boxy", "bodycon", "draped", "flared", "high-rise",
+         "low-rise", "oversized", "pleated", "ruched", "skinny", "slim",
+         "straight", "tiered", "wide", "a-line", "peplum", "relaxed"),
+        ("cut", "fit", "hem", "leg", "silhouette", "shape", "waist", "length",
+         "body", "line", "drape")),
+    4: (("bow", "cuffed", "cutout", "drawstring", "fringe", "keyhole",
+         "lace-up", "pintuck", "ruffle", "shoulder", "split", "strappy", "tie",
+         "twist", "belted", "hooded", "elastic", "embroidered", "sequin",
+         "studded"),
+        ("back", "detail", "front", "hem", "neck", "sleeve", "strap", "trim",
+         "waist", "yoke", "pocket")),
+    5: (("bohemian", "classic", "festival", "folk", "grunge", "lounge", "mod",
+         "nautical", "preppy", "retro", "romantic", "sporty", "street",
+         "vintage", "western", "boho", "chic", "party", "summer", "winter",
+         "beach", "city", "office"),
+        ("style", "look", "vibe", "wear", "edit", "mood", "spirit", "inspired",
+         "glam", "classic", "days")),
+}
+
+
+def attribute_list():
+    """The 1000 `(name, attribute_type)` pairs, sorted by name like the real file."""
+    names = {}
+    for atype, count in ATTRIBUTE_TYPE_COUNTS.items():
+        chosen = list(DRAWN_ATTRIBUTES[atype])
+        words, nouns = _FILLER[atype]
+        for word, noun in itertools.product(words, nouns):
+            if len(chosen) == count:
+                break
+            name = f"{word} {noun}"
+            if name not in names and name not in chosen:
+                chosen.append(name)
+        assert len(chosen) == count, (atype, len(chosen))
+        for name in chosen:
+            assert name not in names, name
+            names[name] = atype
+    return sorted(names.items())
+
+
+ATTRIBUTES = tuple(attribute_list())
+ATTRIBUTE_INDEX = {name: i for i, (name, _) in enumerate(ATTRIBUTES)}
