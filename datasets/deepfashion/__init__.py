@@ -1,0 +1,1 @@
+"""TFDS dataset folder `deepfashion` (loaded by path: `tfds build datasets/deepfashion`)."""
