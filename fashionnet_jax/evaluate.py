@@ -1,0 +1,288 @@
+"""DeepFashion paper-protocol metrics (Liu et al., CVPR 2016).
+
+Every metric takes whole-split arrays (NumPy or jax) and returns fractions in
+[0, 1]; `report.py` prints them in the paper's units. Protocols
+(../shared/deepfashion/FORMATS.md, "How each benchmark is scored"):
+- category: top-k accuracy;
+- attributes: top-k recall = sum of each image's positives inside its top k /
+  sum of positives, overall and ranking only one attribute type at a time;
+- retrieval: top-k accuracy = a query is a hit when an image of the same item
+  is among its k nearest gallery images (cosine similarity);
+- landmarks: normalised error (NE) over visible landmarks only, and the
+  detected percentage at distance thresholds.
+These are not mmfashion's metrics (best-50 attribute recall, fraction of the
+relevant images retrieved, invisible landmarks counted as zero error).
+
+Ties in every ranking follow a stable descending sort: among equal scores the
+lower index (class, attribute or gallery row) ranks first. `MetricAccumulator`
+gathers batches; the `*_metrics` helpers return the flat keys `report.py` reads.
+"""
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fashionnet_jax import retrieval_search
+
+# The builder's 8 landmark slots (DESIGN.md, data contract).
+LANDMARK_NAMES = ("left_collar", "right_collar", "left_sleeve", "right_sleeve",
+                  "left_waistline", "right_waistline", "left_hem", "right_hem")
+# list_attr_cloth.txt types of the 1000 released attributes (Anno_coarse).
+ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
+# The 26 attributes of the 2020 Anno_fine re-labelling.
+FINE_ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "sleeve", 3: "length",
+                             4: "neckline", 5: "fabric", 6: "fit"}
+RETRIEVAL_KS = (1, 5, 10, 20, 30, 40, 50)
+# Detected-percentage thresholds: pixels when image sizes are known, else
+# fractions of the image side.
+PIXEL_THRESHOLDS = (5, 10, 15, 20, 25, 30, 35, 40)
+NORMALIZED_THRESHOLDS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14, 0.16)
+
+
+def _array(x, name, ndim, dtype=None):
+  x = np.asarray(x, dtype)
+  if x.ndim != ndim:
+    raise ValueError(f"{name}: expected {ndim} dimensions, got shape {x.shape}")
+  return x
+
+
+def _check_k(k, name):
+  if int(k) != k or k < 1:
+    raise ValueError(f"{name}: k must be a positive integer, got {k!r}")
+  return int(k)
+
+
+def category_topk_accuracy(logits, labels, k: int) -> float:
+  """Fraction of images whose label is ranked within the top k.
+
+  The label's rank is the number of classes scoring higher plus the number
+  scoring equal with a lower class index (a stable descending sort), so a
+  label tied with the k-th score is a hit only if its index puts it inside k.
+  k larger than the number of classes counts every image as a hit.
+  """
+  k = _check_k(k, "category_topk_accuracy")
+  logits = _array(logits, "category_topk_accuracy logits", 2, np.float32)
+  labels = _array(labels, "category_topk_accuracy labels", 1, np.int64)
+  n, num_classes = logits.shape
+  if labels.shape[0] != n:
+    raise ValueError(f"category_topk_accuracy: {n} logits rows but {labels.shape[0]} labels")
+  if n == 0:
+    raise ValueError("category_topk_accuracy: no images")
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f"category_topk_accuracy: labels must be in 0..{num_classes - 1}, "
+                     f"got {labels.min()}..{labels.max()}")
+  label_score = logits[np.arange(n), labels][:, None]
+  lower_index = np.arange(num_classes)[None, :] < labels[:, None]
+  rank = (logits > label_score).sum(1) + ((logits == label_score) & lower_index).sum(1)
+  return float(np.mean(rank < k))
+
+
+def _topk_hits_and_positives(scores, positive, k, chunk=4096):
+  """Σ positives inside each row's stable top k, and Σ positives."""
+  k = min(k, scores.shape[1])
+  hits = 0
+  for start in range(0, scores.shape[0], chunk):
+    top = np.argsort(-scores[start:start + chunk], axis=1, kind="stable")[:, :k]
+    hits += int(np.take_along_axis(positive[start:start + chunk], top, axis=1).sum())
+  return hits, int(positive.sum())
+
+
+def attribute_topk_recall(scores, labels, k: int, attribute_types=None):
+  """Top-k attribute recall: Σ positives in each image's top k / Σ positives.
+
+  Args:
+    scores: [N, A] attribute scores (logits or probabilities).
+    labels: [N, A] as released: 1 positive; 0 (unknown) and -1 are not.
+    k: how many of each image's best-scored attributes count.
+    attribute_types: optional [A] ints (1..5 for the 1000 coarse attributes).
+
+  Returns:
+    The overall recall (float) or, with attribute_types, a dict {type: recall
+    ranking only that type's attributes, ..., 'all': overall recall}. A type
+    (or a whole set) without any positive label gets NaN: its recall is
+    undefined, and NaN keeps it visible in reports instead of silently gone.
+  """
+  k = _check_k(k, "attribute_topk_recall")
+  scores = _array(scores, "attribute_topk_recall scores", 2, np.float32)
+  labels = _array(labels, "attribute_topk_recall labels", 2)
+  if scores.shape != labels.shape:
+    raise ValueError(f"attribute_topk_recall: scores {scores.shape} and labels "
+                     f"{labels.shape} differ")
+  positive = labels == 1
+
+  def recall(columns):
+    hits, total = _topk_hits_and_positives(scores[:, columns], positive[:, columns], k)
+    return hits / total if total else float("nan")
+
+  overall = recall(slice(None))
+  if attribute_types is None:
+    return overall
+  types = _array(attribute_types, "attribute_topk_recall attribute_types", 1, np.int64)
+  if types.shape[0] != scores.shape[1]:
+    raise ValueError(f"attribute_topk_recall: {types.shape[0]} attribute_types for "
+                     f"{scores.shape[1]} attributes")
+  result = {int(t): recall(types == t) for t in np.unique(types)}
+  result["all"] = overall
+  return result
+
+
+def retrieval_topk_accuracy(query_embeddings, query_items, gallery_embeddings,
+                            gallery_items, ks: Sequence[int] = RETRIEVAL_KS, *,
+                            mesh=None, query_chunk: int = 1024,
+                            gallery_chunk: int | None = None) -> dict[int, float]:
+  """Top-k retrieval accuracy by cosine similarity, {k: fraction of queries hit}.
+
+  A query is a hit at k when any gallery image of its item (items may have
+  several) is among its k nearest gallery images. k above the gallery size
+  ranks the whole gallery. A query whose item has no gallery image is always a
+  miss (it stays in the denominator). Items may be ints or strings. The search
+  runs on the accelerator (`retrieval_search.topk_search`; `mesh` shards the
+  gallery).
+  """
+  ks = [_check_k(k, "retrieval_topk_accuracy") for k in ks]
+  q_emb = _array(query_embeddings, "retrieval_topk_accuracy query_embeddings", 2)
+  g_emb = _array(gallery_embeddings, "retrieval_topk_accuracy gallery_embeddings", 2)
+  q_items = _array(query_items, "retrieval_topk_accuracy query_items", 1)
+  g_items = _array(gallery_items, "retrieval_topk_accuracy gallery_items", 1)
+  if q_items.shape[0] != q_emb.shape[0] or g_items.shape[0] != g_emb.shape[0]:
+    raise ValueError(f"retrieval_topk_accuracy: {q_emb.shape[0]} query embeddings vs "
+                     f"{q_items.shape[0]} query items, {g_emb.shape[0]} gallery "
+                     f"embeddings vs {g_items.shape[0]} gallery items")
+  if q_emb.shape[0] == 0 or g_emb.shape[0] == 0:
+    raise ValueError("retrieval_topk_accuracy: empty query set or gallery")
+  _, item_codes = np.unique(np.concatenate([q_items, g_items]), return_inverse=True)
+  q_codes, g_codes = item_codes[:len(q_items)], item_codes[len(q_items):]
+
+  depth = min(max(ks), g_emb.shape[0])
+  _, neighbours = retrieval_search.topk_search(
+      q_emb, g_emb, depth, mesh=mesh, query_chunk=query_chunk,
+      gallery_chunk=gallery_chunk)
+  match = g_codes[np.asarray(neighbours)] == q_codes[:, None]
+  first_hit = np.where(match.any(1), match.argmax(1), np.inf)
+  return {k: float(np.mean(first_hit < k)) for k in ks}
+
+
+def _landmark_arrays(pred, true, visibility, name):
+  pred = _array(pred, f"{name} pred", 3, np.float32)
+  true = _array(true, f"{name} true", 3, np.float32)
+  visibility = _array(visibility, f"{name} visibility", 2)
+  if pred.shape != true.shape or pred.shape[2] != 2 or visibility.shape != pred.shape[:2]:
+    raise ValueError(f"{name}: need pred/true [N, L, 2] and visibility [N, L], got "
+                     f"{pred.shape}, {true.shape}, {visibility.shape}")
+  return pred, true, visibility == 0
+
+
+def landmark_normalized_error(pred, true, visibility):
+  """Normalised error: mean L2 distance in (x/width, y/height) coordinates.
+
+  Only visible landmarks (visibility 0) count; occluded (1), truncated (2) and
+  unused slots (3) are left out, not scored as zero error.
+
+  Returns:
+    (per_landmark [L], mean): per landmark Σ distance / Σ visible (NaN for a
+    landmark never visible), and their mean over the landmarks that have any
+    visible instance (NaN when none has).
+  """
+  pred, true, visible = _landmark_arrays(pred, true, visibility,
+                                         "landmark_normalized_error")
+  distance = np.linalg.norm(pred - true, axis=-1)
+  count = visible.sum(0)
+  total = np.where(visible, distance, 0.0).sum(0)
+  per_landmark = np.full(count.shape, np.nan)
+  np.divide(total, count, out=per_landmark, where=count > 0)
+  mean = float(per_landmark[count > 0].mean()) if (count > 0).any() else float("nan")
+  return per_landmark, mean
+
+
+def landmark_detected_percentage(pred, true, visibility, thresholds,
+                                 image_sizes=None):
+  """Fraction of visible landmarks within each distance threshold (<=).
+
+  With image_sizes ([N, 2] as (width, height) in pixels) distances and
+  thresholds are in pixels; without, in normalised coordinates. Returns a
+  float array [T] in [0, 1] (NaN if no landmark is visible).
+  """
+  pred, true, visible = _landmark_arrays(pred, true, visibility,
+                                         "landmark_detected_percentage")
+  offset = pred - true
+  if image_sizes is not None:
+    image_sizes = _array(image_sizes, "landmark_detected_percentage image_sizes", 2,
+                         np.float32)
+    if image_sizes.shape != (pred.shape[0], 2):
+      raise ValueError(f"landmark_detected_percentage: image_sizes must be "
+                       f"[{pred.shape[0]}, 2] (width, height), got {image_sizes.shape}")
+    offset = offset * image_sizes[:, None, :]
+  distance = np.linalg.norm(offset, axis=-1)[visible]
+  thresholds = np.asarray(thresholds, np.float32).reshape(-1)
+  if distance.size == 0:
+    return np.full(thresholds.shape, np.nan)
+  return (distance[None, :] <= thresholds[:, None]).mean(1)
+
+
+# Flat keys for report.py / metric writers.
+
+def category_metrics(logits, labels, ks=(1, 3, 5)) -> dict[str, float]:
+  return {f"category_top{k}": category_topk_accuracy(logits, labels, k) for k in ks}
+
+
+def attribute_metrics(scores, labels, attribute_types=None, ks=(3, 5),
+                      type_names: Mapping[int, str] = ATTRIBUTE_TYPE_NAMES):
+  """attribute_top{k}_recall, and attribute_top{k}_recall_<type> per type."""
+  out = {}
+  for k in ks:
+    r = attribute_topk_recall(scores, labels, k, attribute_types)
+    if attribute_types is None:
+      out[f"attribute_top{k}_recall"] = r
+      continue
+    out[f"attribute_top{k}_recall"] = r.pop("all")
+    for t, value in r.items():
+      out[f"attribute_top{k}_recall_{type_names.get(t, f'type{t}')}"] = value
+  return out
+
+
+def landmark_metrics(pred, true, visibility, image_sizes=None, thresholds=None):
+  """landmark_ne, landmark_ne_<name>, landmark_detected_<t>px (or _<t>)."""
+  per_landmark, mean = landmark_normalized_error(pred, true, visibility)
+  names = LANDMARK_NAMES if len(per_landmark) == 8 else [
+      f"landmark{i}" for i in range(len(per_landmark))]
+  out = {"landmark_ne": mean}
+  out.update({f"landmark_ne_{n}": float(v) for n, v in zip(names, per_landmark)})
+  if thresholds is None:
+    thresholds = NORMALIZED_THRESHOLDS if image_sizes is None else PIXEL_THRESHOLDS
+  detected = landmark_detected_percentage(pred, true, visibility, thresholds, image_sizes)
+  unit = "" if image_sizes is None else "px"
+  out.update({f"landmark_detected_{t:g}{unit}": float(d)
+              for t, d in zip(thresholds, detected)})
+  return out
+
+
+def retrieval_metrics(query_embeddings, query_items, gallery_embeddings,
+                      gallery_items, ks=RETRIEVAL_KS, **search_kwargs):
+  accuracy = retrieval_topk_accuracy(query_embeddings, query_items,
+                                     gallery_embeddings, gallery_items, ks,
+                                     **search_kwargs)
+  return {f"retrieval_top{k}": v for k, v in accuracy.items()}
+
+
+class MetricAccumulator:
+  """Collects per-batch arrays on the host; `arrays()` concatenates them.
+
+  `update(mask=m, logits=..., labels=...)` keeps only rows where m is true,
+  which drops the padding of a final partial batch.
+  """
+
+  def __init__(self):
+    self._parts: dict[str, list[np.ndarray]] = {}
+
+  def update(self, mask=None, **batch):
+    keep = None if mask is None else np.asarray(mask).astype(bool)
+    for name, value in batch.items():
+      value = np.asarray(value)
+      if keep is not None:
+        if value.shape[:1] != keep.shape:
+          raise ValueError(f"MetricAccumulator.update: '{name}' has {value.shape[:1]} "
+                           f"rows but the mask has {keep.shape}")
+        value = value[keep]
+      self._parts.setdefault(name, []).append(value)
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    return {name: np.concatenate(parts) for name, parts in self._parts.items()}

@@ -1,0 +1,83 @@
+"""write_report: JSON keys, the Markdown table beside the paper, PNG plots."""
+import json
+
+import numpy as np
+from PIL import Image
+
+from fashionnet_jax import evaluate, report
+
+
+def _metrics(seed=0):
+  """Flat metrics from the real metric functions on small random outputs."""
+  rng = np.random.default_rng(seed)
+  n = 40
+  labels = rng.integers(0, 50, size=n)
+  logits = rng.normal(size=(n, 50)) + 3 * np.eye(50)[labels]
+  attr_labels = rng.choice([-1, 0, 1], p=[0.8, 0.1, 0.1], size=(n, 1000))
+  attr_scores = rng.normal(size=(n, 1000)) + attr_labels
+  attr_types = np.repeat([1, 2, 3, 4, 5], 200)
+  true = rng.uniform(size=(n, 8, 2))
+  pred = true + rng.normal(scale=0.05, size=true.shape)
+  visibility = rng.integers(0, 2, size=(n, 8))
+  visibility[:, 7] = 3  # right hem never visible -> NaN
+  items = rng.integers(0, 10, size=n)
+  gallery = rng.normal(size=(10, 16))[items] + rng.normal(scale=0.5, size=(n, 16))
+  queries = gallery + rng.normal(size=(n, 16))  # same item, another view
+  metrics = {}
+  metrics.update(evaluate.category_metrics(logits, labels))
+  metrics.update(evaluate.attribute_metrics(attr_scores, attr_labels, attr_types))
+  metrics.update(evaluate.landmark_metrics(pred, true, visibility,
+                                           image_sizes=np.full((n, 2), 224)))
+  metrics.update(evaluate.retrieval_metrics(queries, items, gallery, items))
+  return metrics
+
+
+def test_write_report_json_markdown_and_plots(tmp_path):
+  metrics = _metrics()
+  written = report.write_report(metrics, tmp_path, step=1200, split="test",
+                                dataset="deepfashion/category_attribute:1.0.0")
+  assert written["json"] == tmp_path / "eval" / "1200.json"
+
+  record = json.loads((tmp_path / "eval" / "1200.json").read_text())
+  expected_keys = {
+      "category_top1", "category_top3", "category_top5",
+      "attribute_top3_recall", "attribute_top5_recall",
+      *(f"attribute_top{k}_recall_{t}" for k in (3, 5)
+        for t in ("texture", "fabric", "shape", "part", "style")),
+      "landmark_ne", *(f"landmark_ne_{n}" for n in evaluate.LANDMARK_NAMES),
+      *(f"retrieval_top{k}" for k in (1, 5, 10, 20, 30, 40, 50)),
+      "step", "split", "dataset"}
+  assert expected_keys <= set(record)
+  assert record["step"] == 1200 and record["split"] == "test"
+  assert record["landmark_ne_right_hem"] is None  # NaN -> null, strict JSON
+  assert record["category_top3"] == metrics["category_top3"]
+
+  md = (tmp_path / "eval" / "1200.md").read_text()
+  top3 = 100 * metrics["category_top3"]
+  assert f"| category_top3 | {top3:.2f} | 82.58 |" in md
+  assert "| attribute_top5_recall_style |" in md and "| 73.16 |" in md
+  assert f"| landmark_ne | {metrics['landmark_ne']:.4f} | 0.0872 |" in md
+  assert "| landmark_ne_right_hem | n/a |" in md
+
+  for kind in ("retrieval_plot", "landmark_ne_plot", "landmark_detected_plot"):
+    image = np.asarray(Image.open(written[kind]).convert("L"))
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 5  # something was drawn
+
+
+def test_paper_column_follows_the_dataset(tmp_path):
+  metrics = {"retrieval_top1": 0.5, "retrieval_top20": 0.8, "landmark_ne": 0.05}
+  written = report.write_report(metrics, tmp_path, 7, "query", "inshop")
+  md = written["markdown"].read_text()
+  assert "| retrieval_top20 | 0.8000 | 0.764 |" in md
+  assert "| landmark_ne | 0.0500 |  |" in md  # no NE reported for In-shop
+  assert set(written) == {"json", "markdown", "retrieval_plot"}  # no landmark plots
+
+  written = report.write_report({"landmark_ne": 0.05, "landmark_detected_0.1": 0.5},
+                                tmp_path, 8, "test", "landmarks")
+  assert "| landmark_ne | 0.0500 | 0.0859 |" in written["markdown"].read_text()
+  assert "landmark_detected_plot" in written
+
+  md = report.write_report({"retrieval_top20": 0.2}, tmp_path, 9, "test",
+                           "consumer2shop")["markdown"].read_text()
+  assert "| retrieval_top20 | 0.2000 | 0.188 |" in md
