@@ -1,0 +1,145 @@
+"""FashionNet's four losses (landmarks, visibility, category, attributes) and the
+triplet losses for retrieval. Every loss works in float32 (whatever the logits'
+dtype), returns a scalar mean over the valid examples of the batch, and takes an
+optional `mask` [B] (False = padding). A batch with nothing valid gives 0."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+VISIBLE, OCCLUDED, TRUNCATED, UNUSED = 0, 1, 2, 3
+
+
+def _batch_mask(mask, batch):
+  return jnp.ones((batch,), bool) if mask is None else jnp.asarray(mask, bool)
+
+
+def _masked_mean(values, valid):
+  """Mean of `values` where `valid`; 0 when nothing is valid."""
+  valid = valid.astype(jnp.float32)
+  return jnp.sum(values * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+
+
+def landmark_loss(pred, true, visibility, mask=None):
+  """Visibility-weighted L2 landmark regression.
+
+  L = mean_b Σ_l v_bl ‖l̂_bl − l_bl‖², v_bl = [visibility_bl == 0]: summed over an
+  example's visible landmarks, averaged over the valid examples (an example with
+  no visible landmark counts with 0). pred, true: [B, L, 2]; visibility: [B, L].
+  """
+  v = (jnp.asarray(visibility) == VISIBLE).astype(jnp.float32)
+  diff = pred.astype(jnp.float32) - jnp.asarray(true, jnp.float32)
+  per_example = jnp.sum(v * jnp.sum(jnp.square(diff), axis=-1), axis=-1)
+  return _masked_mean(per_example, _batch_mask(mask, pred.shape[0]))
+
+
+def visibility_loss(logits, visibility, mask=None):
+  """Softmax cross-entropy of each landmark's visibility.
+
+  Target 0 = visible (visibility 0), 1 = invisible (occluded 1 or truncated 2);
+  unused slots (3) are left out. L = mean over valid (example, landmark) pairs of
+  −log softmax(logits)[target]. logits: [B, L, 2]; visibility: [B, L].
+  """
+  visibility = jnp.asarray(visibility)
+  target = (visibility != VISIBLE).astype(jnp.int32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), target)
+  valid = (visibility != UNUSED) & _batch_mask(mask, logits.shape[0])[:, None]
+  return _masked_mean(ce, valid)
+
+
+def category_loss(logits, labels, mask=None):
+  """Softmax cross-entropy −log softmax(logits)[label], mean over examples with a label (≠ −1)."""
+  labels = jnp.asarray(labels)
+  valid = (labels >= 0) & _batch_mask(mask, logits.shape[0])
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), jnp.maximum(labels, 0))
+  return _masked_mean(ce, valid)
+
+
+def attribute_loss(logits, labels, pos_weight, neg_weight, mask=None):
+  """Weighted sigmoid cross-entropy over attributes (the paper's w_pos / w_neg).
+
+  y_j = [label_j == 1] (0 unknown and −1 negative both count as not positive);
+  per example ℓ = (1/A) Σ_j −(w_pos_j y_j log σ(z_j) + w_neg_j (1 − y_j) log(1 − σ(z_j))),
+  i.e. the paper's sum over attributes divided by A (so loss weights do not depend
+  on A), then the mean over valid examples. logits, labels: [B, A]; weights: [A].
+  """
+  y = (jnp.asarray(labels) == 1).astype(jnp.float32)
+  z = logits.astype(jnp.float32)
+  # log σ(z) and log(1 − σ(z)) = log σ(−z), both stable for any |z|.
+  weighted = -(jnp.asarray(pos_weight, jnp.float32) * y * jax.nn.log_sigmoid(z)
+               + jnp.asarray(neg_weight, jnp.float32) * (1.0 - y) * jax.nn.log_sigmoid(-z))
+  return _masked_mean(jnp.mean(weighted, axis=-1), _batch_mask(mask, logits.shape[0]))
+
+
+def attribute_loss_weights(positive_ratio, min_ratio=0.01):
+  """(w_pos, w_neg) from each attribute's positive ratio p in the training set.
+
+  w_pos = 1 / (2p), w_neg = 1 / (2(1 − p)) with p clipped to [min_ratio, 1 − min_ratio]
+  (so weights stay ≤ 1 / (2·min_ratio)): positives and negatives then carry equal
+  expected weight p·w_pos = (1 − p)·w_neg = 1/2; p = 0.5 gives 1 and 1.
+  """
+  p = np.clip(np.asarray(positive_ratio, np.float64), min_ratio, 1.0 - min_ratio)
+  return (1.0 / (2.0 * p)).astype(np.float32), (1.0 / (2.0 * (1.0 - p))).astype(np.float32)
+
+
+def triplet_loss(anchor, positive, negative, margin, mask=None):
+  """mean_b max(0, m + ‖a − p‖² − ‖a − n‖²) over valid triplets.
+
+  Inputs [B, D] are expected L2-normalised (the model's 'embedding' is).
+  """
+  a, p, n = (jnp.asarray(e, jnp.float32) for e in (anchor, positive, negative))
+  d_ap = jnp.sum(jnp.square(a - p), axis=-1)
+  d_an = jnp.sum(jnp.square(a - n), axis=-1)
+  return _masked_mean(jax.nn.relu(margin + d_ap - d_an), _batch_mask(mask, a.shape[0]))
+
+
+def pairwise_squared_distances(embeddings):
+  """[B, B] ‖e_i − e_j‖², via the Gram matrix (no [B, B, D] tensor), clipped at 0."""
+  e = jnp.asarray(embeddings, jnp.float32)
+  sq = jnp.sum(jnp.square(e), axis=-1)
+  gram = jnp.matmul(e, e.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+
+
+def _pairs(item_ids, mask):
+  """Positive pairs (same item, i ≠ j) and negative pairs (other item) among valid examples."""
+  ids = jnp.asarray(item_ids)
+  valid = (ids >= 0) & _batch_mask(mask, ids.shape[0])
+  both = valid[:, None] & valid[None, :]
+  same = ids[:, None] == ids[None, :]
+  eye = jnp.eye(ids.shape[0], dtype=bool)
+  return both & same & ~eye, both & ~same, valid
+
+
+def batch_hard_triplet_loss(embeddings, item_ids, margin, mask=None):
+  """Batch-hard ("hard-aware") triplet loss for a P items × K images batch.
+
+  For each anchor a: max(0, m + max_{p: same item} d(a, p) − min_{n: other item} d(a, n)),
+  d = squared Euclidean; mean over anchors that have both a positive and a
+  negative (items −1 and masked examples take no part).
+  """
+  d = pairwise_squared_distances(embeddings)
+  pos, neg, valid = _pairs(item_ids, mask)
+  hardest_pos = jnp.max(jnp.where(pos, d, -jnp.inf), axis=1)
+  hardest_neg = jnp.min(jnp.where(neg, d, jnp.inf), axis=1)
+  anchors = valid & jnp.any(pos, axis=1) & jnp.any(neg, axis=1)
+  loss = jax.nn.relu(margin + jnp.where(anchors, hardest_pos - hardest_neg, 0.0))
+  return _masked_mean(loss, anchors)
+
+
+def random_triplet_loss(embeddings, item_ids, margin, rng, mask=None):
+  """Triplet loss with one uniformly drawn positive and negative per anchor (seeded by `rng`).
+
+  Same terms and anchor rule as `batch_hard_triplet_loss`, random instead of hardest pairs.
+  """
+  d = pairwise_squared_distances(embeddings)
+  pos, neg, valid = _pairs(item_ids, mask)
+  pos_key, neg_key = jax.random.split(rng)
+  b = d.shape[0]
+  # argmax of uniform scores over the allowed columns = a uniform draw among them.
+  pick_pos = jnp.argmax(jnp.where(pos, jax.random.uniform(pos_key, (b, b)), -1.0), axis=1)
+  pick_neg = jnp.argmax(jnp.where(neg, jax.random.uniform(neg_key, (b, b)), -1.0), axis=1)
+  d_ap = jnp.take_along_axis(d, pick_pos[:, None], axis=1)[:, 0]
+  d_an = jnp.take_along_axis(d, pick_neg[:, None], axis=1)[:, 0]
+  anchors = valid & jnp.any(pos, axis=1) & jnp.any(neg, axis=1)
+  return _masked_mean(jax.nn.relu(margin + d_ap - d_an), anchors)

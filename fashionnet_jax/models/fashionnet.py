@@ -1,0 +1,192 @@
+"""FashionNet (Liu et al., CVPR 2016): shared trunk, three conv5 branches (pose,
+local, global), fusion and heads. Top-level attributes are the parameter groups
+the trainer's optax.partition labels: trunk, pose_branch, local_branch,
+global_branch, fusion, heads."""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from fashionnet_jax.models import resnet, vgg
+from fashionnet_jax.models.landmark_pooling import landmark_pool
+
+BACKBONES = ('vgg16', 'resnet50')
+
+
+def _linear(in_features, out_features, dtype, rngs):
+  return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+class _Dense(nnx.Module):
+  """fc + ReLU (+ dropout when rate > 0), the paper's fc6/fc7 layers."""
+
+  def __init__(self, in_features, out_features, dropout_rate, dtype, *, rngs):
+    self.fc = _linear(in_features, out_features, dtype, rngs)
+    self.dropout = nnx.Dropout(dropout_rate, rngs=rngs) if dropout_rate > 0 else None
+
+  def __call__(self, x, *, train=False):
+    x = nnx.relu(self.fc(x))
+    return self.dropout(x, deterministic=not train) if self.dropout is not None else x
+
+
+def pool_conv5(backbone, conv5):
+  """What fc6 sees: VGG: pool5 flattened (NHWC order); ResNet: global average pool."""
+  if backbone == 'vgg16':
+    return vgg.pool5_flatten(conv5)
+  return jnp.mean(conv5, axis=(1, 2))
+
+
+class Backbone:
+  """Which trunk/conv5 to build and how a branch pools conv5 for its fc6."""
+
+  def __init__(self, config, dtype, rngs):
+    self.name = config.backbone
+    self.width = float(config.get('width_multiplier', 1.0))
+    self.dtype, self.rngs = dtype, rngs
+    if self.name not in BACKBONES:
+      raise ValueError(f'config.model.backbone: unknown {self.name!r}; choose one of {BACKBONES}')
+
+  def trunk(self):
+    cls = vgg.VGGTrunk if self.name == 'vgg16' else resnet.ResNetTrunk
+    return cls(self.width, self.dtype, rngs=self.rngs)
+
+  def conv5(self, in_channels):
+    if self.name == 'vgg16':
+      return vgg.VGGConv5(in_channels, self.width, self.dtype, rngs=self.rngs)
+    return resnet.resnet_conv5(in_channels, self.width, self.dtype, rngs=self.rngs)
+
+  def pooled_dim(self, channels):
+    return vgg.POOL5_GRID ** 2 * channels if self.name == 'vgg16' else channels
+
+
+
+class PoseBranch(nnx.Module):
+  """conv5_pose → pool5 → fc6_pose → fc7_pose → landmarks (8×(x, y), sigmoid) and visibility logits (8×2)."""
+
+  def __init__(self, backbone, in_channels, fc_dim, num_landmarks, dropout_rate, dtype, *, rngs):
+    self.conv5 = backbone.conv5(in_channels)
+    self.fc6_pose = _Dense(backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype, rngs=rngs)
+    self.fc7_pose = _Dense(fc_dim, fc_dim, dropout_rate, dtype, rngs=rngs)
+    self.landmarks = _linear(fc_dim, num_landmarks * 2, dtype, rngs)
+    self.visibility = _linear(fc_dim, num_landmarks * 2, dtype, rngs)
+    self.num_landmarks = num_landmarks
+
+  def __call__(self, trunk_features, pool, *, train=False):
+    x = pool(self.conv5(trunk_features, train=train))
+    x = self.fc7_pose(self.fc6_pose(x, train=train), train=train)
+    shape = (x.shape[0], self.num_landmarks, 2)
+    landmarks = jax.nn.sigmoid(self.landmarks(x).astype(jnp.float32)).reshape(shape)
+    visibility_logits = self.visibility(x).astype(jnp.float32).reshape(shape)
+    return landmarks, visibility_logits
+
+
+class LocalBranch(nnx.Module):
+  """conv5_local → landmark pooling at the predicted landmarks → flatten [B, L·C] → fc6_local."""
+
+  def __init__(self, backbone, in_channels, fc_dim, num_landmarks, pooling_window, dropout_rate, dtype,
+               *, rngs):
+    self.conv5 = backbone.conv5(in_channels)
+    self.fc6_local = _Dense(num_landmarks * self.conv5.out_channels, fc_dim, dropout_rate, dtype, rngs=rngs)
+    self.pooling_window = pooling_window
+
+  def __call__(self, trunk_features, landmarks, visible, *, train=False):
+    features = self.conv5(trunk_features, train=train)
+    pooled = landmark_pool(features, landmarks, visible, window=self.pooling_window)
+    return self.fc6_local(pooled.reshape(pooled.shape[0], -1), train=train)
+
+
+class GlobalBranch(nnx.Module):
+  """conv5_global → pool5 → fc6_global."""
+
+  def __init__(self, backbone, in_channels, fc_dim, dropout_rate, dtype, *, rngs):
+    self.conv5 = backbone.conv5(in_channels)
+    self.fc6_global = _Dense(backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype,
+                             rngs=rngs)
+
+  def __call__(self, trunk_features, pool, *, train=False):
+    return self.fc6_global(pool(self.conv5(trunk_features, train=train)), train=train)
+
+
+class Fusion(nnx.Module):
+  """fc7_fusion over concat(fc6_global, fc6_local)."""
+
+  def __init__(self, in_features, fc_dim, dropout_rate, dtype, *, rngs):
+    self.fc7_fusion = _Dense(in_features, fc_dim, dropout_rate, dtype, rngs=rngs)
+
+  def __call__(self, x, *, train=False):
+    return self.fc7_fusion(x, train=train)
+
+
+class Heads(nnx.Module):
+  """Category logits, attribute logits and the L2-normalised retrieval embedding (float32)."""
+
+  def __init__(self, fc_dim, num_categories, num_attributes, embedding_dim, dtype, *, rngs):
+    self.category = _linear(fc_dim, num_categories, dtype, rngs)
+    self.attributes = _linear(fc_dim, num_attributes, dtype, rngs)
+    # float32: the embedding feeds distance comparisons where bf16 rounding matters.
+    self.embedding = _linear(fc_dim, embedding_dim, jnp.float32, rngs)
+
+  def __call__(self, x):
+    embedding = self.embedding(x.astype(jnp.float32))
+    norm = jnp.sqrt(jnp.sum(jnp.square(embedding), axis=-1, keepdims=True))
+    return {
+        'category_logits': self.category(x).astype(jnp.float32),
+        'attribute_logits': self.attributes(x).astype(jnp.float32),
+        'embedding': embedding / jnp.maximum(norm, 1e-12),
+    }
+
+
+class FashionNet(nnx.Module):
+  """FashionNet on a VGG-16 or ResNet-50 backbone; see the module docstring and DESIGN.md.
+
+  `config` is `config.model` (backbone, width_multiplier, fc6_dim, fc6_local_dim,
+  num_landmarks, num_categories, num_attributes, embedding_dim,
+  use_landmark_branch, pooling_window, dropout_rate, dtype).
+  """
+
+  def __init__(self, config, *, rngs: nnx.Rngs):
+    get = config.get
+    self.dtype = jnp.dtype(get('dtype', 'float32'))
+    self.num_landmarks = get('num_landmarks', 8)
+    self.use_landmark_branch = bool(get('use_landmark_branch', True))
+    fc_dim, local_dim = get('fc6_dim', 4096), get('fc6_local_dim', 1024)
+    dropout = float(get('dropout_rate', 0.0))
+    backbone = Backbone(config, self.dtype, rngs)  # a builder; not kept on the module
+    self.backbone = backbone.name
+    self.trunk = backbone.trunk()
+    channels = self.trunk.out_channels
+    self.global_branch = GlobalBranch(backbone, channels, fc_dim, dropout, self.dtype, rngs=rngs)
+    if self.use_landmark_branch:
+      self.pose_branch = PoseBranch(backbone, channels, fc_dim, self.num_landmarks, dropout, self.dtype,
+                                    rngs=rngs)
+      self.local_branch = LocalBranch(backbone, channels, local_dim, self.num_landmarks,
+                                      get('pooling_window', 3), dropout, self.dtype, rngs=rngs)
+    fusion_in = fc_dim + (local_dim if self.use_landmark_branch else 0)
+    self.fusion = Fusion(fusion_in, fc_dim, dropout, self.dtype, rngs=rngs)
+    self.heads = Heads(fc_dim, get('num_categories', 50), get('num_attributes', 1000),
+                       get('embedding_dim', 128), self.dtype, rngs=rngs)
+
+  def pool(self, conv5):
+    return pool_conv5(self.backbone, conv5)
+
+  def __call__(self, images, *, train: bool = False):
+    """images [B, H, W, 3] -> dict of landmarks, visibility_logits, category_logits,
+    attribute_logits, embedding (all float32).
+
+    Without the landmark branch, 'landmarks' and 'visibility_logits' are constant
+    zeros (no parameters, no gradient) so every variant returns the same keys.
+    """
+    x = self.trunk(images.astype(self.dtype), train=train)
+    fc6_global = self.global_branch(x, self.pool, train=train)
+    batch = images.shape[0]
+    if self.use_landmark_branch:
+      landmarks, visibility_logits = self.pose_branch(x, self.pool, train=train)
+      visible = jnp.argmax(visibility_logits, axis=-1) == 0
+      fc6_local = self.local_branch(x, jax.lax.stop_gradient(landmarks), visible, train=train)
+      fused = jnp.concatenate([fc6_global, fc6_local.astype(fc6_global.dtype)], axis=-1)
+    else:
+      landmarks = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
+      visibility_logits = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
+      fused = fc6_global
+    outputs = self.heads(self.fusion(fused, train=train))
+    outputs.update(landmarks=landmarks, visibility_logits=visibility_logits)
+    return outputs

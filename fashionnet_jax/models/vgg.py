@@ -1,0 +1,96 @@
+"""VGG-16 pieces for FashionNet: the shared trunk (conv1_1..conv4_3 + pools) and
+one conv5 block (conv5_1..conv5_3) per branch. NHWC, 3×3 'SAME' convs, ReLU."""
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# (layer name, paper output channels); 'pool' = 2×2 max pool, stride 2.
+TRUNK_LAYERS = (
+    ('conv1_1', 64), ('conv1_2', 64), 'pool',
+    ('conv2_1', 128), ('conv2_2', 128), 'pool',
+    ('conv3_1', 256), ('conv3_2', 256), ('conv3_3', 256), 'pool',
+    ('conv4_1', 512), ('conv4_2', 512), ('conv4_3', 512), 'pool',
+)
+CONV5_LAYERS = (('conv5_1', 512), ('conv5_2', 512), ('conv5_3', 512))
+# fc6 sees pool5 resampled to this grid (torchvision's AdaptiveAvgPool2d((7, 7))):
+# identity at 224 px, and ImageNet fc6 weights fit at any input size.
+POOL5_GRID = 7
+
+
+def scaled(channels, width_multiplier):
+  """Conv width at `width_multiplier`: rounded, at least 8."""
+  return max(8, int(round(channels * width_multiplier)))
+
+
+def max_pool_2x2(x):
+  return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+
+
+def conv3x3(in_channels, out_channels, dtype, rngs):
+  return nnx.Conv(in_channels, out_channels, (3, 3), padding='SAME', dtype=dtype,
+                  param_dtype=jnp.float32, rngs=rngs)
+
+
+class VGGTrunk(nnx.Module):
+  """conv1_1 .. conv4_3 with pool1..pool4: [B, S, S, 3] -> [B, S/16, S/16, 512·w]."""
+
+  def __init__(self, width_multiplier=1.0, dtype=jnp.float32, *, rngs: nnx.Rngs):
+    channels = 3
+    for layer in TRUNK_LAYERS:
+      if layer == 'pool':
+        continue
+      name, out = layer
+      setattr(self, name, conv3x3(channels, scaled(out, width_multiplier), dtype, rngs))
+      channels = scaled(out, width_multiplier)
+    self.out_channels = channels
+
+  def __call__(self, x, *, train=False, return_features=False):
+    """Returns pool4 (`train` is unused: no BatchNorm in VGG); with return_features, also a dict of every conv's ReLU output."""
+    features = {}
+    for layer in TRUNK_LAYERS:
+      if layer == 'pool':
+        x = max_pool_2x2(x)
+      else:
+        x = nnx.relu(getattr(self, layer[0])(x))
+        features[layer[0]] = x
+    return (x, features) if return_features else x
+
+
+class VGGConv5(nnx.Module):
+  """One branch's conv5_1..conv5_3 (+ReLU): [B, S/16, S/16, 512·w] -> same spatial size."""
+
+  def __init__(self, in_channels, width_multiplier=1.0, dtype=jnp.float32, *, rngs: nnx.Rngs):
+    channels = in_channels
+    for name, out in CONV5_LAYERS:
+      setattr(self, name, conv3x3(channels, scaled(out, width_multiplier), dtype, rngs))
+      channels = scaled(out, width_multiplier)
+    self.out_channels = channels
+
+  def __call__(self, x, *, train=False):
+    del train  # no BatchNorm in VGG
+    for name, _ in CONV5_LAYERS:
+      x = nnx.relu(getattr(self, name)(x))
+    return x
+
+
+@functools.lru_cache(maxsize=None)
+def _adaptive_avg_matrix(size, grid):
+  """[grid, size] averaging matrix of torch's adaptive_avg_pool1d bins."""
+  m = np.zeros((grid, size), np.float32)
+  for i in range(grid):
+    start, end = (i * size) // grid, -((-(i + 1) * size) // grid)
+    m[i, start:end] = 1.0 / (end - start)
+  return m
+
+
+def pool5_flatten(conv5, grid=POOL5_GRID):
+  """pool5 (2×2 max), resampled to grid×grid as torchvision does, flattened in NHWC order."""
+  x = max_pool_2x2(conv5)
+  b, h, w, c = x.shape
+  if (h, w) != (grid, grid):
+    rows = jnp.asarray(_adaptive_avg_matrix(h, grid), x.dtype)
+    cols = jnp.asarray(_adaptive_avg_matrix(w, grid), x.dtype)
+    x = jnp.einsum('ih,bhwc,jw->bijc', rows, x, cols)
+  return x.reshape(b, grid * grid * c)

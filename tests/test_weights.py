@@ -1,0 +1,219 @@
+"""ImageNet weight import: torchvision-layout VGG16/ResNet50 (.pth) and Keras VGG16 (.h5)
+built here with random weights reproduce the imported FashionNet's conv features."""
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from fashionnet_jax import weights
+from fashionnet_jax.models import FashionNet
+from fashionnet_jax.models.vgg import pool5_flatten
+
+torch = pytest.importorskip('torch')  # the optional [torch] extra; CI installs it
+nn = torch.nn
+IMAGE = 32
+
+
+def config(**overrides):
+  c = ml_collections.ConfigDict(dict(backbone='vgg16', width_multiplier=1.0, fc6_dim=64, fc6_local_dim=16,
+                                     num_categories=5, num_attributes=7, embedding_dim=8, dtype='float32'))
+  c.update(overrides)
+  return c
+
+
+def fashionnet(**overrides):
+  return FashionNet(config(**overrides), rngs=nnx.Rngs(jax.random.key(0, impl='rbg')))
+
+
+def torch_vgg16(fc_dim):
+  """torchvision.models.vgg16's layout and state_dict keys, with a small classifier."""
+  layers, channels = [], 3
+  for v in (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M', 512, 512, 512, 'M'):
+    if v == 'M':
+      layers.append(nn.MaxPool2d(2, 2))
+    else:
+      layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU(inplace=True)]
+      channels = v
+  net = nn.Module()
+  net.features = nn.Sequential(*layers)
+  net.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+  net.classifier = nn.Sequential(nn.Linear(512 * 49, fc_dim), nn.ReLU(True), nn.Dropout(),
+                                 nn.Linear(fc_dim, fc_dim), nn.ReLU(True), nn.Dropout(), nn.Linear(fc_dim, 10))
+  return net.eval()
+
+
+class TorchBottleneck(nn.Module):
+  def __init__(self, cin, planes, stride):
+    super().__init__()
+    self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
+    self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
+    self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
+    self.downsample = None
+    if stride != 1 or cin != planes * 4:
+      self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
+
+  def forward(self, x):
+    y = torch.relu(self.bn1(self.conv1(x)))
+    y = torch.relu(self.bn2(self.conv2(y)))
+    y = self.bn3(self.conv3(y))
+    return torch.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class TorchResNet50(nn.Module):
+  """torchvision.models.resnet50's layout and state_dict keys, at base width `base`."""
+
+  def __init__(self, base):
+    super().__init__()
+    self.conv1, self.bn1 = nn.Conv2d(3, base, 7, 2, 3, bias=False), nn.BatchNorm2d(base)
+    self.maxpool = nn.MaxPool2d(3, 2, 1)
+    cin = base
+    for i, (blocks, stride) in enumerate(((3, 1), (4, 2), (6, 2), (3, 2))):
+      planes = base * 2 ** i
+      stage = [TorchBottleneck(cin if b == 0 else planes * 4, planes, stride if b == 0 else 1) for b in range(blocks)]
+      setattr(self, f'layer{i + 1}', nn.Sequential(*stage))
+      cin = planes * 4
+    self.fc = nn.Linear(cin, 10)
+
+  def stages(self, x):
+    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+    out = {}
+    for name in ('layer1', 'layer2', 'layer3', 'layer4'):
+      x = out[name] = getattr(self, name)(x)
+    return out
+
+
+def nchw(x):
+  return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def to_nhwc(t):
+  return t.detach().numpy().transpose(0, 2, 3, 1)
+
+
+def assert_close(got, want, rtol=1e-4):
+  """Relative to the feature map's scale: max |got − want| ≤ rtol · max |want|."""
+  got, want = np.asarray(got), np.asarray(want)
+  assert got.shape == want.shape
+  assert np.max(np.abs(got - want)) <= rtol * np.max(np.abs(want)), np.max(np.abs(got - want))
+
+
+@pytest.fixture(scope='module')
+def x():
+  return np.random.default_rng(0).normal(size=(2, IMAGE, IMAGE, 3)).astype(np.float32)
+
+
+def test_torchvision_vgg16_import(tmp_path, x):
+  torch.manual_seed(0)
+  ref = torch_vgg16(fc_dim=64)
+  path = tmp_path / 'vgg16-397923af.pth'
+  torch.save(ref.state_dict(), path)
+  model = fashionnet()
+  written = weights.load_pretrained(model, str(path), 'vgg16')
+  assert 'pose_branch/conv5/conv5_3/kernel' in written and 'local_branch/conv5/conv5_1/bias' in written
+  assert 'global_branch/fc6_global/fc/kernel' in written and 'pose_branch/fc7_pose/fc/kernel' in written
+  assert 'fusion/fc7_fusion/fc/kernel' not in written  # 64+16 inputs vs fc7's 64: skipped
+
+  with torch.no_grad():
+    conv4_3 = ref.features[:23](nchw(x))
+    conv5_3 = ref.features[:30](nchw(x))
+    fc6 = torch.relu(ref.classifier[0](ref.avgpool(ref.features(nchw(x))).flatten(1)))
+
+  @nnx.jit
+  def ours(model, x):
+    pool4, features = model.trunk(x, return_features=True)
+    conv5 = {b: getattr(model, b).conv5(pool4) for b in ('pose_branch', 'local_branch', 'global_branch')}
+    return features['conv4_3'], conv5, model.global_branch.fc6_global(pool5_flatten(conv5['global_branch']))
+
+  got4, got5, got_fc6 = ours(model, x)
+  assert_close(got4, to_nhwc(conv4_3))
+  for branch in got5.values():
+    assert_close(branch, to_nhwc(conv5_3))
+  assert_close(got_fc6, fc6.numpy())  # NCHW flatten order of fc6 permuted to NHWC
+
+
+def test_torchvision_resnet50_import(tmp_path, x):
+  torch.manual_seed(1)
+  ref = TorchResNet50(base=8)
+  for m in ref.modules():  # non-trivial statistics so the import of each is checked
+    if isinstance(m, nn.BatchNorm2d):
+      m.running_mean.uniform_(-0.5, 0.5)
+      m.running_var.uniform_(0.5, 2.0)
+      m.weight.data.uniform_(0.5, 1.5)
+      m.bias.data.uniform_(-0.2, 0.2)
+  ref.eval()
+  path = tmp_path / 'resnet50-11ad3fa6.pth'
+  torch.save(ref.state_dict(), path)
+  model = fashionnet(backbone='resnet50', width_multiplier=1 / 8, use_landmark_branch=False)
+  weights.load_pretrained(model, str(path))
+
+  @nnx.jit
+  def ours(model, x):
+    layer3, features = model.trunk(x, return_features=True)
+    return features, model.global_branch.conv5(layer3)
+
+  features, layer4 = ours(model, x)
+  with torch.no_grad():
+    want = ref.stages(nchw(x))
+  for name in ('layer1', 'layer2', 'layer3'):
+    assert_close(features[name], to_nhwc(want[name]))
+  assert_close(layer4, to_nhwc(want['layer4']))
+
+
+def test_keras_vgg16_h5_import(tmp_path, x):
+  pytest.importorskip('tensorflow')
+  import h5py  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  from keras.src.legacy.saving import legacy_h5_format  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  ref = keras.applications.VGG16(weights=None, include_top=False, input_shape=(IMAGE, IMAGE, 3))
+  path = tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5'
+  with h5py.File(path, 'w') as f:  # the layout of Keras' released VGG16 files
+    legacy_h5_format.save_weights_to_hdf5_group(f, ref)
+  model = fashionnet()
+  written = weights.load_pretrained(model, str(path), 'vgg16')
+  assert not any('fc6' in w for w in written)  # notop: convs only
+  probe = keras.Model(ref.input, [ref.get_layer('block4_conv3').output, ref.get_layer('block5_conv3').output])
+  want4, want5 = probe.predict(x, verbose=0)
+  pool4, features = nnx.jit(lambda m, x: m.trunk(x, return_features=True))(model, x)
+  assert_close(features['conv4_3'], want4)
+  assert_close(nnx.jit(lambda m, h: m.local_branch.conv5(h))(model, pool4), want5)
+
+
+def test_mismatched_and_missing_tensors_are_one_clear_error(tmp_path):
+  ref = torch_vgg16(fc_dim=64)
+  path = tmp_path / 'vgg16.pth'
+  torch.save(ref.state_dict(), path)
+  small = nnx.eval_shape(lambda: fashionnet(width_multiplier=0.5))
+  with pytest.raises(weights.WeightImportError) as e:
+    weights.load_pretrained(small, str(path), 'vgg16')
+  message = str(e.value)
+  assert 'do not fit the vgg16 model' in message
+  assert 'conv1_1/kernel -> trunk/conv1_1/kernel: file (3, 3, 3, 64), model (3, 3, 3, 32)' in message
+  assert 'conv5_3/bias -> pose_branch/conv5/conv5_3/bias' in message
+  state = ref.state_dict()
+  del state['features.28.weight'], state['features.0.bias']
+  torch.save(state, path)
+  with pytest.raises(weights.WeightImportError, match=r'2 tensor\(s\) missing: features.0.bias, features.28.weight'):
+    weights.convert(str(path), 'vgg16')
+  with pytest.raises(weights.WeightImportError, match='not a resnet50 ImageNet checkpoint'):
+    weights.convert(str(path), 'resnet50')
+
+
+def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
+  torch.manual_seed(2)
+  ref = torch_vgg16(fc_dim=64)
+  src = tmp_path / 'vgg16-397923af.pth'
+  torch.save(ref.state_dict(), src)
+  assert weights.main(['--source', str(src), '--out', str(tmp_path / 'out')]) == 0
+  npz = tmp_path / 'out' / 'vgg16_imagenet.npz'
+  assert str(npz) in capsys.readouterr().out
+  from_pth = weights.convert(str(src))
+  from_npz = weights.convert(str(npz))
+  assert from_pth.keys() == from_npz.keys()
+  for k in from_pth:
+    np.testing.assert_array_equal(from_pth[k], from_npz[k])
+  np.testing.assert_array_equal(from_npz['conv2_1/kernel'],
+                                ref.features[5].weight.detach().numpy().transpose(2, 3, 1, 0))
+  assert weights.main(['--source', str(tmp_path / 'nope.pth'), '--out', str(tmp_path)]) == 2
+  assert capsys.readouterr().err.strip().endswith('nope.pth: no such file')
