@@ -13,13 +13,14 @@ import jax
 import numpy as np
 from absl import logging
 
-from fashionnet_jax import evaluate, input_pipeline, report
+from fashionnet_jax import evaluate, input_pipeline, labels, report
 from fashionnet_jax.config_checks import dataset_builder_config
 from fashionnet_jax.train_step import merge_model
 
 _OUTPUT_KEYS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits",
                 "embedding")
-_LABEL_KEYS = ("landmarks", "landmark_visibility", "category", "attributes", "item", "source")
+_LABEL_KEYS = ("landmarks", "landmark_visibility", "category", "attributes", "item", "source",
+               "crop")
 
 
 def make_predict_fn(graphdef, state_shardings, batch_sharding, out_sharding):
@@ -57,6 +58,12 @@ def collect(config, trainer, split: str) -> dict[str, np.ndarray]:
   return acc.arrays()
 
 
+def to_image_coordinates(landmarks, crop):
+  """Landmarks normalised to the network input -> normalised to the released image."""
+  x0, y0, x1, y1 = (crop[:, i, None] for i in range(4))
+  return np.stack([x0 + landmarks[..., 0] * (x1 - x0), y0 + landmarks[..., 1] * (y1 - y0)], -1)
+
+
 def _has_landmarks(arrays) -> bool:
   return "landmark_visibility" in arrays and bool(np.any(arrays["landmark_visibility"] == 0))
 
@@ -81,12 +88,15 @@ def compute_metrics(config, trainer, split=None) -> dict[str, float]:
           arrays["pred_embedding"][~consumer], arrays["item"][~consumer], mesh=trainer.mesh))
   if builder_config == "category_attribute":
     metrics.update(evaluate.category_metrics(arrays["pred_category_logits"], arrays["category"]))
-    types = input_pipeline.attribute_types(config)
+    types = labels.dataset_labels(config)["attribute_types"] or None
     metrics.update(evaluate.attribute_metrics(
         arrays["pred_attribute_logits"], arrays["attributes"], attribute_types=types))
   if _has_landmarks(arrays):
+    # NE is measured in the released image's normalised coordinates, not the crop's.
     metrics.update(evaluate.landmark_metrics(
-        arrays["pred_landmarks"], arrays["landmarks"], arrays["landmark_visibility"]))
+        to_image_coordinates(arrays["pred_landmarks"], arrays["crop"]),
+        to_image_coordinates(arrays["landmarks"], arrays["crop"]),
+        arrays["landmark_visibility"]))
   metrics["num_examples"] = float(len(arrays["pred_embedding"]))
   return metrics
 

@@ -18,7 +18,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from fashionnet_jax import input_pipeline, sharding
+from fashionnet_jax import input_pipeline, labels, sharding
 from fashionnet_jax.checkpointing import Checkpointer, abstract_like
 from fashionnet_jax.config_checks import validate_config
 from fashionnet_jax.data_setup import ensure_dataset
@@ -144,6 +144,10 @@ def train_and_evaluate(config, workdir) -> dict:
   trainer = Trainer(config, workdir)
   workdir = trainer.workdir
   workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:
+    # What predict/retrieve need to rebuild the network without the dataset.
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+    labels.save(labels.dataset_labels(config), workdir)
   writer = metric_writers.create_default_writer(
       str(workdir), just_logging=jax.process_index() > 0)
   train_iter = input_pipeline.create_train_iterator(config)
@@ -202,7 +206,7 @@ def train_and_evaluate(config, workdir) -> dict:
         eval_loop.evaluate_and_report(config, trainer, writer, done)
     if previous is not None:
       _check_nonfinite(previous, step, limit)
-    if not preemption.requested and start < total:
+    if not preemption.requested and start < total and ckpt.latest_step() != total:
       ckpt.save(total, trainer.state, train_iter, _stage_meta(trainer, total), force=True)
   finally:
     ckpt.close()

@@ -88,6 +88,11 @@ class Preprocess:
         "attributes": np.asarray(attributes, np.int8),
         "clothes_type": np.int32(record.get("clothes_type", -1)),
         "item": np.int32(item_index(record["item_id"], name) if "item_id" in record else -1),
+        # 0 shop, 1 consumer (consumer2shop's ClassLabel), -1 elsewhere.
+        "source": np.int32(record.get("source", -1)),
+        # (x0, y0, x1, y1) of the crop in the released image, normalised: evaluation
+        # maps landmarks back to image coordinates, where the paper measures NE.
+        "crop": np.asarray(crop, np.float32),
         "mask": np.bool_(True),
     }
 
@@ -102,6 +107,8 @@ class Preprocess:
         "attributes": np.zeros((self.num_attributes,), np.int8),
         "clothes_type": np.int32(-1),
         "item": np.int32(-1),
+        "source": np.int32(-1),
+        "crop": np.array([0.0, 0.0, 1.0, 1.0], np.float32),
         "mask": np.bool_(False),
     }
 
