@@ -28,14 +28,14 @@ def get_config():
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "deepfashion/category_attribute"
-  config.dataset.data_dir = None  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
   # No data yet: write synthetic DeepFashion (fashionnet_jax.synthetic) under
   # data_dir and build it with the TFDS builder. Off for real DeepFashion.
   config.dataset.synthetic_if_missing = True
   config.dataset.synthetic_images = 1200  # per benchmark
-  config.dataset.manual_dir = None  # where the released benchmarks sit (real data).
+  config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # where the released benchmarks sit (real data).
 
   config.image_size = 64
   config.batch_size = 32  # global, over all hosts and devices
@@ -66,7 +66,7 @@ def get_config():
   config.model.pooling_window = 3
   config.model.dropout_rate = 0.0
   config.model.dtype = "float32"  # compute; bf16 on accelerators. Params stay float32.
-  config.init_from = None  # converted ImageNet weights (python -m fashionnet_jax.weights)
+  config.init_from = ml_collections.config_dict.placeholder(str)  # converted ImageNet weights (python -m fashionnet_jax.weights)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.triplet_margin = 0.2

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from clu import metric_writers, periodic_actions
 from etils import epath
 
 from fashionnet_jax import input_pipeline, labels, sharding
@@ -138,6 +137,10 @@ def _check_nonfinite(metrics, step, limit):
 
 def train_and_evaluate(config, workdir) -> dict:
   """Trains (resuming from the latest checkpoint in workdir) and evaluates."""
+  # clu's metric writers import TensorFlow: imported here, not at module level,
+  # so the Trainer (benchmarks) loads without TensorFlow.
+  from clu import metric_writers, periodic_actions
+
   from fashionnet_jax import eval_loop
 
   ensure_dataset(config)
@@ -214,9 +217,21 @@ def train_and_evaluate(config, workdir) -> dict:
   if preemption.requested:
     writer.flush()
     return {}
+  logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
+               parameter_fingerprint(trainer.state.params))
   results = eval_loop.evaluate_and_report(config, trainer, writer, total)
   writer.flush()
   return results
+
+
+def parameter_fingerprint(params) -> str:
+  """A hash of this process's copy of the parameters (replicas must agree bitwise)."""
+  import hashlib
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(params):
+    local = leaf.addressable_shards[0].data if leaf.is_fully_replicated else leaf
+    digest.update(np.asarray(jax.device_get(local)).tobytes())
+  return digest.hexdigest()[:16]
 
 
 def _summarise(history) -> dict:

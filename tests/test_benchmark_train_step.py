@@ -1,0 +1,78 @@
+"""The train-step benchmark: its JSON figures on a tiny config, the analytic FLOP count."""
+import json
+
+import pytest
+from tiny import ROOT, tiny_config
+
+from fashionnet_jax.benchmarks import flops, train_step
+
+TINY_FLAGS = [
+    f"--config={ROOT / 'configs' / 'default.py'}", "--config.image_size=32",
+    "--config.model.width_multiplier=0.0625", "--config.model.fc6_dim=32",
+    "--config.model.fc6_local_dim=16", "--config.model.num_attributes=12",
+    "--config.model.embedding_dim=16", "--batch=8", "--num_devices=1",
+    "--steps=3", "--warmup=1", "--matmul_size=128", "--pooling_iters=3"]
+
+
+
+
+def test_main_prints_sane_figures_as_last_json_line(capsys):
+  returned = train_step.main(["train_step"] + TINY_FLAGS)
+  lines = capsys.readouterr().out.strip().splitlines()
+  results = json.loads(lines[-1])
+  assert results == json.loads(json.dumps(returned))
+  for key in ("images_per_s", "step_ms", "compile_s", "xla_flops_per_step",
+              "analytic_flops_per_step", "xla_over_analytic", "mfu", "mfu_measured_peak",
+              "peak_tflops_measured", "peak_memory_bytes", "pooling_share", "pooling_ms",
+              "jax", "device", "batch"):
+    assert key in results, key
+  assert results["batch"] == 8 and results["num_devices"] == 1
+  assert results["images_per_s"] > 0 and results["compile_s"] > 0
+  # images/s and step time describe the same measurement.
+  assert results["images_per_s"] * results["step_ms"] / 1e3 == pytest.approx(8, rel=1e-3)
+  assert results["xla_flops_per_step"] > 0
+  assert results["analytic_flops_per_step"] == flops.train_flops_per_image(
+      tiny_config().model, 32) * 8
+  ratio = results["xla_over_analytic"]
+  print(f"XLA / analytic FLOPs on the tiny config: {ratio}")
+  assert 0.5 < ratio < 2.0, ratio
+  assert 0 < results["pooling_share"] < 1
+  assert results["pooling_shape"] == [8, 2, 2, 32]  # 32 px / 16, 512 / 16 channels
+  assert 0 < results["mfu"] < results["mfu_measured_peak"]  # CPU: far below 989 TFLOP/s
+  assert results["peak_memory_bytes"] is None  # CPU devices keep no memory stats
+
+
+def test_bad_flag_is_one_line_error(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    train_step.main(["train_step", "--input=bogus"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error:") and "input" in err and len(err.splitlines()) == 1
+
+
+def test_bad_config_is_one_line_error(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    train_step.main(["train_step", f"--config={ROOT / 'configs' / 'default.py'}",
+                     "--config.model.backbone=vgg19", "--num_devices=1"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert "config.model.backbone='vgg19'" in err and len(err.splitlines()) == 1
+
+
+def test_analytic_flops_match_the_torch_reference_and_resnet50():
+  from configs import gpu
+  model = gpu.get_config().model
+  # /work/shared/perf/torch_fashionnet_reference.py: 3 * flops_per_image(224).
+  assert flops.train_flops_per_image(model, 224) == 110_241_497_088
+  parts = flops.forward_flops_per_image(model, 224)
+  assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
+  # ResNet-50's convolutions (trunk + one conv5) are torchvision's 4.09 GMACs.
+  trunk, size, channels = flops.resnet_trunk(224, 1.0)
+  conv5, side, out = flops.resnet_conv5(size, channels, 1.0)
+  assert (size, channels, side, out) == (14, 1024, 7, 2048)
+  assert (trunk + conv5) / 2 == pytest.approx(4.089e9, rel=1e-3)
+  # Without the landmark branch the pose and local branches are gone.
+  model.use_landmark_branch = False
+  assert set(flops.forward_flops_per_image(model, 224)) == {
+      "trunk", "global_branch", "fusion", "heads", "total"}
+  assert flops.conv5_shape(gpu.get_config().model, 224) == (14, 512)

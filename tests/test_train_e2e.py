@@ -1,0 +1,118 @@
+"""main end to end on synthetic data: resume after SIGTERM/SIGKILL, two processes, errors.
+
+Each test runs `python -m fashionnet_jax.main` in subprocesses, as a user would.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "tests/tiny_train_config.py"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """Synthetic DeepFashion category_attribute, generated and built once."""
+  sys.path.insert(0, str(ROOT / "tests"))
+  import tiny_train_config
+  from fashionnet_jax.data_setup import ensure_dataset
+  config = tiny_train_config.get_config()
+  config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
+  ensure_dataset(config)
+  return config.dataset.data_dir
+
+
+def _main(workdir, data_dir, *flags, env=None):
+  cmd = [sys.executable, "-m", "fashionnet_jax.main", f"--config={CONFIG}",
+         f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}", *flags]
+  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+def _finish(proc, timeout=300):
+  out, _ = proc.communicate(timeout=timeout)
+  assert proc.returncode == 0, out[-3000:]
+  return out
+
+
+def _fingerprints(log):
+  return re.findall(r"process (\d+): final parameter fingerprint (\w+)", log)
+
+
+def _wait_for_checkpoint(workdir, proc, after=-1, timeout=240):
+  deadline = time.time() + timeout
+  ckpt = Path(workdir) / "checkpoints"
+  while time.time() < deadline:
+    steps = [int(p.name) for p in ckpt.glob("*") if p.name.isdigit()] if ckpt.exists() else []
+    if steps and max(steps) > after:
+      return max(steps)
+    assert proc.poll() is None, proc.communicate()[0][-3000:]
+    time.sleep(0.05)
+  raise TimeoutError("no checkpoint appeared")
+
+
+def _final_params(workdir):
+  from fashionnet_jax.inference import Predictor
+  import jax
+  return jax.tree.leaves(jax.device_get(Predictor(workdir=workdir).params))
+
+
+def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_dir):
+  reference = _finish(_main(tmp_path / "a", data_dir))
+  (_, want), = _fingerprints(reference)
+
+  # Preemption: SIGTERM saves a checkpoint and exits cleanly before the end.
+  proc = _main(tmp_path / "b", data_dir)
+  _wait_for_checkpoint(tmp_path / "b", proc)
+  proc.send_signal(signal.SIGTERM)
+  out = _finish(proc)
+  assert "SIGTERM received" in out and not _fingerprints(out)
+  preempted_at = _wait_for_checkpoint(tmp_path / "b", proc)
+  assert preempted_at < 24
+
+  # A hard kill of the restarted run once it has trained and saved further.
+  proc = _main(tmp_path / "b", data_dir)
+  assert _wait_for_checkpoint(tmp_path / "b", proc, after=preempted_at) < 24
+  proc.kill()
+  proc.wait()
+
+  out = _finish(_main(tmp_path / "b", data_dir))
+  assert "Resumed from step" in out
+  (_, got), = _fingerprints(out)
+  assert got == want
+  for a, b in zip(_final_params(tmp_path / "a"), _final_params(tmp_path / "b")):
+    np.testing.assert_array_equal(a, b)  # bitwise on CPU
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_with_identical_parameters(tmp_path, data_dir):
+  address = f"localhost:{_free_port()}"
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+  procs = [_main(tmp_path / "mp", data_dir, f"--coordinator_address={address}",
+                 "--num_processes=2", f"--process_id={i}", env=env) for i in range(2)]
+  logs = [_finish(p, timeout=400) for p in procs]
+  prints = dict(fp for log in logs for fp in _fingerprints(log))
+  assert set(prints) == {"0", "1"}, logs[0][-2000:]
+  assert prints["0"] == prints["1"]
+  assert (tmp_path / "mp" / "eval" / "24.json").exists()
+
+
+def test_config_mistake_is_one_line_without_traceback(tmp_path, data_dir):
+  proc = _main(tmp_path / "bad", data_dir, "--config.model.backbone=vgg19")
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 2
+  assert "error: config.model.backbone='vgg19': unknown, use one of vgg16, resnet50" in out
+  assert "Traceback" not in out
