@@ -14,6 +14,7 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.dataset.synthetic_if_missing = False
+  config.dataset.data_dir = None  # $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.dataset.eval_split = "test"
   config.image_size = 224
   config.batch_size = 128
@@ -27,6 +28,7 @@ def get_config():
   config.model.dtype = "bfloat16"
   config.model.dropout_rate = 0.5
 
+  config.optimizer.name = "sgd"  # the paper's
   config.optimizer.learning_rate = 0.01
   config.optimizer.warmup_steps = 1000
   config.optimizer.weight_decay = 5e-4

@@ -21,10 +21,17 @@ SYNTHETIC_BENCHMARK = {
     "consumer2shop": "consumer2shop", "landmarks": "landmarks"}
 
 
+# Synthetic DeepFashion is kept apart from real TFDS data: both are `deepfashion`.
+SYNTHETIC_DATA_DIR = "~/.cache/fashionnet_jax/synthetic_tfds"
+
+
 def data_dir(config) -> epath.Path:
   configured = config.dataset.get("data_dir", None)
-  default = os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
-  return epath.Path(configured or default)
+  if configured:
+    return epath.Path(os.path.expanduser(configured))
+  if config.dataset.get("synthetic_if_missing", False):
+    return epath.Path(os.path.expanduser(SYNTHETIC_DATA_DIR))
+  return epath.Path(os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")))
 
 
 def is_prepared(config) -> bool:

@@ -44,6 +44,7 @@ import grain
 import jax
 import numpy as np
 
+from fashionnet_jax import data_setup
 from fashionnet_jax.data import attribute_stats
 from fashionnet_jax.data import metadata
 from fashionnet_jax.data import preprocess as preprocess_lib
@@ -62,7 +63,7 @@ def open_source(config, split):
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds.data_source(
-      config.dataset.name, split=split, data_dir=config.dataset.get("data_dir"),
+      config.dataset.name, split=split, data_dir=str(data_setup.data_dir(config)),
       download=False, decoders={"image": tfds.decode.SkipDecoding()})
 
 

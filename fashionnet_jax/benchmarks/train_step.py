@@ -55,6 +55,7 @@ def define_flags(argv) -> flags.FlagValues:
                        "Side of the bf16 matmul that measures the peak; 0: 8192 on accelerators, "
                        "1024 on CPU; -1: skip.", flag_values=fv)
   flags.DEFINE_integer("pooling_iters", 20, "Timed calls of the landmark pooling.", flag_values=fv)
+  flags.DEFINE_string("label", "", "A name for this run, copied into the JSON.", flag_values=fv)
   flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of a few steps here.",
                       flag_values=fv)
   return fv
@@ -309,6 +310,7 @@ def main(argv=None):
                   num_devices=FLAGS.num_devices)
   except ConfigError as e:
     _usage_error(e)
+  results = dict(label=FLAGS.label, **results)
   print(json.dumps(results), flush=True)
   return results
 
