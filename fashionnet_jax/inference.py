@@ -24,8 +24,7 @@ from fashionnet_jax.data import transforms
 from fashionnet_jax.models import create_model
 from fashionnet_jax.optim import make_optimizer
 from fashionnet_jax.stages import Schedule
-from fashionnet_jax.train_step import abstract_train_state, merge_model, split_model
-from flax import nnx
+from fashionnet_jax.train_step import abstract_graphdef, abstract_train_state, merge_model
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -70,7 +69,7 @@ class Predictor:
       raise CheckpointNotFoundError(f"{workdir / 'checkpoints' / str(self.step)}: no such checkpoint")
     state = ckpt.restore_state_only(abstract, self.step)
     ckpt.close()
-    self.graphdef = split_model(nnx.eval_shape(model_fn))[0]
+    self.graphdef = abstract_graphdef(model_fn)
     self.params, self.model_state = state.params, state.model_state
     self._forward = jax.jit(
         lambda p, s, x: merge_model(self.graphdef, p, s)(x, train=False))

@@ -68,7 +68,7 @@ def create_train_state(model_fn, tx, seed: int, shardings=None) -> tuple[Any, Tr
   (tens of seconds on CPU); `model_fn()` returns the NNX model. With
   `shardings`, large parameters are created directly in their shards.
   """
-  graphdef = split_model(nnx.eval_shape(model_fn))[0]
+  graphdef = abstract_graphdef(model_fn)
 
   def init():
     return _initial_state(model_fn(), tx, seed)
@@ -76,6 +76,11 @@ def create_train_state(model_fn, tx, seed: int, shardings=None) -> tuple[Any, Tr
   if shardings is None:
     return graphdef, jax.jit(init)()
   return graphdef, jax.jit(init, out_shardings=shardings)()
+
+
+def abstract_graphdef(model_fn):
+  """The static graph of the model, without creating any parameter."""
+  return nnx.split(nnx.eval_shape(model_fn), nnx.Param, ...)[0]
 
 
 def abstract_train_state(model_fn, tx, seed: int) -> TrainState:

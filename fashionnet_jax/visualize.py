@@ -82,8 +82,9 @@ def draw_prediction(image, record: dict, *, min_side: int = MIN_SIDE) -> Image.I
   lines += [(f"{c['name']}  {c['probability']:.2f}", black if i == 0 else grey)
             for i, c in enumerate(record["category"][:3])]
   if record["attributes"]:
-    lines.append(("attributes: " + ", ".join(
-        f"{a['name']} {a['probability']:.2f}" for a in record["attributes"][:4]), grey))
+    text = "attributes: " + ", ".join(
+        f"{a['name']} {a['probability']:.2f}" for a in record["attributes"][:4])
+    lines += [(line, grey) for line in _wrap(text, font, photo.width - 12)]
   lines.append(("dot: visible   ring+cross: invisible", grey))
   panel = _text_panel(lines, photo.width, font, round(font_size * 1.35))
   canvas = Image.new("RGB", (photo.width, photo.height + panel.height), (255, 255, 255))
@@ -125,7 +126,7 @@ def draw_retrieval_grid(rows, *, tile: int = 128) -> Image.Image:
     for c, (image, label, score) in enumerate(results):
       x = gap * 4 + (c + 1) * (tile + gap) - gap
       canvas.paste(_thumbnail(image, tile), (x, y))
-      draw.text((x, y + tile + 2), f"#{c + 1}  {score:.3f}", fill=(0, 0, 0), font=font)
+      draw.text((x, y + tile + 2), f"#{c + 1}  {score:.4f}", fill=(0, 0, 0), font=font)
       draw.text((x, y + tile + 2 + caption // 2), _fit(str(label), font, tile),
                 fill=(90, 90, 90), font=font)
   return canvas
@@ -138,3 +139,15 @@ def _fit(text: str, font, width: int) -> str:
   while text and font.getlength("…" + text) > width:
     text = text[1:]
   return "…" + text
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+  """Greedy word wrap to `width` pixels."""
+  lines, line = [], ""
+  for word in text.split(" "):
+    candidate = f"{line} {word}".strip()
+    if line and font.getlength(candidate) > width:
+      lines.append(line)
+      candidate = word
+    line = candidate
+  return lines + [line] if line else lines

@@ -25,7 +25,8 @@ def run_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("predict_run")
   config = tiny_config(**{"dataset.data_dir": str(root / "data"), "dataset.synthetic_images": 60,
                           "eval_at_start": False, "model.num_attributes": 1000,
-                          "loss.attribute_weighting": True})
+                          "loss.attribute_weighting": True,
+                          "checkpoint_every_steps": 1000})  # one (final) save: ~6 s each
   train.train_and_evaluate(config, root / "workdir")
   return root
 
@@ -50,8 +51,9 @@ def photos(run_dir, tmp_path_factory):
       good.append(path)
   not_image = out / "notes.jpg"
   not_image.write_text("this is not a picture\n")
-  truncated = out / "truncated.jpg"
-  truncated.write_bytes(good[0].read_bytes()[:600])
+  truncated = out / "cut_short.jpg"  # the name must not say "truncated"
+  data = good[0].read_bytes()
+  truncated.write_bytes(data[:len(data) // 2])  # header intact, scan cut off
   return {"good": good, "not_image": not_image, "truncated": truncated}
 
 
@@ -95,6 +97,7 @@ def test_cli_predicts_good_files_and_names_bad_ones(run_dir, photos, tmp_path):
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 2, result.stderr
   assert str(photos["not_image"]) in errors[0] and str(photos["truncated"]) in errors[1]
+  assert "image file is truncated" in errors[1]
   assert "Traceback" not in result.stderr
   for path in photos["good"]:
     drawn = Image.open(vis / f"{path.stem}.png")
