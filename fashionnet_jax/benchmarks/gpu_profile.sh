@@ -22,7 +22,7 @@ bench() {  # label, timeout, then benchmark flags
   local label=$1 limit=$2; shift 2
   run_within "$limit" python3 -m fashionnet_jax.benchmarks.train_step --config=configs/gpu.py \
       --label="$label" --steps=20 --warmup=3 --matmul_size=-1 "$@" | tee "/tmp/$label.out"
-  tail -n 1 "/tmp/$label.out" | grep '^{' >> "$OUT/results.jsonl"
+  grep '^{"label"' "/tmp/$label.out" >> "$OUT/results.jsonl"
 }
 
 # 1. Baseline again, with a 5-step kernel trace and the optimised HLO dump.

@@ -25,7 +25,16 @@ def scaled(channels, width_multiplier):
 
 
 def max_pool_2x2(x):
-  return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+  """2×2 max pooling, stride 2 (VALID), as reshape + max.
+
+  The windows do not overlap, so this is the same function as a reduce_window;
+  its gradient is an elementwise mask where XLA's reduce_window gradient is a
+  select-and-scatter, which profiled at ~8% of the H100 train step
+  (benchmarks/NOTES.md). Ties split the gradient evenly.
+  """
+  b, h, w, c = x.shape
+  x = x[:, : h // 2 * 2, : w // 2 * 2]
+  return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
 
 
 def conv3x3(in_channels, out_channels, dtype, rngs):
