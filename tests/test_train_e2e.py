@@ -2,6 +2,7 @@
 
 Each test runs `python -m fashionnet_jax.main` in subprocesses, as a user would.
 """
+import json
 import os
 import re
 import signal
@@ -65,8 +66,15 @@ def _final_params(workdir):
   return jax.tree.leaves(jax.device_get(Predictor(workdir=workdir).params))
 
 
-def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_dir):
-  reference = _finish(_main(tmp_path / "a", data_dir))
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+  """An uninterrupted run: (workdir, its log)."""
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  return workdir, _finish(_main(workdir, data_dir))
+
+
+def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_dir, trained):
+  reference_dir, reference = trained
   (_, want), = _fingerprints(reference)
 
   # Preemption: SIGTERM saves a checkpoint and exits cleanly before the end.
@@ -88,8 +96,24 @@ def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_d
   assert "Resumed from step" in out
   (_, got), = _fingerprints(out)
   assert got == want
-  for a, b in zip(_final_params(tmp_path / "a"), _final_params(tmp_path / "b")):
+  for a, b in zip(_final_params(reference_dir), _final_params(tmp_path / "b")):
     np.testing.assert_array_equal(a, b)  # bitwise on CPU
+
+
+def test_evaluate_mode_writes_json_table_and_plots(trained, data_dir):
+  workdir, _ = trained
+  for f in (workdir / "eval").glob("*"):
+    f.unlink()
+  out = _finish(_main(workdir, data_dir, "--mode=evaluate"))
+  assert "Traceback" not in out
+  result = json.loads((workdir / "eval" / "24.json").read_text())
+  assert result["step"] == 24 and result["split"] == "test"
+  for key in ("category_top1", "category_top3", "attribute_top5_recall",
+              "attribute_top5_recall_texture", "landmark_ne", "landmark_ne_left_collar"):
+    assert 0.0 <= result[key] <= 1.0, key
+  table = (workdir / "eval" / "24.md").read_text()
+  assert "82.58" in table  # the paper's category top-3 beside ours
+  assert list((workdir / "eval").glob("*.png"))
 
 
 def _free_port():

@@ -1,5 +1,8 @@
 """Per-example transforms: landmark geometry stays on the garment's pixels."""
+import io
+
 import numpy as np
+from PIL import Image
 import pytest
 
 from fashionnet_jax.data import transforms
@@ -116,3 +119,12 @@ def test_color_jitter_brightness_contrast_saturation():
 def test_undecodable_image_names_the_example():
   with pytest.raises(ValueError, match="img/broken.jpg"):
     transforms.decode_crop_resize(b"not a jpeg", (0, 0, 1, 1), SIZE, name="img/broken.jpg")
+
+
+def test_truncated_jpeg_names_the_example():
+  buffer = io.BytesIO()
+  Image.fromarray(np.full((120, 90, 3), 127, np.uint8)).save(buffer, "JPEG")
+  truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+  # The header parses; decoding fails lazily inside the resize.
+  with pytest.raises(ValueError, match="img/cut.jpg: not a decodable image"):
+    transforms.decode_crop_resize(truncated, (0, 0, 1, 1), SIZE, name="img/cut.jpg")

@@ -79,13 +79,14 @@ def decode_crop_resize(jpeg, crop, size, *, flip=False, color=None, name="image"
         scale = width / drafted[1][2]  # draft reports (0, 0, W / s, H / s)
     if img.mode != "RGB":
       img = img.convert("RGB")
+    box = (
+        crop[0] * width / scale, crop[1] * height / scale,
+        crop[2] * width / scale, crop[3] * height / scale,
+    )
+    # Decoding happens here (lazily): a truncated JPEG fails in resize.
+    img = img.resize((size, size), Image.BILINEAR, box=box)
   except (OSError, ValueError, SyntaxError) as e:
     raise ValueError(f"{name}: not a decodable image ({e})") from e
-  box = (
-      crop[0] * width / scale, crop[1] * height / scale,
-      crop[2] * width / scale, crop[3] * height / scale,
-  )
-  img = img.resize((size, size), Image.BILINEAR, box=box)
   if color is not None:
     img = color_jitter(img, color)
   if flip:
