@@ -16,6 +16,9 @@ def get_config():
   config.input.retrieval_k = 4
   config.batch_size = 32
   config.loss.triplet_mining = "batch_hard"
+  # Batch-hard from scratch collapses every embedding to one point (loss stuck at
+  # the margin) at AdamW 1e-3; 3e-4 learns (In-shop demo: top-1 0.37 -> 0.56).
+  config.optimizer.learning_rate = 3e-4
   config.loss.attribute_weighting = False  # In-shop carries no 1000-attribute labels
   config.stages = [
       default.stage("pose", 150, ("trunk", "pose_branch"), landmark=10.0, visibility=1.0),

@@ -74,10 +74,10 @@ def main(argv):
   config = FLAGS.config
   if config.get("xla_flags"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + config.xla_flags).strip()
+  from fashionnet_jax import train
   from fashionnet_jax.sharding import ConfigError
   try:
     initialize_distributed()
-    from fashionnet_jax import train
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
     else:
@@ -87,6 +87,9 @@ def main(argv):
     # A user mistake: one clear line, no traceback.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except train.NonFiniteLossError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

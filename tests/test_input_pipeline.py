@@ -15,7 +15,8 @@ CONTRACT = {
     "image": ((48, 48, 3), np.float32), "landmarks": ((8, 2), np.float32),
     "landmark_visibility": ((8,), np.int32), "category": ((), np.int32),
     "attributes": ((6,), np.int8), "clothes_type": ((), np.int32),
-    "item": ((), np.int32), "mask": ((), np.bool_),
+    "item": ((), np.int32), "source": ((), np.int32), "crop": ((4,), np.float32),
+    "mask": ((), np.bool_),
 }
 
 
@@ -191,6 +192,7 @@ def test_missing_features_get_no_label_values():
       fakes.make_config(), process_index=0, process_count=1, source=source))
   assert set(batch) == set(CONTRACT)
   assert (batch["category"] == -1).all() and (batch["item"] == -1).all()
+  assert (batch["source"] == -1).all()
   assert batch["attributes"].shape == (4, 6) and not batch["attributes"].any()
 
 

@@ -22,6 +22,8 @@ def tiny_config(**overrides):
   config.model.num_attributes = 12
   config.model.embedding_dim = 16
   config.loss.attribute_weighting = False
+  config.optimizer.name = "sgd"  # the paper's; the tests' step sizes assume it
+  config.optimizer.weight_decay = 5e-4
   config.optimizer.warmup_steps = 0
   config.optimizer.learning_rate = 0.05
   config.stages = [
