@@ -15,12 +15,6 @@ from etils import epath
 from fashionnet_jax.config_checks import dataset_builder_config
 from fashionnet_jax.sharding import ConfigError
 
-# tfds's benchmark of each builder config.
-SYNTHETIC_BENCHMARK = {
-    "category_attribute": "category_attribute", "inshop": "inshop",
-    "consumer2shop": "consumer2shop", "landmarks": "landmarks"}
-
-
 # Synthetic DeepFashion is kept apart from real TFDS data: both are `deepfashion`.
 SYNTHETIC_DATA_DIR = "~/.cache/fashionnet_jax/synthetic_tfds"
 
@@ -60,7 +54,7 @@ def ensure_dataset(config) -> epath.Path:
       logging.info("No %s in %s: writing synthetic DeepFashion to %s", builder_config, root,
                    manual_dir)
       synthetic.generate(str(manual_dir), images=int(config.dataset.synthetic_images),
-                         seed=int(config.seed), benchmarks=[SYNTHETIC_BENCHMARK[builder_config]])
+                         seed=int(config.seed), benchmarks=[builder_config])
     tfds_build.build(builder_config, manual_dir=str(manual_dir), data_dir=str(root))
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils

@@ -43,11 +43,7 @@ def _gather(x):
 
 def collect(config, trainer, split: str) -> dict[str, np.ndarray]:
   """Network outputs and labels for every example of `split`, in order."""
-  predict = getattr(trainer, "_predict_fn", None)
-  if predict is None:
-    predict = trainer._predict_fn = make_predict_fn(
-        trainer.graphdef, trainer.state_shardings, trainer.batch_sharding,
-        trainer.batch_sharding)
+  predict = trainer.predict_fn
   acc = evaluate.MetricAccumulator()
   for host_batch in input_pipeline.create_eval_iterator(config, split):
     batch = input_pipeline.make_global_batch(host_batch, trainer.mesh)

@@ -7,6 +7,7 @@ grain iterator) and CLU metric writers → evaluation with the paper's protocols
 """
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -109,6 +110,13 @@ class Trainer:
         step, donate_argnums=(0,),
         in_shardings=(self.state_shardings, self.batch_sharding, repl, repl, repl),
         out_shardings=(self.state_shardings, repl))
+
+  @functools.cached_property
+  def predict_fn(self):
+    """The jitted eval-mode forward pass (evaluation), compiled on first use."""
+    from fashionnet_jax.eval_loop import make_predict_fn
+    return make_predict_fn(self.graphdef, self.state_shardings, self.batch_sharding,
+                           self.batch_sharding)
 
   def stage_arrays(self, step: int):
     return self._stage_arrays[self.schedule.locate(step)[1]]
