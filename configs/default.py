@@ -46,6 +46,9 @@ def get_config():
   config.input.crop_jitter = 0.1
   config.input.flip = True
   config.input.color_jitter = 0.2
+  # uint8 batches, normalised inside the compiled step: 1/4 of the host-to-device
+  # bytes and ~1/3 less host CPU per image (benchmarks/input_pipeline.py).
+  config.input.normalize_on_device = True
   config.input.worker_count = 0  # grain multiprocessing workers per host (0: in-process)
   config.input.prefetch_buffer_size = 2
   config.input.shuffle = True

@@ -15,6 +15,7 @@ from absl import logging
 
 from fashionnet_jax import evaluate, input_pipeline, labels, report
 from fashionnet_jax.config_checks import dataset_builder_config
+from fashionnet_jax.data import transforms
 from fashionnet_jax.train_step import merge_model
 
 _OUTPUT_KEYS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits",
@@ -28,7 +29,7 @@ def make_predict_fn(graphdef, state_shardings, batch_sharding, out_sharding):
 
   def predict(params, model_state, images):
     model = merge_model(graphdef, params, model_state)
-    return model(images, train=False)
+    return model(transforms.normalize_on_device(images), train=False)
 
   return jax.jit(predict, in_shardings=(state_shardings.params, state_shardings.model_state,
                                         batch_sharding), out_shardings=out_sharding)

@@ -20,7 +20,8 @@ Public API (what the trainer and the evaluator call):
 * `IMAGENET_MEAN`, `IMAGENET_STD`.
 
 Batches (numpy, leading dim = host batch = global batch // process_count):
-'image' [B,S,S,3] float32, 'landmarks' [B,8,2] float32 (x, y in [0, 1] of
+'image' [B,S,S,3] float32 ImageNet-normalised (uint8 with
+input.normalize_on_device: the train step normalises), 'landmarks' [B,8,2] float32 (x, y in [0, 1] of
 the network input), 'landmark_visibility' [B,8] int32 (0 visible, 1 occluded,
 2 truncated, 3 unused), 'category' [B] int32 (-1 none), 'attributes' [B,A]
 int8, 'clothes_type' [B] int32, 'item' [B] int32 (-1 none), 'source' [B] int32
@@ -39,6 +40,7 @@ batch_size, eval_batch_size, input.{crop_margin, crop_jitter, flip,
 color_jitter, shuffle, sampler, retrieval_p, retrieval_k, worker_count,
 read_threads, prefetch_buffer_size}, model.num_attributes.
 """
+import functools
 import sys
 
 from absl import flags
@@ -114,6 +116,11 @@ def _sampler(config, source):
   return "pk" if wants and len(source) and "item_id" in source[0] else "random"
 
 
+def _collate(config):
+  normalize = not config.input.get("normalize_on_device", False)
+  return functools.partial(preprocess_lib.collate, normalize=normalize)
+
+
 def _to_iterator(ds, config):
   inp = config.input
   ds = ds.to_iter_dataset(grain.ReadOptions(
@@ -149,7 +156,8 @@ def _pk_dataset(config, source, process_index, process_count):
   batches = sampling.PKBatches(keys[mine], np.flatnonzero(mine), host_p, k,
                                seed=config.seed)
   return grain.MapDataset.source(batches).map(
-      preprocess_lib.LoadPKBatch(source, _preprocess(config, train=True), config.seed))
+      preprocess_lib.LoadPKBatch(source, _preprocess(config, train=True), config.seed,
+                                 normalize=not config.input.get("normalize_on_device", False)))
 
 
 def create_train_iterator(config, *, process_index=None, process_count=None, source=None):
@@ -173,7 +181,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None, sou
       source, _preprocess(config, train=True), config.seed, (start, stop),
       shuffle=config.input.get("shuffle", True))
   ds = grain.MapDataset.range(sys.maxsize).map(load).batch(
-      host_batch, drop_remainder=True, batch_fn=preprocess_lib.collate)
+      host_batch, drop_remainder=True, batch_fn=_collate(config))
   return _to_iterator(ds, config)
 
 
@@ -187,7 +195,7 @@ def create_eval_iterator(config, split, *, process_index=None, process_count=Non
   indices = sampling.eval_shard_indices(len(source), process_index, process_count, host_batch)
   ds = grain.MapDataset.source(indices).map(
       preprocess_lib.LoadEvalExample(source, _preprocess(config, train=False)))
-  ds = ds.batch(host_batch, batch_fn=preprocess_lib.collate)
+  ds = ds.batch(host_batch, batch_fn=_collate(config))
   return _to_iterator(ds, config)
 
 

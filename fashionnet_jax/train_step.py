@@ -18,6 +18,7 @@ import optax
 from flax import nnx
 
 from fashionnet_jax import losses
+from fashionnet_jax.data import transforms
 from fashionnet_jax.optim import global_norm
 from fashionnet_jax.stages import LOSS_TERMS
 
@@ -125,7 +126,7 @@ def train_step(state: TrainState, batch, loss_weights, group_mask, aux, *,
 
   def loss_fn(params):
     model = merge_model(graphdef, params, state.model_state)
-    outputs = model(batch["image"], train=True)
+    outputs = model(transforms.normalize_on_device(batch["image"]), train=True)
     terms = loss_terms(outputs, batch, aux, loss_config, step_rng)
     # A term with weight 0 must not poison the total with its NaN.
     weighted = [jnp.where(loss_weights[i] > 0, loss_weights[i] * terms[k], 0.0)

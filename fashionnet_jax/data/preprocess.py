@@ -180,6 +180,7 @@ class LoadPKBatch:
   source: object
   preprocess: Preprocess
   seed: int
+  normalize: bool = True
 
   def __call__(self, batch):
     batch_index, indices = batch
@@ -189,11 +190,16 @@ class LoadPKBatch:
       record = self.source[index]
       rng = example_rng(self.seed, batch_index, slot)
       examples.append(self.preprocess(record, rng, example_name(record, index)))
-    return collate(examples)
+    return collate(examples, self.normalize)
 
 
-def collate(examples):
-  """Stacks examples into the batch contract; images normalised batch-wise."""
+def collate(examples, normalize=True):
+  """Stacks examples into the batch contract; images normalised batch-wise.
+
+  normalize=False leaves images uint8 for `transforms.normalize_on_device`: a
+  quarter of the host-to-device bytes, and about a third less host CPU per image.
+  """
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
-  batch["image"] = transforms.normalize_batch(batch["image"])
+  if normalize:
+    batch["image"] = transforms.normalize_batch(batch["image"])
   return batch

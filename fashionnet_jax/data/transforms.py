@@ -164,6 +164,19 @@ def normalize_batch(images):
   return x.reshape(images.shape)
 
 
+def normalize_on_device(images):
+  """jnp: uint8 images -> ImageNet-normalised float32; float images pass unchanged.
+
+  For pipelines with `config.input.normalize_on_device` (uint8 batches); float
+  inputs are taken as normalised already (tests, `inference.Predictor`).
+  """
+  import jax.numpy as jnp
+  if images.dtype != jnp.uint8:
+    return images
+  x = images.astype(jnp.float32)
+  return (x - 255.0 * IMAGENET_MEAN) / (255.0 * IMAGENET_STD)
+
+
 def denormalize(images):
   """Inverse of `normalize_batch` without jitter (for plots and tests): → uint8."""
   x = np.asarray(images, np.float32) * (255.0 * IMAGENET_STD) + 255.0 * IMAGENET_MEAN
