@@ -81,10 +81,5 @@ def make_config(**overrides):
       read_threads=2, prefetch_buffer_size=2, shuffle=True, sampler="random",
       retrieval_p=3, retrieval_k=2))
   config.model = ml_collections.ConfigDict(dict(num_attributes=6))
-  for key, value in overrides.items():
-    node = config
-    *path, leaf = key.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config

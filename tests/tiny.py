@@ -36,12 +36,7 @@ def tiny_config(**overrides):
   config.log_every_steps = 2
   config.checkpoint_every_steps = 2
   config.eval_at_start = False
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
