@@ -78,6 +78,20 @@ def _load_pretrained(trainer, config):
   return jax.device_put(state, trainer.state_shardings)
 
 
+def jit_train_step(config, graphdef, tx, state_shardings, mesh):
+  """The jitted train step: state donated, batch split over `data`, the rest replicated.
+
+  Called as step_fn(state, batch, loss_weights, group_mask, aux) -> (state, metrics).
+  """
+  repl = sharding.replicated(mesh)
+  step = lambda state, batch, w, m, aux: train_step(
+      state, batch, w, m, aux, graphdef=graphdef, tx=tx, loss_config=config.loss)
+  return jax.jit(
+      step, donate_argnums=(0,),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh), repl, repl, repl),
+      out_shardings=(state_shardings, repl))
+
+
 class Trainer:
   """Builds model, optimiser, mesh and the compiled step from a config."""
 
@@ -104,12 +118,7 @@ class Trainer:
     self._stage_arrays = [
         (jax.device_put(s.loss_weights, repl), jax.device_put(s.group_mask, repl))
         for s in self.schedule.stages]
-    step = lambda state, batch, w, m, aux: train_step(
-        state, batch, w, m, aux, graphdef=self.graphdef, tx=self.tx, loss_config=config.loss)
-    self.step_fn = jax.jit(
-        step, donate_argnums=(0,),
-        in_shardings=(self.state_shardings, self.batch_sharding, repl, repl, repl),
-        out_shardings=(self.state_shardings, repl))
+    self.step_fn = jit_train_step(config, self.graphdef, self.tx, self.state_shardings, self.mesh)
 
   @functools.cached_property
   def predict_fn(self):

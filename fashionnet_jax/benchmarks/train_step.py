@@ -66,8 +66,12 @@ def synthetic_batch(config, batch_size, seed=0):
   import numpy as np
   rng = np.random.default_rng(seed)
   b, s, m = batch_size, int(config.image_size), config.model
+  if config.input.get("normalize_on_device", False):  # uint8, as the pipeline sends them
+    image = rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8)
+  else:
+    image = rng.normal(size=(b, s, s, 3)).astype(np.float32)
   return dict(
-      image=rng.normal(size=(b, s, s, 3)).astype(np.float32),
+      image=image,
       landmarks=rng.uniform(size=(b, int(m.num_landmarks), 2)).astype(np.float32),
       landmark_visibility=rng.integers(0, 4, (b, int(m.num_landmarks))).astype(np.int32),
       category=rng.integers(0, int(m.num_categories), b).astype(np.int32),
@@ -270,37 +274,49 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   return results
 
 
-def _usage_error(message):
+def usage_error(message):
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
+
+
+def parse_flags(define, argv=None, doc=""):
+  """(FLAGS, config) from argv (sys.argv by default) with FlagValues made by define(argv).
+
+  Bad flags, a missing config file or an override of a missing field exit with
+  status 2 and one line; --help prints `doc` and the flags and returns (None, None).
+  The config's xla_flags go into XLA_FLAGS, read when the backend starts.
+  """
+  argv = list(sys.argv if argv is None else argv)
+  for arg in argv[1:]:  # config_flags would print a traceback for a missing file
+    if arg.startswith("--config=") and not os.path.isfile(arg.split("=", 1)[1]):
+      usage_error(f"--config: no such file {arg.split('=', 1)[1]!r}")
+  try:
+    FLAGS = define(argv)
+    if any(a in ("-h", "--help", "-?", "--helpfull") for a in argv[1:]):
+      print(doc)
+      print(FLAGS.get_help())
+      return None, None
+    rest = FLAGS(argv)
+    config = FLAGS.config
+  except flags.Error as e:
+    usage_error(e)
+  except (KeyError, AttributeError) as e:
+    usage_error(f"a --config.* override names a field the config lacks: {e}")
+  except OSError as e:  # the config file failed to load
+    usage_error(" ".join(str(e).split()))
+  if len(rest) > 1:
+    usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
+  if config.get("xla_flags"):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + config.xla_flags).strip()
+  return FLAGS, config
 
 
 def main(argv=None):
   """Parses flags from argv (sys.argv by default), runs, prints; returns the results."""
   import json
-  argv = list(sys.argv if argv is None else argv)
-  for arg in argv[1:]:  # config_flags would print a traceback for a missing file
-    if arg.startswith("--config=") and not os.path.isfile(arg.split("=", 1)[1]):
-      _usage_error(f"--config: no such file {arg.split('=', 1)[1]!r}")
-  try:
-    FLAGS = define_flags(argv)
-    if any(a in ("-h", "--help", "-?", "--helpfull") for a in argv[1:]):
-      print(__doc__)
-      print(FLAGS.get_help())
-      return None
-    rest = FLAGS(argv)
-    config = FLAGS.config
-  except flags.Error as e:
-    _usage_error(e)
-  except (KeyError, AttributeError) as e:
-    _usage_error(f"a --config.* override names a field the config lacks: {e}")
-  except OSError as e:  # the config file failed to load
-    _usage_error(" ".join(str(e).split()))
-  if len(rest) > 1:
-    _usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
-  # XLA reads XLA_FLAGS when the backend starts (first device use), as in main.py.
-  if config.get("xla_flags"):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + config.xla_flags).strip()
+  FLAGS, config = parse_flags(define_flags, argv, __doc__)
+  if FLAGS is None:
+    return None
   from fashionnet_jax.sharding import ConfigError
   try:
     config = benchmark_config(config, FLAGS.batch, FLAGS.input, FLAGS.data_dir)
@@ -309,7 +325,7 @@ def main(argv=None):
                   pooling_iters=FLAGS.pooling_iters, profile_dir=FLAGS.profile_dir,
                   num_devices=FLAGS.num_devices)
   except ConfigError as e:
-    _usage_error(e)
+    usage_error(e)
   results = dict(label=FLAGS.label, **results)
   print(json.dumps(results), flush=True)
   return results
