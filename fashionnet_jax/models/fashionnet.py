@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fashionnet_jax.models import resnet, vgg
+from fashionnet_jax.models.activations import relu
 from fashionnet_jax.models.landmark_pooling import landmark_pool
 
 BACKBONES = ('vgg16', 'resnet50')
@@ -24,7 +25,7 @@ class _Dense(nnx.Module):
     self.dropout = nnx.Dropout(dropout_rate, rngs=rngs) if dropout_rate > 0 else None
 
   def __call__(self, x, *, train=False):
-    x = nnx.relu(self.fc(x))
+    x = relu(self.fc(x))
     return self.dropout(x, deterministic=not train) if self.dropout is not None else x
 
 

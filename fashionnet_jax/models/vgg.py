@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fashionnet_jax.models.activations import relu
+
 # (layer name, paper output channels); 'pool' = 2×2 max pool, stride 2.
 TRUNK_LAYERS = (
     ('conv1_1', 64), ('conv1_2', 64), 'pool',
@@ -62,7 +64,7 @@ class VGGTrunk(nnx.Module):
       if layer == 'pool':
         x = max_pool_2x2(x)
       else:
-        x = nnx.relu(getattr(self, layer[0])(x))
+        x = relu(getattr(self, layer[0])(x))
         features[layer[0]] = x
     return (x, features) if return_features else x
 
@@ -80,7 +82,7 @@ class VGGConv5(nnx.Module):
   def __call__(self, x, *, train=False):
     del train  # no BatchNorm in VGG
     for name, _ in CONV5_LAYERS:
-      x = nnx.relu(getattr(self, name)(x))
+      x = relu(getattr(self, name)(x))
     return x
 
 
