@@ -1,4 +1,6 @@
-"""VGG building blocks written for speed compute the same functions as the plain ones."""
+"""VGG building blocks written for speed compute the same functions as the plain ones:
+the 2×2 max pool and its gradient (against PyTorch's, ties included) and the
+ReLU whose gradient reads its output."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,29 @@ from flax import nnx
 
 from fashionnet_jax.models import vgg
 from fashionnet_jax.models.activations import relu
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 6, 3), (2, 7, 5, 4)])  # even and odd maps
+def test_max_pool_and_gradient_match_pytorch_with_ties(shape):
+  rng = np.random.default_rng(0)
+  x = rng.integers(-2, 3, shape).astype(np.float32)  # small integers: many tied maxima
+  g = rng.normal(size=(shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(np.float32)
+  y, vjp = jax.vjp(vgg.max_pool_2x2, jnp.asarray(x))
+  (dx,) = vjp(jnp.asarray(g))
+
+  xt = torch.tensor(x).permute(0, 3, 1, 2).requires_grad_()
+  yt = torch.nn.functional.max_pool2d(xt, 2, 2)
+  yt.backward(torch.tensor(g).permute(0, 3, 1, 2))
+  np.testing.assert_array_equal(np.asarray(y), yt.detach().permute(0, 2, 3, 1).numpy())
+  # PyTorch (and Caffe) route each window's gradient to its first maximum.
+  np.testing.assert_array_equal(np.asarray(dx), xt.grad.permute(0, 2, 3, 1).numpy())
+  assert np.sum(np.asarray(dx) != 0) <= g.size  # one position per window, never split
+
+
+def test_max_pool_matches_reduce_window_in_bfloat16():
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 5), jnp.bfloat16)
+  expected = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+  np.testing.assert_array_equal(np.asarray(vgg.max_pool_2x2(x)), np.asarray(expected))
 
 
 def test_relu_value_and_gradient_equal_jax_nn_relu():
