@@ -1,6 +1,6 @@
 """VGG building blocks written for speed compute the same functions as the plain ones:
-the 2×2 max pool and its gradient (against PyTorch's, ties included) and the
-ReLU whose gradient reads its output."""
+the 2×2 max pool and its gradient (against PyTorch's, ties included), the ReLU
+whose gradient reads its output, and conv1_1 with its channels padded to 8."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,3 +42,19 @@ def test_relu_value_and_gradient_equal_jax_nn_relu():
   reference = jax.value_and_grad(lambda v: jnp.sum(jax.nn.relu(v) * weights))(x)
   np.testing.assert_array_equal(np.asarray(ours[0]), np.asarray(reference[0]))
   np.testing.assert_array_equal(np.asarray(ours[1]), np.asarray(reference[1]))
+
+
+def test_conv_with_padded_channels_equals_the_conv_and_its_gradients():
+  conv = nnx.Conv(3, 8, (3, 3), padding='SAME', rngs=nnx.Rngs(0))
+  conv.bias.value = jax.random.normal(jax.random.key(3), (8,))
+  x = jax.random.normal(jax.random.key(2), (2, 6, 6, 3))
+
+  def loss(module, fn):
+    return jnp.sum(fn(module, x) ** 2)
+
+  padded = nnx.value_and_grad(lambda m: loss(m, vgg.conv_padded_channels))(conv)
+  plain = nnx.value_and_grad(lambda m: loss(m, lambda c, v: c(v)))(conv)
+  np.testing.assert_allclose(padded[0], plain[0], rtol=1e-5)
+  np.testing.assert_allclose(padded[1].kernel.value, plain[1].kernel.value, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(padded[1].bias.value, plain[1].bias.value, rtol=1e-4, atol=1e-5)
+  assert padded[1].kernel.value.shape == (3, 3, 3, 8)  # the parameter keeps its shape

@@ -78,6 +78,24 @@ def _max_pool_bwd(residuals, g):
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
+def conv_padded_channels(conv: nnx.Conv, x, multiple=8):
+  """conv(x) with x's channels (and the kernel's input rows) zero-padded to `multiple`.
+
+  The same function. conv1_1 sees 3 channels; cuDNN pads them itself on every
+  call with a separate kernel and runs slower kernels for it, where here the pad
+  fuses into the image's normalisation and the conversion to bf16.
+  """
+  pad = -x.shape[-1] % multiple
+  if pad == 0:
+    return conv(x)
+  kernel = jnp.pad(conv.kernel.value, ((0, 0), (0, 0), (0, pad), (0, 0)))
+  x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad)))
+  y = jax.lax.conv_general_dilated(
+      x.astype(conv.dtype), kernel.astype(conv.dtype), (1, 1), 'SAME',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return y + conv.bias.value.astype(conv.dtype)
+
+
 def conv3x3(in_channels, out_channels, dtype, rngs):
   return nnx.Conv(in_channels, out_channels, (3, 3), padding='SAME', dtype=dtype,
                   param_dtype=jnp.float32, rngs=rngs)
@@ -103,7 +121,7 @@ class VGGTrunk(nnx.Module):
       if layer == 'pool':
         x = max_pool_2x2(x)
       else:
-        x = relu(getattr(self, layer[0])(x))
+        x = relu(conv_padded_channels(getattr(self, layer[0]), x))
         features[layer[0]] = x
     return (x, features) if return_features else x
 
