@@ -27,6 +27,8 @@ def test_max_pool_and_gradient_match_pytorch_with_ties(shape):
   # PyTorch (and Caffe) route each window's gradient to its first maximum.
   np.testing.assert_array_equal(np.asarray(dx), xt.grad.permute(0, 2, 3, 1).numpy())
   assert np.sum(np.asarray(dx) != 0) <= g.size  # one position per window, never split
+  jitted = jax.jit(lambda v, t: jax.vjp(vgg.max_pool_2x2, v)[1](t)[0])
+  np.testing.assert_array_equal(np.asarray(jitted(jnp.asarray(x), jnp.asarray(g))), np.asarray(dx))
 
 
 def test_max_pool_matches_reduce_window_in_bfloat16():
