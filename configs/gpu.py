@@ -19,7 +19,7 @@ def get_config():
   config.image_size = 224
   config.batch_size = 128
   config.eval_batch_size = 256
-  config.input.worker_count = 12
+  config.input.worker_count = 14  # 12 cost 14.8% at v0 (benchmarks/NOTES.md)
   config.input.prefetch_buffer_size = 4
 
   config.model.width_multiplier = 1.0

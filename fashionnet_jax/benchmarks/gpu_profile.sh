@@ -30,7 +30,7 @@ XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" \
   bench b128_profile 80 --batch=128 --profile_dir=/tmp/prof
 python3 -m fashionnet_jax.benchmarks.profile_summary /tmp/prof --steps 5 --top 40 | tee "$OUT/profile.txt"
 tail -n 1 "$OUT/profile.txt" > "$OUT/profile.json"
-hlo=$(ls -S /tmp/dump/*after_optimizations.txt 2>/dev/null | head -n 1)
+hlo=$(find /tmp/dump -name '*after_optimizations.txt' -printf '%s %p\n' 2>/dev/null | sort -rn | head -n 1 | cut -d' ' -f2-)
 [ -n "$hlo" ] && cp "$hlo" "$OUT/hlo_after_opt.txt"
 # 2. No dropout (the torch reference has none).
 bench b128_no_dropout 45 --batch=128 --config.model.dropout_rate=0.0

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The train-step benchmark on one lent H100, in one call of at most 8 minutes.
 #
-# Run from the repository root on the device machine, carrying `.whl` and
-# `.bench_data` (both ignored by git), with the torch reference copied to
+# Run from the repository root on the device machine, carrying `.whl`, `.bench_data`
+# and `.bench_ref` (all ignored by git), with the torch reference copied to
 # benchmarks_ext/torch_fashionnet_reference.py:
 #
+#   bash fashionnet_jax/benchmarks/ab_snapshots.sh v1=cbfb921 v3=e9b7e49   # earlier versions, optional
 #   bash fashionnet_jax/benchmarks/gpu_run.sh        # writes $OUT/{results.jsonl,run.log,torch.json}
 #
 # It installs nothing from the network. The wheels in .whl/ (12 MB: what the
@@ -49,23 +50,28 @@ run_within() {
   echo "exit $? after ${SECONDS}s: $*"
 }
 
-bench() {  # label, timeout, then benchmark flags
-  local label=$1 limit=$2; shift 2
-  run_within "$limit" python3 -m fashionnet_jax.benchmarks.train_step --config=configs/gpu.py \
-      --label="$label" --steps=20 --warmup=3 "$@" | tee "/tmp/$label.out"
+bench_in() {  # directory, label, timeout, then benchmark flags: that checkout's benchmark
+  local dir=$1 label=$2 limit=$3; shift 3
+  (cd "$dir" && run_within "$limit" python3 -m fashionnet_jax.benchmarks.train_step \
+      --config=configs/gpu.py --label="$label" --steps=20 --warmup=3 "$@") | tee "/tmp/$label.out"
   grep '^{"label"' "/tmp/$label.out" >> "$OUT/results.jsonl"
 }
+bench() { bench_in . "$@"; }
 
-# 1. Ours at batch 128, device-resident (the headline figure).
+# 1. Ours (the working tree) at batch 128, device-resident: the headline figure.
 bench b128 150 --batch=128
 # 2. The PyTorch reference in the same run: bf16 matmul peak, eager, torch.compile.
 run_within 170 python3 benchmarks_ext/torch_fashionnet_reference.py --batch 128 --steps 20 \
     --which peak,torch,torch_compile --out "$OUT/torch.json"
-# 3. The real grain pipeline (12 workers) against device-resident data, batch 128.
-bench b128_pipeline 130 --batch=128 --input=pipeline --data_dir="$PWD/.bench_data"
-# 4. Batch 256.
+# 3. Earlier versions side by side on this card (.bench_ref/NAME from ab_snapshots.sh),
+#    oldest first; each row's label is ref_NAME.
+for ref in .bench_ref/*/; do
+  [[ -d $ref ]] || continue
+  name=$(basename "$ref")
+  PYTHONPATH=/tmp/site:$PWD/$ref bench_in "$ref" "ref_$name" 90 --batch=128 --matmul_size=-1 --pooling_iters=3
+done
+# 4. The real grain pipeline (configs/gpu.py's workers) against device-resident data, batch 128.
+bench b128_pipeline 130 --batch=128 --input=pipeline --data_dir="$PWD/.bench_data" --matmul_size=-1
+# 5. Batch 256.
 bench b256 100 --batch=256 --matmul_size=-1
-# 5. XLA flags: fc layers through cuBLAS instead of Triton GEMMs.
-bench b128_no_triton_gemm 100 --batch=128 --matmul_size=-1 \
-    --config.xla_flags=--xla_gpu_enable_triton_gemm=false
 cat "$OUT/results.jsonl"
