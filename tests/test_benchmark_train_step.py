@@ -76,3 +76,29 @@ def test_analytic_flops_match_the_torch_reference_and_resnet50():
   assert set(flops.forward_flops_per_image(model, 224)) == {
       "trunk", "global_branch", "fusion", "heads", "total"}
   assert flops.conv5_shape(gpu.get_config().model, 224) == (14, 512)
+
+
+def test_profile_joins_kernels_to_the_step_hlo_ops(tmp_path, capsys):
+  from fashionnet_jax.benchmarks import profile_summary
+  profile_dir = tmp_path / "prof"
+  results = train_step.main(["train_step"] + TINY_FLAGS + [f"--profile_dir={profile_dir}"])
+  assert (profile_dir / "step.hlo").read_text().startswith("HloModule")
+  summary = profile_summary.summarise(str(profile_dir), top=10, steps=results["profile_steps"],
+                                      device="cpu")
+  joined = summary["hlo"]
+  # Every timed XLA kernel of the trace is an instruction of the dumped program.
+  assert joined["unmatched_ms"] == 0 and joined["ops"]
+  total = sum(entry["ms"] for entry in joined["kinds"].values())
+  assert total == pytest.approx(summary["kernel_ms_per_step"], rel=0.01)
+  convs = [row for row in joined["ops"] if row["kind"] == "convolution"]
+  assert convs and all(row["gflop"] > 0 for row in convs)  # FLOPs read off the HLO shapes
+  assert joined["kinds"]["convolution"]["ms"] > 0
+
+
+def test_kernel_kinds_do_not_take_converts_for_convolutions():
+  from fashionnet_jax.benchmarks.profile_summary import kind_of
+  assert kind_of("loop_convert_fusion") == "elementwise fusion"
+  assert kind_of("wrapped_convert_17") == "other"
+  assert kind_of("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32") == "convolution"
+  assert kind_of("cudnn-conv-bias-activation.57") == "convolution"
+  assert kind_of("input_reduce_select_fusion_8") == "reduction"

@@ -34,6 +34,8 @@ def test_census_reads_cudnn_convolutions_bytes_and_donation_off_h100_hlo():
   # x bf16[2,8,8,16] + kernel bf16[16,3,3,16] + bias bf16[16] in; bf16[2,8,8,16] out.
   assert forward.bytes_in == 2 * (2 * 8 * 8 * 16 + 16 * 9 * 16 + 16)
   assert forward.bytes_out == 2 * 2 * 8 * 8 * 16
+  # Every direction does the forward's multiply-adds: 2 × 128 positions × 3·3·16·16.
+  assert {op.flops for op in ops if op.kind == "convolution"} == {2 * 2 * 8 * 8 * 9 * 16 * 16}
   assert hlo_census.donated_outputs(text) == 6  # 3 kernels + 3 biases
   assert summary["kernels"] == len(ops) and summary["bytes"] == sum(op.bytes for op in ops)
 
@@ -54,6 +56,8 @@ def test_audit_of_the_tiny_train_step_on_this_machine(capsys):
   # The donated train state comes back in place: every leaf aliases its input.
   assert results["donated_outputs"] == results["state_leaves"] > 0
   assert results["memory_bound_ms"] > 0 and results["compute_ms"] > 0
+  # The convolutions' FLOPs read off the HLO agree with the analytic count's bulk.
+  assert 0.5 < results["conv_flops_per_step"] / results["analytic_flops_per_step"] <= 1.0
   assert results["roofline_floor_ms"] == pytest.approx(
       results["memory_bound_ms"] + results["compute_ms"], abs=2e-5)
 

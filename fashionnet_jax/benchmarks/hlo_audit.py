@@ -148,6 +148,7 @@ def audit(config, target="local", stage=0, peak_tflops=799.0, bandwidth_gbs=3352
       backbone=config.model.backbone, **summary,
       memory_bound_bytes=memory_bytes,
       analytic_flops_per_step=float(analytic),
+      conv_flops_per_step=sum(op.flops for op in ops if op.kind == "convolution"),
       memory_bound_ms=round(memory_bytes / bandwidth * 1e3, 5),
       compute_ms=round(analytic / (peak_tflops * 1e12) * 1e3, 5),
       donated_outputs=hlo_census.donated_outputs(text), state_leaves=n_state_leaves,

@@ -38,6 +38,7 @@ class Op:
   bytes_out: int
   shape: str          # the result's shape as printed
   op_name: str        # the JAX op it came from (metadata), '' if none
+  flops: float = 0.0  # convolutions: multiply-adds × 2 (taps outside the map included)
 
   @property
   def bytes(self) -> int:
@@ -151,9 +152,56 @@ def _classify(opcode: str, attrs: str, name: str) -> tuple[str, str]:
   return 'other', opcode
 
 
+def _dims(shape: str) -> list[int]:
+  """Dimensions of the first array in a shape string."""
+  match = _ARRAY.search(shape)
+  return [int(d) for d in match.group(2).split(',') if d] if match else []
+
+
+def _prod(dims) -> int:
+  n = 1
+  for d in dims:
+    n *= d
+  return n
+
+
+def conv_flops(direction: str, out_shape: str, operand_shapes: list[str], attrs: str) -> float:
+  """2 × (forward output positions) × (kernel elements) for a cuDNN convolution.
+
+  The three directions do the forward's multiply-adds: the positions come from
+  the forward output (the result, or the output gradient operand), the kernel
+  from the kernel operand (or the result, for the weight gradient). Needs the
+  NHWC activations XLA uses on GPUs (dim_labels b01f...); 0 if the layout differs.
+  """
+  labels = re.search(r'dim_labels=(\w+)_(\w+)->(\w+)', attrs)
+  if not labels or not labels.group(1).startswith('b') or not labels.group(1).endswith('f'):
+    return 0.0
+  if direction.startswith('forward'):
+    positions, kernel = _dims(out_shape)[:-1], _dims(operand_shapes[1])
+  elif direction == 'backward_input':
+    positions, kernel = _dims(operand_shapes[0])[:-1], _dims(operand_shapes[1])
+  elif direction == 'backward_filter':
+    positions, kernel = _dims(operand_shapes[1])[:-1], _dims(out_shape)
+  else:
+    return 0.0
+  return 2.0 * _prod(positions) * _prod(kernel)
+
+
+def hlo_conv_flops(out_shape: str, kernel_shape: str, attrs: str) -> float:
+  """An HLO `convolution` (CPU, or before the GPU rewrite), any direction: 2 × output
+  elements × the kernel elements feeding each (kernel size / its output features)."""
+  labels = re.search(r'dim_labels=\w+_(\w+)->\w+', attrs)
+  kernel = _dims(kernel_shape)
+  if not labels or len(labels.group(1)) != len(kernel) or 'o' not in labels.group(1):
+    return 0.0
+  # Grouped or not, each output element sums kernel elements / output features.
+  return 2.0 * _prod(_dims(out_shape)) * _prod(kernel) / kernel[labels.group(1).index('o')]
+
+
 def census(hlo_text: str) -> list[Op]:
   """Every kernel-launching instruction of the ENTRY computation, in schedule order."""
   sizes: dict[str, int] = {}
+  shapes: dict[str, str] = {}
   ops = []
   for line in entry_lines(hlo_text):
     parsed = _parse_line(line)
@@ -161,14 +209,19 @@ def census(hlo_text: str) -> list[Op]:
       continue
     name, shape, opcode, operands, attrs = parsed
     out = shape_bytes(shape)
-    sizes[name] = out
+    sizes[name], shapes[name] = out, shape
     if opcode in _FREE:
       continue
     kind, detail = _classify(opcode, attrs, name)
     op_name = re.search(r'op_name="([^"]*)"', attrs)
+    flops = 0.0
+    if kind == 'convolution' and opcode == 'custom-call':
+      flops = conv_flops(detail, shape, [shapes.get(o, '') for o in operands], attrs)
+    elif opcode == 'convolution':
+      flops = hlo_conv_flops(shape, shapes.get(operands[1], '') if len(operands) > 1 else '', attrs)
     ops.append(Op(name=name, opcode=opcode, kind=kind, detail=detail,
                   bytes_in=sum(sizes.get(o, 0) for o in operands), bytes_out=out,
-                  shape=shape, op_name=op_name.group(1) if op_name else ''))
+                  shape=shape, op_name=op_name.group(1) if op_name else '', flops=flops))
   return ops
 
 

@@ -222,8 +222,12 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   log(f"device-resident: {results['step_ms']:.2f} ms/step, {results['images_per_s']:.1f} images/s")
 
   if profile_dir:
+    os.makedirs(profile_dir, exist_ok=True)
+    with open(os.path.join(profile_dir, "step.hlo"), "w") as f:  # profile_summary joins on it
+      f.write(compiled.as_text())
+    results["profile_steps"] = min(steps, 5)
     with jax.profiler.trace(profile_dir):
-      _, state = time_loop(step, state, lambda: batch, min(steps, 5))
+      _, state = time_loop(step, state, lambda: batch, results["profile_steps"])
     results["profile_dir"] = profile_dir
 
   if iterator is not None:
