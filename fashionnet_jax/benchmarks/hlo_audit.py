@@ -178,23 +178,15 @@ def audit(config, target="local", stage=0, peak_tflops=799.0, bandwidth_gbs=3352
 
 
 def main(argv=None):
-  import json
-  from fashionnet_jax.benchmarks.train_step import benchmark_config, parse_flags, usage_error
+  from fashionnet_jax.benchmarks.train_step import benchmark_config, parse_flags, print_results
   FLAGS, config = parse_flags(define_flags, argv, __doc__)
   if FLAGS is None:
     return None
   if FLAGS.target != "local":
     os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # no GPU, no cuDNN here
-  from fashionnet_jax.sharding import ConfigError
-  try:
-    config = benchmark_config(config, FLAGS.batch)
-    results = audit(config, FLAGS.target, FLAGS.stage, FLAGS.peak_tflops, FLAGS.bandwidth_gbs,
-                    FLAGS.top, FLAGS.dump)
-  except ConfigError as e:
-    usage_error(e)
-  results = dict(label=FLAGS.label, **results)
-  print(json.dumps(results), flush=True)
-  return results
+  return print_results(FLAGS.label, lambda: audit(
+      benchmark_config(config, FLAGS.batch), FLAGS.target, FLAGS.stage, FLAGS.peak_tflops,
+      FLAGS.bandwidth_gbs, FLAGS.top, FLAGS.dump))
 
 
 if __name__ == "__main__":

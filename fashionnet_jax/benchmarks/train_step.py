@@ -317,20 +317,29 @@ def parse_flags(define, argv=None, doc=""):
 
 def main(argv=None):
   """Parses flags from argv (sys.argv by default), runs, prints; returns the results."""
-  import json
   FLAGS, config = parse_flags(define_flags, argv, __doc__)
   if FLAGS is None:
     return None
+  return print_results(FLAGS.label, lambda: run(
+      benchmark_config(config, FLAGS.batch, FLAGS.input, FLAGS.data_dir),
+      steps=FLAGS.steps, warmup=FLAGS.warmup, input_mode=FLAGS.input,
+      peak_tflops=FLAGS.peak_tflops, matmul_size=FLAGS.matmul_size,
+      pooling_iters=FLAGS.pooling_iters, profile_dir=FLAGS.profile_dir,
+      num_devices=FLAGS.num_devices))
+
+
+def print_results(label, compute):
+  """compute() -> figures, printed as the last line (JSON, with `label`) and returned.
+
+  A ConfigError (bad config value) exits with status 2 and one line instead.
+  """
+  import json
   from fashionnet_jax.sharding import ConfigError
   try:
-    config = benchmark_config(config, FLAGS.batch, FLAGS.input, FLAGS.data_dir)
-    results = run(config, steps=FLAGS.steps, warmup=FLAGS.warmup, input_mode=FLAGS.input,
-                  peak_tflops=FLAGS.peak_tflops, matmul_size=FLAGS.matmul_size,
-                  pooling_iters=FLAGS.pooling_iters, profile_dir=FLAGS.profile_dir,
-                  num_devices=FLAGS.num_devices)
+    results = compute()
   except ConfigError as e:
     usage_error(e)
-  results = dict(label=FLAGS.label, **results)
+  results = dict(label=label, **results)
   print(json.dumps(results), flush=True)
   return results
 
