@@ -31,6 +31,7 @@ def test_main_prints_sane_figures_as_last_json_line(capsys):
   # images/s and step time describe the same measurement.
   assert results["images_per_s"] * results["step_ms"] / 1e3 == pytest.approx(8, rel=1e-3)
   assert results["xla_flops_per_step"] > 0
+  assert results["cudnn_conv_flops_per_step"] == 0  # CPU: convolutions are HLO ops XLA counts
   assert results["analytic_flops_per_step"] == flops.train_flops_per_image(
       tiny_config().model, 32) * 8
   ratio = results["xla_over_analytic"]

@@ -10,8 +10,9 @@ Compiles the train step `main` uses (`Trainer.step_fn`, sharded and donated) onc
 synthetic batch; with --input=pipeline also the real grain pipeline over
 synthetic DeepFashion (built under --data_dir on first use), fed through
 `Trainer.global_batch` as in training. FLOPs per step come from XLA's cost
-analysis of the compiled step and, independently, from the analytic count in
-`benchmarks/flops.py`; MFU is reported against --peak_tflops (spec) and against
+analysis of the compiled step (plus the cuDNN convolutions it does not see, read
+off the optimised HLO by benchmarks/hlo_census.py) and, independently, from the
+analytic count in `benchmarks/flops.py`; MFU is reported against --peak_tflops (spec) and against
 a bf16 matmul peak measured here. The landmark pooling's share of the step is
 its jitted forward+backward at the step's shapes over the step time.
 Any ml_collections override works: --config.model.backbone=resnet50 etc.
@@ -172,7 +173,7 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   """Measures the train step of `config` (see the module docstring); returns the figures."""
   import tempfile
   from fashionnet_jax import train
-  from fashionnet_jax.benchmarks import flops
+  from fashionnet_jax.benchmarks import flops, hlo_census
 
   batch_size = int(config.batch_size)
   iterator = None
@@ -200,7 +201,12 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   cost = xla_cost(compiled)
   # The compiled module is one device's program (SPMD): × devices gives the step's
   # FLOPs, replicated work (the optimiser update) counted once per device.
-  results["xla_flops_per_step"] = float(cost.get("flops", 0.0)) * n_devices
+  # XLA's cost analysis skips convolutions lowered to cuDNN custom calls (GPU):
+  # their FLOPs are read off the optimised HLO's shapes and added.
+  custom_convs = sum(op.flops for op in hlo_census.census(compiled.as_text())
+                     if op.kind == "convolution" and op.opcode == "custom-call")
+  results["cudnn_conv_flops_per_step"] = custom_convs * n_devices
+  results["xla_flops_per_step"] = (float(cost.get("flops", 0.0)) + custom_convs) * n_devices
   results["analytic_flops_per_step"] = float(
       flops.train_flops_per_image(config.model, int(config.image_size)) * batch_size)
   results["xla_over_analytic"] = round(
