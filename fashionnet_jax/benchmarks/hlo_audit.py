@@ -68,9 +68,11 @@ def target_devices(target: str):
     known = sorted(f[:-6] for f in os.listdir(TARGETS_DIR) if f.endswith(".pbtxt"))
     raise ConfigError(f"--target={target}: no {path}; known: local, {', '.join(known)}")
   from jax.experimental import topologies
+  with open(path) as f:
+    description = f.read()
   try:
     topology = topologies.get_topology_desc(
-        target, "cuda", target_config=open(path).read(), topology="1x1x1")
+        target, "cuda", target_config=description, topology="1x1x1")
   except (NotImplementedError, RuntimeError) as e:
     raise ConfigError(
         f"--target={target} compiles for a GPU without one but needs JAX's CUDA plugin: "
