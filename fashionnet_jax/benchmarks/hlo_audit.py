@@ -85,6 +85,7 @@ def compile_step(config, devices, stage: int = 0):
   import jax
   from fashionnet_jax import sharding, train
   from fashionnet_jax.benchmarks.train_step import synthetic_batch
+  from fashionnet_jax.checkpointing import abstract_like
   from fashionnet_jax.models import create_model
   from fashionnet_jax.optim import make_optimizer
   from fashionnet_jax.stages import Schedule
@@ -100,15 +101,13 @@ def compile_step(config, devices, stage: int = 0):
   state_shardings = sharding.state_shardings(mesh, state)
   step = train.jit_train_step(config, abstract_graphdef(model_fn), tx, state_shardings, mesh)
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  spec = lambda tree, shard: jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=shard), tree)
+  spec = lambda tree, shard: abstract_like(tree, jax.tree.map(lambda _: shard, tree))
   weights, mask = schedule.stages[stage].loss_weights, schedule.stages[stage].group_mask
   num_attributes = int(config.model.num_attributes)
   aux = dict(w_pos=jax.ShapeDtypeStruct((num_attributes,), "float32"),
              w_neg=jax.ShapeDtypeStruct((num_attributes,), "float32"))
   lowered = step.lower(
-      jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                   state, state_shardings),
+      abstract_like(state, state_shardings),
       spec(synthetic_batch(config, int(config.batch_size)), batch_sharding),
       spec(weights, repl), spec(mask, repl), spec(aux, repl))
   return lowered.compile(), len(jax.tree.leaves(state))
