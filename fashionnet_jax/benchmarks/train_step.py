@@ -203,7 +203,8 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   # FLOPs, replicated work (the optimiser update) counted once per device.
   # XLA's cost analysis skips convolutions lowered to cuDNN custom calls (GPU):
   # their FLOPs are read off the optimised HLO's shapes and added.
-  custom_convs = sum(op.flops for op in hlo_census.census(compiled.as_text())
+  hlo_text = compiled.as_text()
+  custom_convs = sum(op.flops for op in hlo_census.census(hlo_text)
                      if op.kind == "convolution" and op.opcode == "custom-call")
   results["cudnn_conv_flops_per_step"] = custom_convs * n_devices
   results["xla_flops_per_step"] = (float(cost.get("flops", 0.0)) + custom_convs) * n_devices
@@ -230,7 +231,7 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   if profile_dir:
     os.makedirs(profile_dir, exist_ok=True)
     with open(os.path.join(profile_dir, "step.hlo"), "w") as f:  # profile_summary joins on it
-      f.write(compiled.as_text())
+      f.write(hlo_text)
     results["profile_steps"] = min(steps, 5)
     with jax.profiler.trace(profile_dir):
       _, state = time_loop(step, state, lambda: batch, results["profile_steps"])
