@@ -47,7 +47,7 @@ def main(argv):
   from etils import epath
 
   from fashionnet_jax import train
-  from fashionnet_jax.sharding import ConfigError
+  from fashionnet_jax.errors import ConfigError
   config = FLAGS.config
   start = time.perf_counter()
   try:

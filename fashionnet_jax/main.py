@@ -75,14 +75,13 @@ def main(argv):
   if config.get("xla_flags"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + config.xla_flags).strip()
   from fashionnet_jax import train
-  from fashionnet_jax.sharding import ConfigError
+  from fashionnet_jax.errors import ConfigError
   try:
     initialize_distributed()
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
     else:
-      from fashionnet_jax import eval_loop
-      eval_loop.evaluate_checkpoint(config, FLAGS.workdir)
+      train.evaluate_checkpoint(config, FLAGS.workdir)
   except ConfigError as e:
     # A user mistake: one clear line, no traceback.
     print(f"error: {e}", file=sys.stderr)

@@ -15,7 +15,7 @@ The work is saved in chunks (OUT/chunks/) as it goes: an interrupted run, rerun
 with the same arguments, continues after the last finished chunk.
 
 `query` embeds each query with the index's checkpoint (or --workdir/--checkpoint),
-ranks the gallery by cosine similarity with `retrieval_search.topk_search`
+ranks the gallery by cosine similarity with `evaluation.search.topk_search`
 and prints one JSON line per query:
   {"query": path, "results": [{"rank": 1, "path": ..., "score": ...}, ...]}
 """
@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-from fashionnet_jax.predict import UsageError, _Parser
+from fashionnet_jax.cli import Parser, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CHUNKS_DIR = "chunks"
@@ -58,7 +58,7 @@ def _chunk_key(paths) -> str:
 
 def embed_files(predictor, paths, batch_size=32, progress=None):
   """(embeddings [n, D] of the readable files, their indices, [(index, error)])."""
-  from fashionnet_jax.inference import ImageError, load_image
+  from fashionnet_jax.inference.images import ImageError, load_image
   rows, kept, errors = [], [], []
   for start in range(0, len(paths), batch_size):
     images = []
@@ -93,7 +93,7 @@ def build_index(predictor, images_root: str, out: str, *, chunk_size: int = 1024
   """
   from tqdm import tqdm
 
-  from fashionnet_jax.retrieval_search import l2_normalize
+  from fashionnet_jax.evaluation.search import l2_normalize
 
   if not os.path.isdir(images_root):
     raise UsageError(f"--images {images_root}: not a folder")
@@ -179,7 +179,7 @@ class Index:
 
 def query_index(predictor, index: Index, query_paths, k: int, batch_size: int = 32):
   """Yields (path, results or None, error or None) per query, in order."""
-  from fashionnet_jax.retrieval_search import topk_search
+  from fashionnet_jax.evaluation.search import topk_search
   embeddings, kept, errors = embed_files(predictor, list(query_paths), batch_size)
   errors = dict(errors)
   results = {}
@@ -195,9 +195,9 @@ def query_index(predictor, index: Index, query_paths, k: int, batch_size: int = 
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = _Parser(prog="python -m fashionnet_jax.retrieve",
+  parser = Parser(prog="python -m fashionnet_jax.retrieve",
                    description="Index a folder of clothes images, then find the nearest ones.")
-  sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+  sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
   index = sub.add_parser("index", help="embed every image under a folder (resumable)")
   model = index.add_mutually_exclusive_group(required=True)
   model.add_argument("--workdir", help="training run folder (latest checkpoint)")
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predictor(workdir=None, checkpoint=None):
-  from fashionnet_jax.inference import CheckpointNotFoundError, Predictor
+  from fashionnet_jax.inference.predictor import CheckpointNotFoundError, Predictor
   try:
     return Predictor(workdir=workdir, checkpoint=checkpoint)
   except CheckpointNotFoundError as e:
@@ -267,7 +267,7 @@ def _run_query(args, stdout, stderr) -> int:
     print(json.dumps({"query": path, "results": results}), file=stdout, flush=True)
     rows.append((path, [(index.absolute(r["path"]), r["path"], r["score"]) for r in results]))
   if args.grid and rows:
-    from fashionnet_jax import visualize
+    from fashionnet_jax.inference import visualize
     os.makedirs(os.path.dirname(os.path.abspath(args.grid)), exist_ok=True)
     visualize.draw_retrieval_grid(rows).save(args.grid)
   return 1 if failed else 0

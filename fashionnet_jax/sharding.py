@@ -10,13 +10,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from fashionnet_jax.errors import ConfigError
+
 DATA, MODEL = "data", "model"
 # fc kernels at least this big are worth sharding over the model axis.
 _MIN_SHARDED_SIZE = 1 << 20
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work; the message is one line naming it."""
 
 
 def create_mesh(mesh_config, devices=None) -> Mesh:

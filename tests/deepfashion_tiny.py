@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from fashionnet_jax.data import deepfashion_records as records
+from fashionnet_jax.data import records
 
 SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: tuple(range(8))}
 CATEGORIES = ["Anorak", "Blazer", "Blouse"] + [f"Cat_{i}" for i in range(3, 47)] + [

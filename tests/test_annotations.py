@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from fashionnet_jax import schema
 from fashionnet_jax.data import annotations as anno
 from fashionnet_jax.data.annotations import BadExampleError
 from fashionnet_jax.data.annotations import DeepFashionFormatError
@@ -82,7 +83,7 @@ def test_upper_body_fifth_triple_is_left_hem_category_benchmark():
   row = anno.Row(3, line.encode())
   marks = anno.parse_landmarks("f", row, anno.split_row("f", row),
                                has_variation_type=False)
-  assert marks.clothes_type == anno.UPPER and marks.variation_type is None
+  assert marks.clothes_type == schema.UPPER and marks.variation_type is None
   np.testing.assert_array_equal(marks.visibility, [0, 0, 0, 0, 3, 3, 1, 2])
   np.testing.assert_array_equal(marks.xy[6], [136, 229])  # left hem
   np.testing.assert_array_equal(marks.xy[7], [177, 232])  # right hem
@@ -99,7 +100,7 @@ def test_lower_body_slots_with_and_without_padding(padded):
   row = anno.Row(9, f"img/img_00000001.jpg  2  3  {triples}".encode())
   marks = anno.parse_landmarks("f", row, anno.split_row("f", row),
                                has_variation_type=True)
-  assert (marks.clothes_type, marks.variation_type) == (anno.LOWER, 3)
+  assert (marks.clothes_type, marks.variation_type) == (schema.LOWER, 3)
   np.testing.assert_array_equal(marks.visibility, [3, 3, 3, 3, 0, 1, 0, 2])
   np.testing.assert_array_equal(marks.xy[4], [10, 20])
   np.testing.assert_array_equal(marks.xy[7], [70, 80])

@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import deepfashion_tiny as tiny
-from fashionnet_jax.data import deepfashion_records as records
+from fashionnet_jax.data import records
 from fashionnet_jax.data import tfds_build
 from fashionnet_jax.data.annotations import DeepFashionFormatError
 

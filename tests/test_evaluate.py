@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from fashionnet_jax import evaluate
+from fashionnet_jax.evaluation import metrics as evaluate
 
 
 # Category top-k accuracy.

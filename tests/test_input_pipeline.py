@@ -8,7 +8,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 import input_pipeline_fakes as fakes
-from fashionnet_jax import input_pipeline
+from fashionnet_jax.data import pipeline as input_pipeline
+from fashionnet_jax import schema
 from fashionnet_jax.data import transforms
 
 CONTRACT = {
@@ -63,7 +64,7 @@ def test_train_landmarks_sit_on_their_markers_with_random_flips(source):
               for s in np.flatnonzero(vis < 2)}
       if all(seen[s] == s for s in seen):
         kinds.append("plain")
-      elif all(seen[s] == transforms.FLIP_PERMUTATION[s] for s in seen):
+      elif all(seen[s] == schema.FLIP_PERMUTATION[s] for s in seen):
         kinds.append("flipped")
       else:
         pytest.fail(f"landmarks off their markers: {seen}")

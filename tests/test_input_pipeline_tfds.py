@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import input_pipeline_fakes as fakes
-from fashionnet_jax import input_pipeline
+from fashionnet_jax.data import pipeline as input_pipeline
 from fashionnet_jax.data import preprocess, transforms
 
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fashionnet_jax import losses
+from fashionnet_jax.training import losses
 
 
 def test_landmark_loss_counts_only_visible_and_averages_examples():

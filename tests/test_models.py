@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from fashionnet_jax import losses
+from fashionnet_jax.training import losses
 from fashionnet_jax.models import FashionNet, create_model
 
 IMAGE = 32

@@ -13,6 +13,8 @@ from PIL import Image
 
 from tiny import ROOT, tiny_config
 
+from fashionnet_jax.inference import describe
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "deepfashion" / "samples"
 ATTRIBUTE_TYPES = {"texture", "fabric", "shape", "part", "style"}
 APPLIES = {"upper": {0, 1, 2, 3, 6, 7}, "lower": {4, 5, 6, 7}, "full": set(range(8))}
@@ -33,7 +35,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def predictor(run_dir):
-  from fashionnet_jax.inference import Predictor
+  from fashionnet_jax.inference.predictor import Predictor
   return Predictor(workdir=run_dir / "workdir")
 
 
@@ -106,16 +108,17 @@ def test_cli_predicts_good_files_and_names_bad_ones(run_dir, photos, tmp_path):
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"no real DeepFashion samples at {SAMPLES}")
 def test_real_samples(predictor, tmp_path):
-  from fashionnet_jax import predict, visualize
+  from fashionnet_jax import predict
+  from fashionnet_jax.inference import visualize
   paths = sorted(SAMPLES.glob("*.jpg"))
   assert paths, f"{SAMPLES} holds no .jpg"
-  for path, record, error in predict.predict_files(predictor, [str(p) for p in paths], top_k=5):
+  for path, record, error in describe.predict_files(predictor, [str(p) for p in paths], top_k=5):
     assert error is None, error
     check_record(record, path, top_k=5)
   # The attribute-benchmark sample with its released bbox (list_bbox.txt style).
   sample = SAMPLES / "attr_pred_demo2.jpg"
   if sample.exists():
-    [(_, record, error)] = predict.predict_files(predictor, [str(sample)], [(72, 79, 232, 273)])
+    [(_, record, error)] = describe.predict_files(predictor, [str(sample)], [(72, 79, 232, 273)])
     assert error is None and record["bbox"] == [72, 79, 232, 273]
     out = tmp_path / "sample.png"
     visualize.draw_prediction(sample, record).save(out)
@@ -123,7 +126,7 @@ def test_real_samples(predictor, tmp_path):
 
 
 def test_landmarks_to_pixels():
-  from fashionnet_jax.inference import landmarks_to_pixels
+  from fashionnet_jax.inference.images import landmarks_to_pixels
   xy = landmarks_to_pixels([[0.5, 0.5], [0.0, 1.0]], crop=(0.1, 0.2, 0.6, 0.7), size=(200, 100))
   np.testing.assert_allclose(xy, [[70.0, 45.0], [20.0, 70.0]], atol=1e-4)
 
@@ -143,7 +146,7 @@ def test_bbox_landmarks_map_back_to_original_pixels(predictor, photos, tmp_path)
   canvas.save(placed)
   # Eval crops bbox + 10% margin per side: a 100 px bbox → the 120 px photo.
   bbox = (ox + 10, oy + 10, ox + 110, oy + 110)
-  results = list(predict.predict_files(predictor, [str(alone), str(placed)], [None, bbox]))
+  results = list(describe.predict_files(predictor, [str(alone), str(placed)], [None, bbox]))
   (_, whole, e1), (_, boxed, e2) = results
   assert e1 is None and e2 is None
   assert (boxed["width"], boxed["height"]) == (300, 260)
@@ -157,7 +160,7 @@ def test_bbox_landmarks_map_back_to_original_pixels(predictor, photos, tmp_path)
 def test_bbox_outside_image_is_an_error_for_that_image(predictor, photos):
   from fashionnet_jax import predict
   path = str(photos["good"][0])
-  [(_, record, error)] = predict.predict_files(predictor, [path], [(5000, 5000, 5100, 5100)])
+  [(_, record, error)] = describe.predict_files(predictor, [path], [(5000, 5000, 5100, 5100)])
   assert record is None and path in error and "\n" not in error
 
 
@@ -169,17 +172,17 @@ def test_exif_rotation_is_applied(predictor, photos, tmp_path):
   exif[0x0112] = 6  # rotate 90° clockwise to display
   path = tmp_path / "sideways.jpg"
   image.save(path, exif=exif)
-  [(_, record, error)] = predict.predict_files(predictor, [str(path)])
+  [(_, record, error)] = describe.predict_files(predictor, [str(path)])
   assert error is None and (record["width"], record["height"]) == (100, 160)
 
 
 def test_deterministic_and_batch_independent(predictor, photos):
   from fashionnet_jax import predict
   paths = [str(p) for p in photos["good"]]
-  first = [r for _, r, _ in predict.predict_files(predictor, paths, batch_size=4)]
-  again = [r for _, r, _ in predict.predict_files(predictor, paths, batch_size=4)]
+  first = [r for _, r, _ in describe.predict_files(predictor, paths, batch_size=4)]
+  again = [r for _, r, _ in describe.predict_files(predictor, paths, batch_size=4)]
   assert first == again
-  one_by_one = [r for _, r, _ in predict.predict_files(predictor, paths, batch_size=1)]
+  one_by_one = [r for _, r, _ in describe.predict_files(predictor, paths, batch_size=1)]
   for a, b in zip(first, one_by_one):
     assert [c["name"] for c in a["category"]] == [c["name"] for c in b["category"]]
     np.testing.assert_allclose([[m["x"], m["y"]] for m in a["landmarks"]],
@@ -189,7 +192,7 @@ def test_deterministic_and_batch_independent(predictor, photos):
 def test_clothes_type_follows_the_predicted_category():
   """Types come from list_category_cloth.txt by name, not from the label's position."""
   from fashionnet_jax import predict
-  labels = predict.LabelSpace({"categories": ["Skirt", "Tee", "Dress"]}, 3, 0)
+  labels = describe.LabelSpace({"categories": ["Skirt", "Tee", "Dress"]}, 3, 0)
   assert labels.clothes_type(np.array([0.7, 0.2, 0.1])) == 2
   assert labels.clothes_type(np.array([0.1, 0.7, 0.2])) == 1
   assert labels.clothes_type(np.array([0.1, 0.2, 0.7])) == 3

@@ -4,7 +4,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from fashionnet_jax import evaluate, report
+from fashionnet_jax.evaluation import metrics as evaluate
+from fashionnet_jax.evaluation import report
 
 
 def _metrics(seed=0):

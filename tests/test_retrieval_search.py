@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from fashionnet_jax import retrieval_search
+from fashionnet_jax.evaluation import search as retrieval_search
 
 
 def _data(num_queries=37, num_gallery=101, dim=16, seed=0):

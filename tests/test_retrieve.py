@@ -59,7 +59,7 @@ def inshop(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def predictor(inshop):
-  from fashionnet_jax.inference import Predictor
+  from fashionnet_jax.inference.predictor import Predictor
   return Predictor(workdir=inshop["workdir"])
 
 

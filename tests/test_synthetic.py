@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashionnet_jax import synthetic
-from fashionnet_jax import synthetic_garments as garments
-from fashionnet_jax import synthetic_render as render
-from fashionnet_jax import synthetic_vocab as vocab
+from fashionnet_jax import schema, synthetic
+from fashionnet_jax.synthetic import __main__ as synthetic_cli
+from fashionnet_jax.synthetic import writer  # noqa: F401  (synthetic.writer.ZIPPED)
+from fashionnet_jax.synthetic import garments
+from fashionnet_jax.synthetic import render
+from fashionnet_jax.synthetic import vocab
 
 N = 30
-DIRS = synthetic.BENCHMARK_DIRS
+DIRS = schema.BENCHMARK_DIRS
 SHARED_CATEGORIES = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                  "deepfashion", "list_category_cloth.txt")
 
@@ -51,7 +53,7 @@ def image_sizes(out, key):
     """{name: (width, height)} read from the benchmark's zip or extracted folder."""
     img_dir = os.path.join(out, DIRS[key], "Img")
     sizes = {}
-    if key in synthetic.ZIPPED:
+    if key in synthetic.writer.ZIPPED:
         with zipfile.ZipFile(os.path.join(img_dir, "img.zip")) as z:
             for name in z.namelist():
                 sizes[name] = Image.open(io.BytesIO(z.read(name))).size
@@ -74,13 +76,13 @@ def all_files(root):
 
 
 def test_categories_are_the_real_fifty():
-    assert len(vocab.CATEGORIES) == 50
-    assert [t for _, t in vocab.CATEGORIES].count(3) == 14
+    assert len(schema.CATEGORIES) == 50
+    assert [t for _, t in schema.CATEGORIES].count(3) == 14
     if not os.path.exists(SHARED_CATEGORIES):
         pytest.skip("../shared/deepfashion/list_category_cloth.txt not present")
     with open(SHARED_CATEGORIES) as f:
         rows = [line.split() for line in f.read().splitlines()[2:]]
-    assert [(n, int(t)) for n, t in rows] == list(vocab.CATEGORIES)
+    assert [(n, int(t)) for n, t in rows] == list(schema.CATEGORIES)
 
 
 def test_same_seed_same_bytes_whatever_the_workers(tree, tmp_path):
@@ -169,7 +171,7 @@ def test_category_and_attribute_files(tree):
     _, labels, _ = read_list(anno(out, "category_attribute", "list_category_img.txt"))
     _, marks, _ = read_list(anno(out, "category_attribute", "list_landmarks.txt"))
     for (name, label), mark in zip(labels, marks):
-        category, ctype = vocab.CATEGORIES[int(label) - 1]
+        category, ctype = schema.CATEGORIES[int(label) - 1]
         assert category in garments.DRAWN_CATEGORIES and category not in vocab.EMPTY_CATEGORIES
         assert mark[0] == name and int(mark[1]) == ctype
     _, attrs, raw = read_list(anno(out, "category_attribute", "list_attr_cloth.txt"))
@@ -256,7 +258,7 @@ def test_landmarks_are_on_the_drawn_garment_with_visibility():
             seen[v] += 1
             x, y = np.round(r.landmarks[slot]).astype(int)
             if v == 3:
-                assert slot not in garments.SLOTS_BY_TYPE[spec.clothes_type]
+                assert slot not in schema.SLOTS_BY_CLOTHES_TYPE[spec.clothes_type]
                 continue
             if v == 2:
                 assert not (0 <= x < w and 0 <= y < h)
@@ -290,7 +292,7 @@ def test_left_is_the_image_left_and_a_flip_swaps_slots():
                 if used[left]:
                     assert lm[left][0] < lm[left + 1][0], (category, rotation, left)
             # A horizontal flip, then the slot swap, keeps left on the left.
-            flipped = np.stack([95 - lm[:, 0], lm[:, 1]], -1)[list(garments.FLIP_PERMUTATION)]
+            flipped = np.stack([95 - lm[:, 0], lm[:, 1]], -1)[list(schema.FLIP_PERMUTATION)]
             for left in (0, 2, 4, 6):
                 if used[left]:
                     assert flipped[left][0] < flipped[left + 1][0]
@@ -320,12 +322,12 @@ def test_same_item_same_look_across_views():
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        synthetic.main(["--out", str(tmp_path), "--benchmarks", "bogus"])
+        synthetic_cli.main(["--out", str(tmp_path), "--benchmarks", "bogus"])
     assert e.value.code == 2
     assert "--benchmarks: unknown ['bogus']" in capsys.readouterr().err
-    assert synthetic.main(["--out", str(tmp_path), "--images", "2", "--benchmarks",
+    assert synthetic_cli.main(["--out", str(tmp_path), "--images", "2", "--benchmarks",
                            "landmarks", "--quiet", "--workers", "1"]) == 0
-    assert synthetic.main(["--out", str(tmp_path), "--images", "2", "--benchmarks",
+    assert synthetic_cli.main(["--out", str(tmp_path), "--images", "2", "--benchmarks",
                            "landmarks", "--quiet", "--workers", "1"]) == 1
     err = capsys.readouterr().err.strip()
     assert "exists and is not empty" in err and len(err.splitlines()) == 1

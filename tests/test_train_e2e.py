@@ -24,7 +24,7 @@ def data_dir(tmp_path_factory):
   """Synthetic DeepFashion category_attribute, generated and built once."""
   sys.path.insert(0, str(ROOT / "tests"))
   import tiny_train_config
-  from fashionnet_jax.data_setup import ensure_dataset
+  from fashionnet_jax.data.prepare import ensure_dataset
   config = tiny_train_config.get_config()
   config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
   ensure_dataset(config)
@@ -61,7 +61,7 @@ def _wait_for_checkpoint(workdir, proc, after=-1, timeout=240):
 
 
 def _final_params(workdir):
-  from fashionnet_jax.inference import Predictor
+  from fashionnet_jax.inference.predictor import Predictor
   import jax
   return jax.tree.leaves(jax.device_get(Predictor(workdir=workdir).params))
 

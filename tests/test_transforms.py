@@ -5,8 +5,13 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from fashionnet_jax import schema
 from fashionnet_jax.data import transforms
 import input_pipeline_fakes as fakes
+
+# The data contract's slots, written out here (not read from the code under test):
+# [L collar, R collar, L sleeve, R sleeve, L waistline, R waistline, L hem, R hem].
+LEFT_RIGHT_PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7))
 
 SIZE = 48
 
@@ -39,7 +44,7 @@ def test_flip_mirrors_x_and_swaps_left_right_pairs():
   visibility = np.array([0, 1, 2, 0, 3, 3, 1, 0])
   landmarks[4:6] = 0.0  # unused slots carry (0, 0)
   flipped, flipped_vis = transforms.flip_landmarks(landmarks, visibility)
-  for left, right in transforms.LEFT_RIGHT_PAIRS:
+  for left, right in LEFT_RIGHT_PAIRS:
     for a, b in ((left, right), (right, left)):
       assert flipped_vis[a] == visibility[b]
       if visibility[b] != 3:
@@ -59,7 +64,7 @@ def test_flipped_pixels_show_the_swapped_slots_markers():
         record["landmarks"], record["landmark_visibility"], crop))
     seen = _marker_slots(image, landmarks, visibility)
     # Slot s of the flipped example is the original slot FLIP_PERMUTATION[s].
-    assert seen and all(seen[s] == transforms.FLIP_PERMUTATION[s] for s in seen), seen
+    assert seen and all(seen[s] == schema.FLIP_PERMUTATION[s] for s in seen), seen
 
 
 def test_landmark_pushed_out_of_the_crop_becomes_truncated():

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from fashionnet_jax import weights
+from fashionnet_jax.models import pretrained
 from fashionnet_jax.models import FashionNet
 from fashionnet_jax.models.vgg import pool5_flatten
 
@@ -109,7 +110,7 @@ def test_torchvision_vgg16_import(tmp_path, x):
   path = tmp_path / 'vgg16-397923af.pth'
   torch.save(ref.state_dict(), path)
   model = fashionnet()
-  written = weights.load_pretrained(model, str(path), 'vgg16')
+  written = pretrained.load_pretrained(model, str(path), 'vgg16')
   assert 'pose_branch/conv5/conv5_3/kernel' in written and 'local_branch/conv5/conv5_1/bias' in written
   assert 'global_branch/fc6_global/fc/kernel' in written and 'pose_branch/fc7_pose/fc/kernel' in written
   assert 'fusion/fc7_fusion/fc/kernel' not in written  # 64+16 inputs vs fc7's 64: skipped
@@ -145,7 +146,7 @@ def test_torchvision_resnet50_import(tmp_path, x):
   path = tmp_path / 'resnet50-11ad3fa6.pth'
   torch.save(ref.state_dict(), path)
   model = fashionnet(backbone='resnet50', width_multiplier=1 / 8, use_landmark_branch=False)
-  weights.load_pretrained(model, str(path))
+  pretrained.load_pretrained(model, str(path))
 
   @nnx.jit
   def ours(model, x):
@@ -171,7 +172,7 @@ def test_keras_vgg16_h5_import(tmp_path, x):
   with h5py.File(path, 'w') as f:  # the layout of Keras' released VGG16 files
     legacy_h5_format.save_weights_to_hdf5_group(f, ref)
   model = fashionnet()
-  written = weights.load_pretrained(model, str(path), 'vgg16')
+  written = pretrained.load_pretrained(model, str(path), 'vgg16')
   assert not any('fc6' in w for w in written)  # notop: convs only
   probe = keras.Model(ref.input, [ref.get_layer('block4_conv3').output, ref.get_layer('block5_conv3').output])
   want4, want5 = probe.predict(x, verbose=0)
@@ -185,8 +186,8 @@ def test_mismatched_and_missing_tensors_are_one_clear_error(tmp_path):
   path = tmp_path / 'vgg16.pth'
   torch.save(ref.state_dict(), path)
   small = nnx.eval_shape(lambda: fashionnet(width_multiplier=0.5))
-  with pytest.raises(weights.WeightImportError) as e:
-    weights.load_pretrained(small, str(path), 'vgg16')
+  with pytest.raises(pretrained.WeightImportError) as e:
+    pretrained.load_pretrained(small, str(path), 'vgg16')
   message = str(e.value)
   assert 'do not fit the vgg16 model' in message
   assert 'conv1_1/kernel -> trunk/conv1_1/kernel: file (3, 3, 3, 64), model (3, 3, 3, 32)' in message
@@ -194,10 +195,10 @@ def test_mismatched_and_missing_tensors_are_one_clear_error(tmp_path):
   state = ref.state_dict()
   del state['features.28.weight'], state['features.0.bias']
   torch.save(state, path)
-  with pytest.raises(weights.WeightImportError, match=r'2 tensor\(s\) missing: features.0.bias, features.28.weight'):
-    weights.convert(str(path), 'vgg16')
-  with pytest.raises(weights.WeightImportError, match='not a resnet50 ImageNet checkpoint'):
-    weights.convert(str(path), 'resnet50')
+  with pytest.raises(pretrained.WeightImportError, match=r'2 tensor\(s\) missing: features.0.bias, features.28.weight'):
+    pretrained.convert(str(path), 'vgg16')
+  with pytest.raises(pretrained.WeightImportError, match='not a resnet50 ImageNet checkpoint'):
+    pretrained.convert(str(path), 'resnet50')
 
 
 def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
@@ -208,8 +209,8 @@ def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
   assert weights.main(['--source', str(src), '--out', str(tmp_path / 'out')]) == 0
   npz = tmp_path / 'out' / 'vgg16_imagenet.npz'
   assert str(npz) in capsys.readouterr().out
-  from_pth = weights.convert(str(src))
-  from_npz = weights.convert(str(npz))
+  from_pth = pretrained.convert(str(src))
+  from_npz = pretrained.convert(str(npz))
   assert from_pth.keys() == from_npz.keys()
   for k in from_pth:
     np.testing.assert_array_equal(from_pth[k], from_npz[k])

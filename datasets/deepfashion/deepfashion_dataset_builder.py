@@ -5,7 +5,7 @@ Consumer-to-shop and Fashion Landmark Detection benchmarks, one config each.
         --config=category_attribute --file_format=array_record
 
 The parsing lives in `fashionnet_jax.data` (annotations, images,
-deepfashion_records) so the trainer, tools and tests share it.
+records) so the trainer, tools and tests share it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fashionnet_jax import schema
 from fashionnet_jax.data import annotations as anno
-from fashionnet_jax.data import deepfashion_records as records
+from fashionnet_jax.data import records
 
 SKIP_ENV = "DEEPFASHION_SKIP_BAD_EXAMPLES"
 SKIPPED_FILE = "skipped_examples.tsv"
@@ -109,7 +110,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         "landmark_visibility": tfds.features.Tensor(shape=(8,),
                                                     dtype=np.int8),
         "clothes_type": tfds.features.ClassLabel(
-            names=list(anno.CLOTHES_TYPE_NAMES)),
+            names=list(schema.CLOTHES_TYPE_NAMES)),
     }
     if config.name == "category_attribute":
       # Names come from Anno/list_category_cloth.txt at build time.

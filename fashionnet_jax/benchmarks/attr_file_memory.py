@@ -24,7 +24,7 @@ import tracemalloc
 
 import numpy as np
 
-from fashionnet_jax.data import deepfashion_records as records
+from fashionnet_jax.data import records
 
 NUM_ATTRIBUTES = 1000
 ROW_POOL = 97  # Distinct label rows, cycled: writing stays fast and small.

@@ -5,7 +5,7 @@ r"""The compiled train step's kernels and memory traffic, read off XLA's HLO: no
       --dump=/tmp/step.hlo --config.model.dtype=float32
   python -m fashionnet_jax.benchmarks.hlo_audit            # this machine's backend, demo config
 
-Compiles the step `main` trains with (`train.jit_train_step`: sharded, state
+Compiles the step `main` trains with (`training.step.jit_train_step`: sharded, state
 donated) on abstract inputs, so no parameter is ever allocated. --target=h100
 compiles devicelessly for an H100 SXM (jax.experimental.topologies with the
 device description in benchmarks/targets/h100.pbtxt); it needs JAX's CUDA plugin,
@@ -62,7 +62,7 @@ def target_devices(target: str):
   import jax
   if target == "local":
     return jax.devices()[:1]
-  from fashionnet_jax.sharding import ConfigError
+  from fashionnet_jax.errors import ConfigError
   path = os.path.join(TARGETS_DIR, f"{target}.pbtxt")
   if not os.path.isfile(path):
     known = sorted(f[:-6] for f in os.listdir(TARGETS_DIR) if f.endswith(".pbtxt"))
@@ -83,23 +83,25 @@ def target_devices(target: str):
 def compile_step(config, devices, stage: int = 0):
   """The train step compiled for `devices` on abstract state and batch; (compiled, n_state_leaves)."""
   import jax
-  from fashionnet_jax import sharding, train
+  from fashionnet_jax import sharding
   from fashionnet_jax.benchmarks.train_step import synthetic_batch
-  from fashionnet_jax.checkpointing import abstract_like
+  from fashionnet_jax.errors import ConfigError
   from fashionnet_jax.models import create_model
-  from fashionnet_jax.optim import make_optimizer
-  from fashionnet_jax.stages import Schedule
-  from fashionnet_jax.train_step import abstract_graphdef, abstract_train_state
+  from fashionnet_jax.models.functional import abstract_graphdef
+  from fashionnet_jax.training.checkpointing import abstract_like
+  from fashionnet_jax.training.optim import make_optimizer
+  from fashionnet_jax.training.schedule import Schedule
+  from fashionnet_jax.training.step import abstract_train_state, jit_train_step
 
   mesh = sharding.create_mesh(config.mesh, devices)
   schedule = Schedule(config.stages, config.num_rounds)
   if not 0 <= stage < len(schedule.stages):
-    raise sharding.ConfigError(f"--stage={stage}: the config has stages 0..{len(schedule.stages) - 1}")
+    raise ConfigError(f"--stage={stage}: the config has stages 0..{len(schedule.stages) - 1}")
   model_fn = lambda: create_model(config.model, seed=0)
   tx = make_optimizer(config, schedule.total_steps)
   state = abstract_train_state(model_fn, tx, 0)
   state_shardings = sharding.state_shardings(mesh, state)
-  step = train.jit_train_step(config, abstract_graphdef(model_fn), tx, state_shardings, mesh)
+  step = jit_train_step(config, abstract_graphdef(model_fn), tx, state_shardings, mesh)
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   spec = lambda tree, shard: abstract_like(tree, jax.tree.map(lambda _: shard, tree))
   weights, mask = schedule.stages[stage].loss_weights, schedule.stages[stage].group_mask

@@ -78,7 +78,7 @@ def synthetic_source(images, cache_dir):
 
 def grain_rate(source, image_size, batch_size, seconds, color_jitter, normalize_on_device):
   import ml_collections
-  from fashionnet_jax import input_pipeline
+  from fashionnet_jax.data import pipeline
   config = ml_collections.ConfigDict(dict(
       seed=0, image_size=image_size, batch_size=batch_size,
       dataset=dict(name="deepfashion/category_attribute", train_split="train"),
@@ -86,7 +86,7 @@ def grain_rate(source, image_size, batch_size, seconds, color_jitter, normalize_
                  shuffle=True, sampler="random", worker_count=0, read_threads=1,
                  prefetch_buffer_size=2, normalize_on_device=normalize_on_device),
       model=dict(num_attributes=len(source[0].get("attributes", [0] * 1000)))))
-  iterator = input_pipeline.create_train_iterator(
+  iterator = pipeline.create_train_iterator(
       config, process_index=0, process_count=1, source=source)
   return _measure(iterator, batch_size, seconds)
 

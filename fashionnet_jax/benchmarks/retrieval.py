@@ -3,8 +3,8 @@ r"""Retrieval top-k search: accelerator (jit, chunked) vs NumPy brute force.
   python -m fashionnet_jax.benchmarks.retrieval [--k=50] [--query_chunk=1024]
       [--gallery_chunk=0] [--shard] [--repeats=3]
 
-Times `retrieval_search.topk_search` (compile / warm-up excluded) and
-`retrieval_search.numpy_topk_search` (matmul + argpartition) on random 128-d
+Times `evaluation.search.topk_search` (compile / warm-up excluded) and
+`evaluation.search.numpy_topk_search` (matmul + argpartition) on random 128-d
 embeddings of the two benchmarks' sizes:
 - In-shop: 14,218 queries x 12,612 gallery (the released query/gallery split);
 - consumer-to-shop: 20,000 consumer queries x 22,000 shop gallery images, the
@@ -19,7 +19,7 @@ from absl import flags
 import jax
 import numpy as np
 
-from fashionnet_jax import retrieval_search
+from fashionnet_jax.evaluation import search
 
 _K = flags.DEFINE_integer("k", 50, "Neighbours per query (the protocol's top-50).")
 _DIM = flags.DEFINE_integer("dim", 128, "Embedding width.")
@@ -53,7 +53,7 @@ def benchmark(name, num_queries, num_gallery, mesh):
   q_dev, g_dev = jax.device_put(queries), jax.device_put(gallery)
 
   def accelerator():
-    out = retrieval_search.topk_search(
+    out = search.topk_search(
         q_dev, g_dev, _K.value, mesh=mesh, query_chunk=_QUERY_CHUNK.value,
         gallery_chunk=_GALLERY_CHUNK.value or None, precision=_PRECISION.value)
     return jax.block_until_ready(out)
@@ -61,10 +61,10 @@ def benchmark(name, num_queries, num_gallery, mesh):
   _, indices = accelerator()  # compile + warm-up, not timed
   accel_s = _best_time(accelerator, _REPEATS.value)
   numpy_s = _best_time(
-      lambda: retrieval_search.numpy_topk_search(queries, gallery, _K.value,
+      lambda: search.numpy_topk_search(queries, gallery, _K.value,
                                                  query_chunk=_QUERY_CHUNK.value),
       _REPEATS.value)
-  _, ref = retrieval_search.numpy_topk_search(queries, gallery, _K.value)
+  _, ref = search.numpy_topk_search(queries, gallery, _K.value)
   # Near-equal similarities may swap between XLA and BLAS: report agreement.
   top1_agree = float(np.mean(np.asarray(indices)[:, 0] == ref[:, 0]))
   result = dict(name=name, queries=num_queries, gallery=num_gallery, dim=_DIM.value,

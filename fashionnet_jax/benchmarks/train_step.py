@@ -172,22 +172,22 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
         matmul_size=0, pooling_iters=20, profile_dir=None, num_devices=0, log=print) -> dict:
   """Measures the train step of `config` (see the module docstring); returns the figures."""
   import tempfile
-  from fashionnet_jax import train
+  from fashionnet_jax.training.trainer import Trainer
   from fashionnet_jax.benchmarks import flops, hlo_census
 
   batch_size = int(config.batch_size)
   iterator = None
   if input_mode == "pipeline":
-    from fashionnet_jax import input_pipeline
-    from fashionnet_jax.data_setup import ensure_dataset
+    from fashionnet_jax.data import pipeline
+    from fashionnet_jax.data.prepare import ensure_dataset
     ensure_dataset(config)
-    iterator = input_pipeline.create_train_iterator(config)
+    iterator = pipeline.create_train_iterator(config)
     # The device-resident batch is a pipeline batch too (same keys, same program).
     host_batch = next(iterator)
   else:
     host_batch = synthetic_batch(config, batch_size)
   devices = jax.devices()[:num_devices] if num_devices > 0 else None
-  trainer = train.Trainer(config, tempfile.gettempdir(), devices)
+  trainer = Trainer(config, tempfile.gettempdir(), devices)
   n_devices = trainer.mesh.devices.size
   weights, mask = trainer.stage_arrays(0)
   batch = trainer.global_batch(host_batch)
@@ -341,7 +341,7 @@ def print_results(label, compute):
   A ConfigError (bad config value) exits with status 2 and one line instead.
   """
   import json
-  from fashionnet_jax.sharding import ConfigError
+  from fashionnet_jax.errors import ConfigError
   try:
     results = compute()
   except ConfigError as e:

@@ -23,22 +23,7 @@ from typing import BinaryIO, Iterator, NamedTuple
 from etils import epath
 import numpy as np
 
-# Clothes types as written in the files (1-based) and the 8-slot layout.
-UPPER, LOWER, FULL = 1, 2, 3
-CLOTHES_TYPE_NAMES = ("upper", "lower", "full")
-LANDMARK_NAMES = (
-    "left_collar", "right_collar", "left_sleeve", "right_sleeve",
-    "left_waistline", "right_waistline", "left_hem", "right_hem",
-)
-# A row lists its triples in its clothes type's own order; these are the
-# slots those triples land in (an upper-body row's 5th triple is the left hem).
-SLOTS_BY_CLOTHES_TYPE = {
-    UPPER: (0, 1, 2, 3, 6, 7),
-    LOWER: (4, 5, 6, 7),
-    FULL: (0, 1, 2, 3, 4, 5, 6, 7),
-}
-NUM_LANDMARKS = 8
-VISIBILITY_UNUSED = 3  # 0 visible, 1 occluded, 2 truncated, 3 slot unused.
+from fashionnet_jax.schema import NUM_LANDMARKS, SLOTS_BY_CLOTHES_TYPE, UNUSED
 
 
 class DeepFashionFormatError(ValueError):
@@ -295,7 +280,7 @@ def parse_landmarks(path: str, row: Row, tokens: list[str], *,
         f" {len(slots)} (or 8 padded) `vis x y` triples after"
         f" {head} columns, got {len(values)} values")
   xy = np.zeros((NUM_LANDMARKS, 2), np.float32)
-  visibility = np.full((NUM_LANDMARKS,), VISIBILITY_UNUSED, np.int8)
+  visibility = np.full((NUM_LANDMARKS,), UNUSED, np.int8)
   for i, slot in enumerate(slots):
     vis, x, y = values[3 * i: 3 * i + 3]
     visibility[slot] = to_int(path, row, vis, f"visibility of landmark {i+1}",

@@ -12,8 +12,8 @@ import re
 import numpy as np
 
 from fashionnet_jax.data import transforms
+from fashionnet_jax.schema import NUM_LANDMARKS, UNUSED
 
-NUM_LANDMARKS = 8
 _ITEM_NUMBER = re.compile(r"(\d+)\s*$")
 
 
@@ -67,7 +67,7 @@ class Preprocess:
           record["landmarks"], record["landmark_visibility"], crop)
     else:
       landmarks = np.zeros((NUM_LANDMARKS, 2), np.float32)
-      visibility = np.full((NUM_LANDMARKS,), transforms.UNUSED, np.int32)
+      visibility = np.full((NUM_LANDMARKS,), UNUSED, np.int32)
     if flip:
       landmarks, visibility = transforms.flip_landmarks(landmarks, visibility)
     color = (transforms.color_jitter_factors(rng, self.color_jitter)
@@ -102,7 +102,7 @@ class Preprocess:
     return {
         "image": np.zeros((s, s, 3), np.uint8),
         "landmarks": np.zeros((NUM_LANDMARKS, 2), np.float32),
-        "landmark_visibility": np.full((NUM_LANDMARKS,), transforms.UNUSED, np.int32),
+        "landmark_visibility": np.full((NUM_LANDMARKS,), UNUSED, np.int32),
         "category": np.int32(-1),
         "attributes": np.zeros((self.num_attributes,), np.int8),
         "clothes_type": np.int32(-1),

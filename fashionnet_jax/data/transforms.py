@@ -11,16 +11,13 @@ import io
 import numpy as np
 from PIL import Image
 
+from fashionnet_jax.schema import FLIP_PERMUTATION, TRUNCATED, UNUSED
+
 # ImageNet statistics (RGB, on [0, 1] pixels) used by the VGG-16/ResNet-50 weights.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-# Landmark slots: [L collar, R collar, L sleeve, R sleeve, L waistline,
-# R waistline, L hem, R hem]; a horizontal flip exchanges each pair.
-LEFT_RIGHT_PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7))
-FLIP_PERMUTATION = np.array([1, 0, 3, 2, 5, 4, 7, 6])
-
-VISIBLE, OCCLUDED, TRUNCATED, UNUSED = 0, 1, 2, 3
+_FLIP = np.array(FLIP_PERMUTATION)
 
 # ITU-R 601 luma, the grey used by PIL's ImageEnhance and torchvision.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -119,8 +116,20 @@ def flip_landmarks(landmarks, visibility):
   visibility = np.asarray(visibility, np.int32)
   present = visibility != UNUSED
   mirrored = np.where(present[:, None], landmarks * [-1.0, 1.0] + [1.0, 0.0], 0.0)
-  return (mirrored[FLIP_PERMUTATION].astype(np.float32),
-          visibility[FLIP_PERMUTATION])
+  return mirrored[_FLIP].astype(np.float32), visibility[_FLIP]
+
+
+def uncrop_landmarks(landmarks, crop):
+  """The inverse of `crop_landmarks`' map: network-input [0, 1] → the released image's frame.
+
+  landmarks [..., L, 2] in the crop's frame, crop [..., 4] = (x0, y0, x1, y1)
+  normalised by the image size; returns (x, y) normalised by the image size, as
+  DeepFashion's landmarks / (W, H) (× (W, H) gives pixels).
+  """
+  landmarks = np.asarray(landmarks, np.float32)
+  crop = np.asarray(crop, np.float32)
+  origin = crop[..., None, :2]
+  return origin + landmarks * (crop[..., None, 2:] - origin)
 
 
 def color_jitter_factors(rng, strength):
@@ -168,7 +177,7 @@ def normalize_on_device(images):
   """jnp: uint8 images -> ImageNet-normalised float32; float images pass unchanged.
 
   For pipelines with `config.input.normalize_on_device` (uint8 batches); float
-  inputs are taken as normalised already (tests, `inference.Predictor`).
+  inputs are taken as normalised already (tests, `inference.predictor.Predictor`).
   """
   import jax.numpy as jnp
   if images.dtype != jnp.uint8:

@@ -1,4 +1,11 @@
-"""FashionNet networks: backbones, landmark pooling and the three-branch model."""
+"""Models: FashionNet's backbones, landmark pooling and the three-branch network.
+
+vgg / resnet (backbones), activations, landmark_pooling, fashionnet (the
+network), functional (split/merge into pure pytrees and the one eval-mode
+predict step), pretrained (ImageNet weight conversion and placement). It may
+import `fashionnet_jax.schema` and data/transforms (input normalisation),
+never training/, evaluation/ or inference/.
+"""
 from flax import nnx
 
 from fashionnet_jax.models.fashionnet import FashionNet

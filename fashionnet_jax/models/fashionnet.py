@@ -7,10 +7,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fashionnet_jax.models import resnet, vgg
+from fashionnet_jax.schema import BACKBONES
 from fashionnet_jax.models.activations import relu
 from fashionnet_jax.models.landmark_pooling import landmark_pool
-
-BACKBONES = ('vgg16', 'resnet50')
 
 
 def _linear(in_features, out_features, dtype, rngs):

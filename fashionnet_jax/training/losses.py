@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-VISIBLE, OCCLUDED, TRUNCATED, UNUSED = 0, 1, 2, 3
+from fashionnet_jax.schema import UNUSED, VISIBLE
 
 
 def _batch_mask(mask, batch):

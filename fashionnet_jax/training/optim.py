@@ -1,6 +1,6 @@
 """Optimiser: SGD with momentum (the paper's) or AdamW, per-group via optax.partition.
 
-Each parameter group (stages.GROUPS) gets its own transform, so groups can take
+Each parameter group (schedule.GROUPS) gets its own transform, so groups can take
 their own learning-rate multiplier, and a stage's frozen groups get exactly zero
 update: the stage's group mask arrives as the extra argument `group_mask` (data,
 not a constant, so a stage switch does not recompile the step). Gradients are
@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fashionnet_jax.sharding import ConfigError
-from fashionnet_jax.stages import GROUPS
+from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.training.schedule import GROUPS
 
 
 def learning_rate_schedule(opt_config, total_steps: int) -> optax.Schedule:

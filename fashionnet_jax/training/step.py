@@ -1,9 +1,9 @@
 """The compiled FashionNet train step: a pure function of the split model state.
 
 As in flax/examples/gemma, the NNX model is split once into a static graph and
-plain pytrees (float32 parameters, other model state such as batch statistics);
-the step merges them, runs the four losses of the paper weighted by the current
-stage, and applies the optimiser. Stage weights and group masks are arguments
+plain pytrees (models/functional.py: float32 parameters, other model state such
+as batch statistics); the step merges them, runs the four losses of the paper
+weighted by the current stage, and applies the optimiser. Stage weights and group masks are arguments
 (data), so one compilation serves every stage. A non-finite loss term or
 gradient leaves the state untouched and is counted.
 """
@@ -15,12 +15,13 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
 
-from fashionnet_jax import losses
+from fashionnet_jax import sharding
 from fashionnet_jax.data import transforms
-from fashionnet_jax.optim import global_norm
-from fashionnet_jax.stages import LOSS_TERMS
+from fashionnet_jax.models.functional import abstract_graphdef, merge_model, split_model
+from fashionnet_jax.training import losses
+from fashionnet_jax.training.optim import global_norm
+from fashionnet_jax.training.schedule import LOSS_TERMS
 
 
 @flax.struct.dataclass
@@ -32,34 +33,6 @@ class TrainState:
   rng: jax.Array  # uint32 key data, for random triplet mining
   nonfinite_streak: jax.Array  # consecutive skipped updates
   nonfinite_total: jax.Array
-
-
-def _is_key(x) -> bool:
-  return jnp.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
-
-
-def split_model(model):
-  """(graphdef, params, model_state) as plain dicts of arrays.
-
-  RNG keys that NNX keeps in the model (dropout streams) become raw uint32 key
-  data, so that the state is an ordinary pytree for Orbax, optax and sharding.
-  """
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  rest = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x,
-                      rest.to_pure_dict())
-  return graphdef, params.to_pure_dict(), rest
-
-
-def _is_rng_key_path(path) -> bool:
-  # NNX keeps a stream's key at .../rngs/<stream>/key or .../rngs/key.
-  names = [getattr(p, "key", getattr(p, "name", None)) for p in path]
-  return names[-1] == "key" and "rngs" in names
-
-
-def merge_model(graphdef, params, model_state):
-  model_state = jax.tree_util.tree_map_with_path(
-      lambda path, x: jax.random.wrap_key_data(x) if _is_rng_key_path(path) else x, model_state)
-  return nnx.merge(graphdef, nnx.State(params), nnx.State(model_state))
 
 
 def create_train_state(model_fn, tx, seed: int, shardings=None) -> tuple[Any, TrainState]:
@@ -77,11 +50,6 @@ def create_train_state(model_fn, tx, seed: int, shardings=None) -> tuple[Any, Tr
   if shardings is None:
     return graphdef, jax.jit(init)()
   return graphdef, jax.jit(init, out_shardings=shardings)()
-
-
-def abstract_graphdef(model_fn):
-  """The static graph of the model, without creating any parameter."""
-  return nnx.split(nnx.eval_shape(model_fn), nnx.Param, ...)[0]
 
 
 def abstract_train_state(model_fn, tx, seed: int) -> TrainState:
@@ -155,3 +123,17 @@ def train_step(state: TrainState, batch, loss_weights, group_mask, aux, *,
                  nonfinite_streak=new_state.nonfinite_streak,
                  term_nonfinite=~term_ok)
   return new_state, metrics
+
+
+def jit_train_step(config, graphdef, tx, state_shardings, mesh):
+  """The jitted train step: state donated, batch split over `data`, the rest replicated.
+
+  Called as step_fn(state, batch, loss_weights, group_mask, aux) -> (state, metrics).
+  """
+  repl = sharding.replicated(mesh)
+  step = lambda state, batch, w, m, aux: train_step(
+      state, batch, w, m, aux, graphdef=graphdef, tx=tx, loss_config=config.loss)
+  return jax.jit(
+      step, donate_argnums=(0,),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh), repl, repl, repl),
+      out_shardings=(state_shardings, repl))

@@ -16,6 +16,7 @@ from typing import Iterator
 from etils import epath
 import tensorflow_datasets as tfds
 
+from fashionnet_jax.schema import BENCHMARK_DIRS
 from fashionnet_jax.data import annotations as anno
 from fashionnet_jax.data.annotations import BadExampleError
 from fashionnet_jax.data.annotations import DeepFashionFormatError
@@ -24,12 +25,6 @@ from fashionnet_jax.data.annotations import Position
 from fashionnet_jax.data.annotations import Row
 from fashionnet_jax.data.images import ImageStore
 
-BENCHMARK_DIRS = {
-    "category_attribute": "Category and Attribute Prediction Benchmark",
-    "inshop": "In-shop Clothes Retrieval Benchmark",
-    "consumer2shop": "Consumer-to-shop Clothes Retrieval Benchmark",
-    "landmarks": "Fashion Landmark Detection Benchmark",
-}
 SPLITS = {
     "category_attribute": ("train", "validation", "test"),
     "inshop": ("train", "query", "gallery"),

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 
-from fashionnet_jax import synthetic_garments as garments
+from fashionnet_jax import schema
 
 NAME_WIDTH = 71           # `img/Sheer_Pleated-Front_Blouse/img_00000001.jpg` + 24 spaces
 LANDMARK_NAME_WIDTH = 72  # the real landmark files pad one more
@@ -36,7 +36,7 @@ def landmark_triples(landmarks, visibility, clothes_type, width, height, pad_to_
     Truncated landmarks are clipped into the image (3-digit fields hold no sign).
     """
     out = []
-    for slot in garments.SLOTS_BY_TYPE[clothes_type]:
+    for slot in schema.SLOTS_BY_CLOTHES_TYPE[clothes_type]:
         x = int(np.clip(np.round(landmarks[slot][0]), 0, width - 1))
         y = int(np.clip(np.round(landmarks[slot][1]), 0, height - 1))
         out.append(f"  {int(visibility[slot])} {x:03d} {y:03d}")

@@ -2,14 +2,14 @@
 
 A garment is drawn in a canonical frame (x right, y down, units of about one
 garment height, centre line x = 0), upright and facing the viewer, and then
-posed into the image by `synthetic_render`.
+posed into the image by `synthetic.render`.
 
 Landmark convention (the whole project's): the 8 slots are
 [left collar, right collar, left sleeve, right sleeve, left waistline,
 right waistline, left hem, right hem], where **left = the landmark on the
 image's left (smaller x) for an upright garment facing the viewer, before any
 rotation**. So a horizontal flip of the image must swap the slots pairwise
-(`FLIP_PERMUTATION`). Upper-body garments use slots 0,1,2,3,6,7, lower-body
+(`schema.FLIP_PERMUTATION`). Upper-body garments use slots 0,1,2,3,6,7, lower-body
 4,5,6,7, full-body all 8. The points are where the drawing puts them: collar =
 the neckline's outer corners, sleeve = the middle of the cuff (of the armhole
 when sleeveless), waistline = the outline's sides at the waist, hem = the hem's
@@ -19,11 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from fashionnet_jax import synthetic_vocab as vocab
-
-NUM_LANDMARKS = 8
-FLIP_PERMUTATION = (1, 0, 3, 2, 5, 4, 7, 6)
-SLOTS_BY_TYPE = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: tuple(range(8))}
+from fashionnet_jax import schema
+from fashionnet_jax.synthetic import vocab
 
 # Drawn categories: name -> (top, bottom, allowed choices). `top` is the upper
 # part's cut, `bottom` the lower part's ("skirt", "trousers", "shorts", None).
@@ -72,7 +69,7 @@ class GarmentSpec:
 
     @property
     def clothes_type(self):
-        return vocab.CATEGORY_TYPE[self.category]
+        return schema.CATEGORY_TYPE[self.category]
 
     @property
     def family(self):
@@ -146,7 +143,7 @@ def garment_geometry(spec):
     fam = spec.family
     w, l = spec.width_scale, spec.length_scale
     loose = spec.fit == "loose"
-    landmarks = np.zeros((NUM_LANDMARKS, 2))
+    landmarks = np.zeros((schema.NUM_LANDMARKS, 2))
     extra, circles, lines = [], [], []
     chain = []  # the left half of the outline, from the neck's centre down.
     top, bottom = fam["top"], fam["bottom"]
@@ -244,8 +241,8 @@ def garment_geometry(spec):
     # Right-hand landmarks mirror the left ones.
     for left in (0, 2, 4, 6):
         landmarks[left + 1] = (-landmarks[left][0], landmarks[left][1])
-    used = np.zeros(NUM_LANDMARKS, bool)
-    used[list(SLOTS_BY_TYPE[spec.clothes_type])] = True
+    used = np.zeros(schema.NUM_LANDMARKS, bool)
+    used[list(schema.SLOTS_BY_CLOTHES_TYPE[spec.clothes_type])] = True
     landmarks[~used] = 0.0
     _add_parts(spec, neck_dip if top else 0.0, closure_end, waist_w, lines, circles, top)
     return Geometry([outline, *extra], landmarks, used, circles, lines)

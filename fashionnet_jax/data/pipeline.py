@@ -17,7 +17,6 @@ Public API (what the trainer and the evaluator call):
 * `make_global_batch(host_batch, mesh, data_axis='data')` → global jax.Arrays.
 * `attribute_statistics(config)` → dict(positive_ratio [A] float32,
   num_examples, positive_count, negative_count), cached next to the data.
-* `IMAGENET_MEAN`, `IMAGENET_STD`.
 
 Batches (numpy, leading dim = host batch = global batch // process_count):
 'image' [B,S,S,3] float32 ImageNet-normalised (uint8 with
@@ -48,15 +47,13 @@ import grain
 import jax
 import numpy as np
 
-from fashionnet_jax import data_setup
 from fashionnet_jax.data import attribute_stats
 from fashionnet_jax.data import metadata
+from fashionnet_jax.data import prepare
 from fashionnet_jax.data import preprocess as preprocess_lib
 from fashionnet_jax.data import sampling
 from fashionnet_jax.data import transforms
 
-IMAGENET_MEAN = transforms.IMAGENET_MEAN
-IMAGENET_STD = transforms.IMAGENET_STD
 
 
 def open_source(config, split):
@@ -67,7 +64,7 @@ def open_source(config, split):
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds.data_source(
-      config.dataset.name, split=split, data_dir=str(data_setup.data_dir(config)),
+      config.dataset.name, split=split, data_dir=str(prepare.data_dir(config)),
       download=False, decoders={"image": tfds.decode.SkipDecoding()})
 
 

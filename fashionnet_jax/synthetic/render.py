@@ -19,7 +19,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fashionnet_jax import synthetic_garments as garments
+from fashionnet_jax import schema
+from fashionnet_jax.synthetic import garments
 
 MARKER_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0),
                   (255, 0, 255), (0, 255, 255), (255, 255, 255), (0, 0, 0))
@@ -115,7 +116,7 @@ def render(spec, size, seed, scene=None, markers=False):
             draw.rectangle([x - 2, y - 2, x + 2, y + 2], fill=MARKER_COLOURS[slot])
         _occluders(pil, scene, landmarks[geom.used], np.random.default_rng(seed), width,
                    height, redraw=occluder_mask)
-    visibility = np.full(garments.NUM_LANDMARKS, 3)
+    visibility = np.full(schema.NUM_LANDMARKS, schema.UNUSED)
     for slot in np.flatnonzero(geom.used):
         x, y = np.round(landmarks[slot]).astype(int)
         if not (0 <= x < width and 0 <= y < height):

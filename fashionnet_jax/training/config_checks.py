@@ -1,11 +1,12 @@
 """Config validation: a mistake fails at start with one line naming the field."""
 from __future__ import annotations
 
-from fashionnet_jax.sharding import ConfigError
+from fashionnet_jax.data.prepare import dataset_builder_config
+from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.schema import BACKBONES
 
-BUILDER_CONFIGS = ("category_attribute", "inshop", "consumer2shop", "landmarks")
 _CHOICES = {
-    "model.backbone": ("vgg16", "resnet50"),
+    "model.backbone": BACKBONES,
     "model.dtype": ("float32", "bfloat16"),
     "optimizer.name": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "step", "constant"),
@@ -21,16 +22,6 @@ def _get(config, dotted):
       raise ConfigError(f"config.{dotted} is missing")
     value = value[part]
   return value
-
-
-def dataset_builder_config(config) -> str:
-  name = str(_get(config, "dataset.name"))
-  family, _, builder_config = name.partition("/")
-  if family != "deepfashion" or builder_config not in BUILDER_CONFIGS:
-    raise ConfigError(
-        f"config.dataset.name={name!r}: use deepfashion/<config>, config one of "
-        f"{', '.join(BUILDER_CONFIGS)}")
-  return builder_config
 
 
 def validate_config(config) -> None:

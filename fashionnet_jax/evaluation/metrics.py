@@ -1,7 +1,7 @@
 """DeepFashion paper-protocol metrics (Liu et al., CVPR 2016).
 
 Every metric takes whole-split arrays (NumPy or jax) and returns fractions in
-[0, 1]; `report.py` prints them in the paper's units. Protocols
+[0, 1]; `evaluation/report.py` prints them in the paper's units. Protocols
 (../shared/deepfashion/FORMATS.md, "How each benchmark is scored"):
 - category: top-k accuracy;
 - attributes: top-k recall = sum of each image's positives inside its top k /
@@ -21,16 +21,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fashionnet_jax import retrieval_search
-
-# The builder's 8 landmark slots (DESIGN.md, data contract).
-LANDMARK_NAMES = ("left_collar", "right_collar", "left_sleeve", "right_sleeve",
-                  "left_waistline", "right_waistline", "left_hem", "right_hem")
-# list_attr_cloth.txt types of the 1000 released attributes (Anno_coarse).
-ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
-# The 26 attributes of the 2020 Anno_fine re-labelling.
-FINE_ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "sleeve", 3: "length",
-                             4: "neckline", 5: "fabric", 6: "fit"}
+from fashionnet_jax.evaluation import search
+from fashionnet_jax.schema import ATTRIBUTE_TYPE_NAMES, LANDMARK_NAMES
 RETRIEVAL_KS = (1, 5, 10, 20, 30, 40, 50)
 # Detected-percentage thresholds: pixels when image sizes are known, else
 # fractions of the image side.
@@ -135,7 +127,7 @@ def retrieval_topk_accuracy(query_embeddings, query_items, gallery_embeddings,
   several) is among its k nearest gallery images. k above the gallery size
   ranks the whole gallery. A query whose item has no gallery image is always a
   miss (it stays in the denominator). Items may be ints or strings. The search
-  runs on the accelerator (`retrieval_search.topk_search`; `mesh` shards the
+  runs on the accelerator (`evaluation.search.topk_search`; `mesh` shards the
   gallery).
   """
   ks = [_check_k(k, "retrieval_topk_accuracy") for k in ks]
@@ -153,7 +145,7 @@ def retrieval_topk_accuracy(query_embeddings, query_items, gallery_embeddings,
   q_codes, g_codes = item_codes[:len(q_items)], item_codes[len(q_items):]
 
   depth = min(max(ks), g_emb.shape[0])
-  _, neighbours = retrieval_search.topk_search(
+  _, neighbours = search.topk_search(
       q_emb, g_emb, depth, mesh=mesh, query_chunk=query_chunk,
       gallery_chunk=gallery_chunk)
   match = g_codes[np.asarray(neighbours)] == q_codes[:, None]
@@ -242,7 +234,7 @@ def attribute_metrics(scores, labels, attribute_types=None, ks=(3, 5),
 def landmark_metrics(pred, true, visibility, image_sizes=None, thresholds=None):
   """landmark_ne, landmark_ne_<name>, landmark_detected_<t>px (or _<t>)."""
   per_landmark, mean = landmark_normalized_error(pred, true, visibility)
-  names = LANDMARK_NAMES if len(per_landmark) == 8 else [
+  names = LANDMARK_NAMES if len(per_landmark) == len(LANDMARK_NAMES) else [
       f"landmark{i}" for i in range(len(per_landmark))]
   out = {"landmark_ne": mean}
   out.update({f"landmark_ne_{n}": float(v) for n, v in zip(names, per_landmark)})

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from fashionnet_jax.sharding import ConfigError
+from fashionnet_jax.errors import ConfigError
 
 # Top-level sub-modules of FashionNet, one optax.partition label each.
 GROUPS = ("trunk", "pose_branch", "local_branch", "global_branch", "fusion", "heads")
@@ -45,9 +45,6 @@ class Schedule:
     step = min(int(step), self.total_steps - 1)
     round_, within = divmod(step, self.round_steps)
     return round_, int(np.searchsorted(self._ends, within, side="right"))
-
-  def stage_at(self, step: int) -> Stage:
-    return self.stages[self.locate(step)[1]]
 
 
 def _parse_stage(index: int, s) -> Stage:

@@ -1,7 +1,7 @@
 """Names of the synthetic DeepFashion: the 50 real categories, 1000 attributes.
 
-The 50 `(name, category_type)` pairs are the real `list_category_cloth.txt`,
-in file order (the 1-based row is the label). The attribute list has the real
+The 50 categories are the real `list_category_cloth.txt` (`schema.CATEGORIES`,
+in file order; the 1-based row is the label). The attribute list has the real
 file's shape: 1000 alphabetically sorted names of the five types (1 texture,
 2 fabric, 3 shape, 4 part, 5 style) in the real per-type counts. The names
 that a synthetic garment can show (`DRAWN_ATTRIBUTES`) are among them; the
@@ -9,23 +9,10 @@ rest are fillers that are never drawn (negative or unknown in every image).
 """
 import itertools
 
-# Verbatim from list_category_cloth.txt (type 1 upper, 2 lower, 3 full body).
-CATEGORIES = (
-    ("Anorak", 1), ("Blazer", 1), ("Blouse", 1), ("Bomber", 1),
-    ("Button-Down", 1), ("Cardigan", 1), ("Flannel", 1), ("Halter", 1),
-    ("Henley", 1), ("Hoodie", 1), ("Jacket", 1), ("Jersey", 1), ("Parka", 1),
-    ("Peacoat", 1), ("Poncho", 1), ("Sweater", 1), ("Tank", 1), ("Tee", 1),
-    ("Top", 1), ("Turtleneck", 1), ("Capris", 2), ("Chinos", 2),
-    ("Culottes", 2), ("Cutoffs", 2), ("Gauchos", 2), ("Jeans", 2),
-    ("Jeggings", 2), ("Jodhpurs", 2), ("Joggers", 2), ("Leggings", 2),
-    ("Sarong", 2), ("Shorts", 2), ("Skirt", 2), ("Sweatpants", 2),
-    ("Sweatshorts", 2), ("Trunks", 2), ("Caftan", 3), ("Cape", 3),
-    ("Coat", 3), ("Coverup", 3), ("Dress", 3), ("Jumpsuit", 3),
-    ("Kaftan", 3), ("Kimono", 3), ("Nightdress", 3), ("Onesie", 3),
-    ("Robe", 3), ("Romper", 3), ("Shirtdress", 3), ("Sundress", 3),
-)
-CATEGORY_LABEL = {name: i + 1 for i, (name, _) in enumerate(CATEGORIES)}
-CATEGORY_TYPE = dict(CATEGORIES)
+from fashionnet_jax import schema
+
+# 1-based labels of the real list_category_cloth.txt.
+CATEGORY_LABEL = {name: i + 1 for i, (name, _) in enumerate(schema.CATEGORIES)}
 # Merged into Dress in the real data: these labels carry no image.
 EMPTY_CATEGORIES = ("Cape", "Nightdress", "Shirtdress", "Sundress")
 

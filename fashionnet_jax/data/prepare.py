@@ -12,11 +12,24 @@ import jax
 from absl import logging
 from etils import epath
 
-from fashionnet_jax.config_checks import dataset_builder_config
-from fashionnet_jax.sharding import ConfigError
+from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.schema import BUILDER_CONFIGS
 
 # Synthetic DeepFashion is kept apart from real TFDS data: both are `deepfashion`.
 SYNTHETIC_DATA_DIR = "~/.cache/fashionnet_jax/synthetic_tfds"
+
+
+def dataset_builder_config(config) -> str:
+  """The builder config of `config.dataset.name` ('deepfashion/<config>')."""
+  if "dataset" not in config or "name" not in config.dataset:
+    raise ConfigError("config.dataset.name is missing")
+  name = str(config.dataset.name)
+  family, _, builder_config = name.partition("/")
+  if family != "deepfashion" or builder_config not in BUILDER_CONFIGS:
+    raise ConfigError(
+        f"config.dataset.name={name!r}: use deepfashion/<config>, config one of "
+        f"{', '.join(BUILDER_CONFIGS)}")
+  return builder_config
 
 
 def data_dir(config) -> epath.Path:

@@ -10,11 +10,9 @@ import json
 
 from etils import epath
 
-from fashionnet_jax.config_checks import dataset_builder_config
-from fashionnet_jax.data_setup import data_dir
+from fashionnet_jax.data.prepare import data_dir, dataset_builder_config
 
 LABELS_FILE = "labels.json"
-CLOTHES_TYPES = ("upper", "lower", "full")
 
 
 def dataset_labels(config) -> dict:

@@ -1,39 +1,32 @@
-r"""Synthetic DeepFashion: the four benchmarks' released layout, with drawn garments.
+"""Writes synthetic DeepFashion: the four benchmarks' released layout, with drawn garments.
 
-    python -m fashionnet_jax.synthetic --out /tmp/deepfashion --images 500
-
-writes, under --out, `Category and Attribute Prediction Benchmark`, `In-shop
-Clothes Retrieval Benchmark`, `Consumer-to-shop Clothes Retrieval Benchmark`
-and `Fashion Landmark Detection Benchmark`, each with `Anno/`, `Eval/` and
+`generate(out_dir, images, seed, ...)` writes, under out_dir, `Category and
+Attribute Prediction Benchmark`, `In-shop Clothes Retrieval Benchmark`,
+`Consumer-to-shop Clothes Retrieval Benchmark` and `Fashion Landmark
+Detection Benchmark`, each with `Anno/`, `Eval/` and
 `Img/` (`img.zip` for Category and Consumer-to-shop, the extracted `img/` for
 the others), in the real file formats (../shared/deepfashion/FORMATS.md), so
 the TFDS builder reads it with `--manual_dir`. The garments (17 categories
 with their own silhouettes, textures, fabrics, parts, colours) come from
-`synthetic_garments` / `synthetic_render`; landmarks, visibilities, bboxes
+`synthetic.garments` / `synthetic.render`; landmarks, visibilities, bboxes
 and attributes are exactly what was drawn. Same seed, same bytes (whatever
 the number of workers).
 """
-import argparse
 import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
 import shutil
-import sys
 
 import numpy as np
 
-from fashionnet_jax import synthetic_formats as fmt
-from fashionnet_jax import synthetic_garments as garments
-from fashionnet_jax import synthetic_render as render
-from fashionnet_jax import synthetic_vocab as vocab
+from fashionnet_jax import schema
+from fashionnet_jax.schema import BENCHMARK_DIRS
+from fashionnet_jax.synthetic import formats as fmt
+from fashionnet_jax.synthetic import garments
+from fashionnet_jax.synthetic import render
+from fashionnet_jax.synthetic import vocab
 
-BENCHMARK_DIRS = {
-    "category_attribute": "Category and Attribute Prediction Benchmark",
-    "inshop": "In-shop Clothes Retrieval Benchmark",
-    "consumer2shop": "Consumer-to-shop Clothes Retrieval Benchmark",
-    "landmarks": "Fashion Landmark Detection Benchmark",
-}
 ZIPPED = ("category_attribute", "consumer2shop")
 JPEG_QUALITY = 90
 # In-shop views: file suffix -> pose_type (1 front, 2 side, 3 back, 4 zoom-out, 5 zoom-in, 6 flat).
@@ -271,7 +264,7 @@ def _write_benchmark(key, out_dir, n, seed, pool, eol, verbose):
 
 def _write_category_files(anno, shots, rng, eol):
     cloth = fmt.write_list(os.path.join(anno, "list_category_cloth.txt"), "category_name  category_type",
-                           [f"{name:<15}{ctype}" for name, ctype in vocab.CATEGORIES], eol)
+                           [f"{name:<15}{ctype}" for name, ctype in schema.CATEGORIES], eol)
     img = fmt.write_list(os.path.join(anno, "list_category_img.txt"), "image_name  category_label",
                          [fmt.pad(s.name) + str(vocab.CATEGORY_LABEL[s.spec.category]) for s in shots], eol)
     attr_cloth = fmt.write_list(os.path.join(anno, "list_attr_cloth.txt"), "attribute_name  attribute_type",
@@ -324,39 +317,3 @@ def generate(out_dir, images=500, seed=0, benchmarks=None, crlf=False, workers=1
     finally:
         if pool:
             pool.shutdown()
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fashionnet_jax.synthetic",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder to write the benchmark folders into")
-    parser.add_argument("--images", type=int, default=500, help="images per benchmark (default 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--benchmarks", default=",".join(BENCHMARK_DIRS),
-                        help="comma-separated subset of " + ",".join(BENCHMARK_DIRS))
-    parser.add_argument("--crlf", action="store_true", help="write \\r\\n line endings")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="drawing processes (the output does not depend on it)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace benchmark folders that already exist under --out")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
-    bad = [b for b in benchmarks if b not in BENCHMARK_DIRS]
-    if bad or not benchmarks:
-        parser.error(f"--benchmarks: unknown {bad}; choose from {','.join(BENCHMARK_DIRS)}")
-    if args.images < 1:
-        parser.error(f"--images must be at least 1, got {args.images}")
-    try:
-        summary = generate(args.out, args.images, args.seed, benchmarks, args.crlf,
-                           max(1, args.workers), not args.quiet, args.overwrite)
-    except (FileExistsError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for key, s in summary.items():
-        print(f"{BENCHMARK_DIRS[key]}: {s['images']} images, splits {s['splits']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

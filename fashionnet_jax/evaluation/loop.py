@@ -1,0 +1,100 @@
+"""The evaluation loop: run a FashionNet over a split, score it with the paper's protocols.
+
+`category_attribute`: category top-k and attribute top-k recall (overall and per
+type); every dataset with landmarks: normalised error per landmark; `inshop`: the
+query split against the gallery split; `consumer2shop`: the split's consumer
+images against its shop images. Retrieval runs on the accelerator
+(`evaluation.search`). Results go to the metric writer and to `workdir/eval/`
+(JSON, a Markdown table beside the paper's numbers, PNG plots).
+
+The loop takes what it needs, not a trainer: `predict(images) -> outputs`, a
+global batch's eval-mode forward pass (models.functional.make_predict_fn bound
+to parameters), and the mesh that batches are laid on.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from absl import logging
+
+from fashionnet_jax.data import labels, pipeline, transforms
+from fashionnet_jax.data.prepare import dataset_builder_config
+from fashionnet_jax.evaluation import metrics as metrics_lib
+from fashionnet_jax.evaluation import report
+
+_OUTPUT_KEYS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits",
+                "embedding")
+_LABEL_KEYS = ("landmarks", "landmark_visibility", "category", "attributes", "item", "source",
+               "crop")
+
+
+def _gather(x):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+def collect(config, predict, mesh, split: str) -> dict[str, np.ndarray]:
+  """Network outputs and labels for every example of `split`, in order."""
+  acc = metrics_lib.MetricAccumulator()
+  for host_batch in pipeline.create_eval_iterator(config, split):
+    batch = pipeline.make_global_batch(host_batch, mesh)
+    out = predict(batch["image"])
+    rows = {f"pred_{k}": _gather(out[k]) for k in _OUTPUT_KEYS}
+    rows.update({k: _gather(batch[k]) for k in _LABEL_KEYS if k in batch})
+    acc.update(mask=_gather(batch["mask"]), **rows)
+  return acc.arrays()
+
+
+def _has_landmarks(arrays) -> bool:
+  return "landmark_visibility" in arrays and bool(np.any(arrays["landmark_visibility"] == 0))
+
+
+def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
+  """The paper-protocol metrics of `predict` on the config's eval split (In-shop: query/gallery)."""
+  builder_config = dataset_builder_config(config)
+  split = split or config.dataset.eval_split
+  metrics: dict[str, float] = {}
+  if builder_config == "inshop":
+    query = collect(config, predict, mesh, "query")
+    gallery = collect(config, predict, mesh, "gallery")
+    metrics.update(metrics_lib.retrieval_metrics(
+        query["pred_embedding"], query["item"], gallery["pred_embedding"], gallery["item"],
+        mesh=mesh))
+    arrays = query
+  else:
+    arrays = collect(config, predict, mesh, split)
+    if builder_config == "consumer2shop":
+      consumer = arrays["source"] == 1
+      metrics.update(metrics_lib.retrieval_metrics(
+          arrays["pred_embedding"][consumer], arrays["item"][consumer],
+          arrays["pred_embedding"][~consumer], arrays["item"][~consumer], mesh=mesh))
+  if builder_config == "category_attribute":
+    metrics.update(metrics_lib.category_metrics(arrays["pred_category_logits"], arrays["category"]))
+    types = labels.dataset_labels(config)["attribute_types"] or None
+    metrics.update(metrics_lib.attribute_metrics(
+        arrays["pred_attribute_logits"], arrays["attributes"], attribute_types=types))
+  if _has_landmarks(arrays):
+    # NE is measured in the released image's normalised coordinates, not the crop's.
+    metrics.update(metrics_lib.landmark_metrics(
+        transforms.uncrop_landmarks(arrays["pred_landmarks"], arrays["crop"]),
+        transforms.uncrop_landmarks(arrays["landmarks"], arrays["crop"]),
+        arrays["landmark_visibility"]))
+  metrics["num_examples"] = float(len(arrays["pred_embedding"]))
+  return metrics
+
+
+def evaluate_and_report(config, predict, mesh, workdir, writer, step: int) -> dict[str, float]:
+  """compute_metrics, written to `writer` and (process 0) to workdir/eval/<step>.*."""
+  builder_config = dataset_builder_config(config)
+  split = "query" if builder_config == "inshop" else config.dataset.eval_split
+  metrics = compute_metrics(config, predict, mesh)
+  writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()
+                              if np.isfinite(v)})
+  if jax.process_index() == 0:
+    report.write_report(metrics, workdir, step=step, split=split,
+                        dataset=builder_config)
+  logging.info("eval step %d: %s", step,
+               ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+  return metrics

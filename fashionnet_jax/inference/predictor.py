@@ -1,0 +1,93 @@
+"""A trained FashionNet, restored from a run's workdir for inference.
+
+`Predictor(workdir=DIR)` (or `checkpoint=DIR/checkpoints/STEP`) rebuilds the
+network from `DIR/config.json`, restores the parameters of the latest (or given)
+Orbax checkpoint onto one device, and runs the jitted eval-mode forward pass
+(`models.functional.make_predict_fn`, the one evaluation uses) on
+ImageNet-normalised images. Class names come from `DIR/labels.json`.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import ml_collections
+import numpy as np
+from etils import epath
+
+from fashionnet_jax.data import labels as labels_lib
+from fashionnet_jax.data import transforms
+from fashionnet_jax.models import create_model
+from fashionnet_jax.models.functional import abstract_graphdef, make_predict_fn
+from fashionnet_jax.training.checkpointing import Checkpointer
+from fashionnet_jax.training.optim import make_optimizer
+from fashionnet_jax.training.schedule import Schedule
+from fashionnet_jax.training.step import abstract_train_state
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+  """No run (config.json) or no checkpoint where the user pointed."""
+
+
+def _resolve(workdir, checkpoint):
+  if checkpoint:
+    path = epath.Path(checkpoint)
+    if not path.name.isdigit():
+      raise CheckpointNotFoundError(
+          f"{path}: not a checkpoint step folder (expected WORKDIR/checkpoints/<step>)")
+    return path.parent.parent, int(path.name)
+  if not workdir:
+    raise CheckpointNotFoundError("give --workdir or --checkpoint")
+  return epath.Path(workdir), None
+
+
+class Predictor:
+
+  def __init__(self, workdir=None, checkpoint=None):
+    workdir, step = _resolve(workdir, checkpoint)
+    self.workdir = workdir
+    config_path = workdir / "config.json"
+    if not config_path.exists():
+      raise CheckpointNotFoundError(f"{config_path}: no training run here (config.json missing)")
+    self.config = config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    self.labels = labels_lib.load(workdir)
+    self.image_size = int(config.image_size)
+    seed = int(config.seed)
+    model_fn = lambda: create_model(config.model, seed=seed)
+    schedule = Schedule(config.stages, config.num_rounds)
+    abstract = abstract_train_state(model_fn, make_optimizer(config, schedule.total_steps), seed)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                            abstract)
+    ckpt = Checkpointer(workdir, every_steps=0, keep=1 << 30, async_save=False)
+    self.step = ckpt.latest_step() if step is None else step
+    if self.step is None:
+      raise CheckpointNotFoundError(f"{workdir / 'checkpoints'}: no checkpoint")
+    if self.step not in ckpt.manager.all_steps():
+      raise CheckpointNotFoundError(f"{workdir / 'checkpoints' / str(self.step)}: no such checkpoint")
+    state = ckpt.restore_state_only(abstract, self.step)
+    ckpt.close()
+    self.graphdef = abstract_graphdef(model_fn)
+    self.params, self.model_state = state.params, state.model_state
+    self._forward = make_predict_fn(self.graphdef)
+
+  def __call__(self, images) -> dict[str, np.ndarray]:
+    """images: [B, S, S, 3] float32, ImageNet-normalised (the eval pipeline's transform)."""
+    out = self._forward(self.params, self.model_state, np.asarray(images, np.float32))
+    return jax.tree.map(np.asarray, out)
+
+  def predict_uint8(self, images) -> dict[str, np.ndarray]:
+    """images: uint8 [B, S, S, 3] (`inference.images.load_image(...).image`) → the network's outputs.
+
+    The batch is zero-padded to the next power of two, so a stream of batches
+    of any size compiles at most log2(B) + 1 times; each image's outputs do not
+    depend on its batch (eval mode).
+    """
+    images = np.asarray(images, np.uint8)
+    n = len(images)
+    padded = 1 << math.ceil(math.log2(max(n, 1)))
+    batch = np.zeros((padded, *images.shape[1:]), np.uint8)
+    batch[:n] = images
+    out = self(transforms.normalize_batch(batch))
+    return {k: v[:n] for k, v in out.items()}

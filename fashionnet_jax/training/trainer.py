@@ -1,0 +1,102 @@
+"""Trainer: model, optimiser, mesh, train state and the compiled step, built from a config.
+
+`Trainer(config, workdir)` validates the config, lays the (data, model) mesh,
+creates the sharded train state in one compiled program (with `init_from`
+weights when the config names them), the stage arrays and the jitted train
+step. `train.py` runs the loop over it; benchmarks and the HLO audit build it
+to measure the exact step that training runs.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from etils import epath
+
+from fashionnet_jax import sharding
+from fashionnet_jax.data import pipeline
+from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.models import create_model
+from fashionnet_jax.models import pretrained
+from fashionnet_jax.models.functional import make_predict_fn, merge_model, split_model
+from fashionnet_jax.training import losses
+from fashionnet_jax.training.checkpointing import abstract_like
+from fashionnet_jax.training.config_checks import validate_config
+from fashionnet_jax.training.optim import learning_rate_schedule, make_optimizer
+from fashionnet_jax.training.schedule import Schedule
+from fashionnet_jax.training.step import abstract_train_state, create_train_state, jit_train_step
+
+
+def attribute_loss_weights(config):
+  """(w_pos, w_neg) per attribute from the training split's positive ratio."""
+  num = int(config.model.num_attributes)
+  if not config.loss.attribute_weighting:
+    return np.ones(num, np.float32), np.ones(num, np.float32)
+  stats = pipeline.attribute_statistics(config)
+  ratio = np.asarray(stats["positive_ratio"], np.float32)
+  if ratio.shape != (num,):
+    raise ConfigError(
+        f"config.model.num_attributes={num} but the dataset has {ratio.shape[0]} attributes")
+  w_pos, w_neg = losses.attribute_loss_weights(ratio)
+  return np.asarray(w_pos, np.float32), np.asarray(w_neg, np.float32)
+
+
+def _load_pretrained(trainer, config):
+  """Overwrites the initial parameters with converted ImageNet weights (config.init_from)."""
+  state = jax.device_get(trainer.state)
+  model = merge_model(trainer.graphdef, state.params, state.model_state)
+  pretrained.load_pretrained(model, config.init_from, config.model.backbone)
+  _, params, _ = split_model(model)
+  state = state.replace(params=params, opt_state=trainer.tx.init(params))
+  return jax.device_put(state, trainer.state_shardings)
+
+
+class Trainer:
+  """Builds model, optimiser, mesh and the compiled step from a config."""
+
+  def __init__(self, config, workdir, devices=None):
+    validate_config(config)
+    self.config = config
+    self.workdir = epath.Path(workdir)
+    self.mesh = sharding.create_mesh(config.mesh, devices)
+    sharding.check_batch_size(int(config.batch_size), self.mesh)
+    self.schedule = Schedule(config.stages, config.num_rounds)
+    seed = int(config.seed)
+    model_fn = lambda: create_model(config.model, seed=seed)
+    self.tx = make_optimizer(config, self.schedule.total_steps)
+    self.lr_schedule = learning_rate_schedule(config.optimizer, self.schedule.total_steps)
+    self.state_shardings = sharding.state_shardings(
+        self.mesh, abstract_train_state(model_fn, self.tx, seed))
+    self.graphdef, self.state = create_train_state(model_fn, self.tx, seed, self.state_shardings)
+    if config.get("init_from"):
+      self.state = _load_pretrained(self, config)
+    repl = sharding.replicated(self.mesh)
+    self.batch_sharding = sharding.batch_sharding(self.mesh)
+    w_pos, w_neg = attribute_loss_weights(config)
+    self.aux = jax.device_put(dict(w_pos=w_pos, w_neg=w_neg), repl)
+    self._stage_arrays = [
+        (jax.device_put(s.loss_weights, repl), jax.device_put(s.group_mask, repl))
+        for s in self.schedule.stages]
+    self.step_fn = jit_train_step(config, self.graphdef, self.tx, self.state_shardings, self.mesh)
+
+  @functools.cached_property
+  def predict_fn(self):
+    """The jitted eval-mode forward pass over the mesh, compiled on first use."""
+    return make_predict_fn(
+        self.graphdef, params_sharding=self.state_shardings.params,
+        model_state_sharding=self.state_shardings.model_state,
+        batch_sharding=self.batch_sharding, out_sharding=self.batch_sharding)
+
+  def predict(self, images):
+    """Eval-mode outputs of the current state for a global batch of images."""
+    return self.predict_fn(self.state.params, self.state.model_state, images)
+
+  def stage_arrays(self, step: int):
+    return self._stage_arrays[self.schedule.locate(step)[1]]
+
+  def global_batch(self, host_batch):
+    return pipeline.make_global_batch(host_batch, self.mesh)
+
+  def abstract_state(self):
+    return abstract_like(self.state, self.state_shardings)
