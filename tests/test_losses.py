@@ -26,7 +26,9 @@ def test_visibility_loss_targets_and_unused_slots():
   logits = np.array([[[2.0, 0.0], [2.0, 0.0], [0.0, 3.0], [9.0, -9.0]]], np.float32)
   vis = np.array([[0, 1, 2, 3]])
   ce = lambda z, t: -jax.nn.log_softmax(jnp.asarray(z, jnp.float32))[t]
-  want = (ce([2, 0], 0) + ce([2, 0], 1) + ce([0, 3], 1)) / 3  # slot 3 left out
+  # An unused slot (3) is supervised as invisible: the gate of the local branch's
+  # pooling must learn to close it (here it is predicted visible, a large loss).
+  want = (ce([2, 0], 0) + ce([2, 0], 1) + ce([0, 3], 1) + ce([9, -9], 1)) / 4
   np.testing.assert_allclose(losses.visibility_loss(logits, vis), want, rtol=1e-6)
   assert float(losses.visibility_loss(logits, vis, mask=np.array([False]))) == 0.0
 
@@ -40,10 +42,20 @@ def test_category_loss_skips_missing_labels_and_padding():
   np.testing.assert_allclose(losses.category_loss(logits, labels, mask), want, rtol=1e-6)
 
 
+def test_attribute_loss_weights_follow_each_attributes_own_ratio():
+  # DeepFashion: most attributes are rarer than 1%; each keeps its own weight down
+  # to the floor (1e-4 by default); no positive at all -> the plain loss (1, 1).
+  w_pos, w_neg = losses.attribute_loss_weights(np.array([0.002, 0.0005, 1e-6, 0.0, 1.0]))
+  np.testing.assert_allclose(w_pos, [250.0, 1000.0, 5000.0, 1.0, 1.0], rtol=1e-6)
+  np.testing.assert_allclose(w_neg, [1 / 1.996, 1 / 1.999, 1 / 1.9998, 1.0, 1.0], rtol=1e-6)
+  w_pos, _ = losses.attribute_loss_weights(np.array([1e-6]), min_ratio=1e-6)
+  np.testing.assert_allclose(w_pos, [5e5], rtol=1e-6)
+
+
 def test_attribute_loss_weights_and_formula():
   w_pos, w_neg = losses.attribute_loss_weights(np.array([0.5, 0.1, 0.0]))
-  np.testing.assert_allclose(w_pos, [1.0, 5.0, 50.0], rtol=1e-6)  # p=0 clipped to 0.01
-  np.testing.assert_allclose(w_neg, [1.0, 1 / 1.8, 1 / 1.98], rtol=1e-6)
+  np.testing.assert_allclose(w_pos, [1.0, 5.0, 1.0], rtol=1e-6)  # p=0: no positive, plain loss
+  np.testing.assert_allclose(w_neg, [1.0, 1 / 1.8, 1.0], rtol=1e-6)
   logits = np.array([[0.0, 2.0, -1.0], [1.0, 1.0, 1.0]], np.float32)
   labels = np.array([[1, -1, 0], [1, 1, 1]], np.int8)
   mask = np.array([True, False])

@@ -62,9 +62,22 @@ def test_output_shapes_dtypes_and_groups(backbone, dtype, use_landmark_branch):
   if use_landmark_branch:
     groups |= {'pose_branch', 'local_branch'}
   assert set(params.to_pure_dict()) == groups
-  # Compute dtype reaches every conv and fc but the float32 embedding head.
+  # Compute dtype reaches every conv and fc but the output layers, which are float32.
+  outputs = [model.heads.embedding, model.heads.category, model.heads.attributes]
+  if use_landmark_branch:
+    outputs += [model.pose_branch.landmarks, model.pose_branch.visibility]
   layers = [m for _, m in nnx.iter_graph(model) if isinstance(m, (nnx.Conv, nnx.Linear))]
-  assert {m.dtype for m in layers if m is not model.heads.embedding} == {jnp.dtype(dtype)}
+  assert {m.dtype for m in layers if all(m is not o for o in outputs)} == {jnp.dtype(dtype)}
+  assert {jnp.dtype(m.dtype) for m in outputs} == {jnp.dtype(jnp.float32)}
+
+
+def test_bf16_trunk_keeps_1000_distinct_attribute_scores():
+  # In bf16 the 1,000 attribute logits would collapse onto a few hundred values and
+  # top-k ties would break toward low attribute indices (biasing attribute recall).
+  model = build(dtype='bfloat16', num_attributes=1000)
+  out = forward(model, images(batch=2))
+  for row in np.asarray(out['attribute_logits']):
+    assert len(np.unique(row)) > 990
 
 
 def test_fusion_input_width_follows_the_ablation():

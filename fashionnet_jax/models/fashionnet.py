@@ -66,16 +66,17 @@ class PoseBranch(nnx.Module):
     self.conv5 = backbone.conv5(in_channels)
     self.fc6_pose = _Dense(backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype, rngs=rngs)
     self.fc7_pose = _Dense(fc_dim, fc_dim, dropout_rate, dtype, rngs=rngs)
-    self.landmarks = _linear(fc_dim, num_landmarks * 2, dtype, rngs)
-    self.visibility = _linear(fc_dim, num_landmarks * 2, dtype, rngs)
+    # Output layers in float32 whatever the trunk's dtype (as the Heads).
+    self.landmarks = _linear(fc_dim, num_landmarks * 2, jnp.float32, rngs)
+    self.visibility = _linear(fc_dim, num_landmarks * 2, jnp.float32, rngs)
     self.num_landmarks = num_landmarks
 
   def __call__(self, trunk_features, pool, *, train=False):
     x = pool(self.conv5(trunk_features, train=train))
-    x = self.fc7_pose(self.fc6_pose(x, train=train), train=train)
+    x = self.fc7_pose(self.fc6_pose(x, train=train), train=train).astype(jnp.float32)
     shape = (x.shape[0], self.num_landmarks, 2)
-    landmarks = jax.nn.sigmoid(self.landmarks(x).astype(jnp.float32)).reshape(shape)
-    visibility_logits = self.visibility(x).astype(jnp.float32).reshape(shape)
+    landmarks = jax.nn.sigmoid(self.landmarks(x)).reshape(shape)
+    visibility_logits = self.visibility(x).reshape(shape)
     return landmarks, visibility_logits
 
 
@@ -117,20 +118,25 @@ class Fusion(nnx.Module):
 
 
 class Heads(nnx.Module):
-  """Category logits, attribute logits and the L2-normalised retrieval embedding (float32)."""
+  """Category logits, attribute logits and the L2-normalised retrieval embedding.
 
-  def __init__(self, fc_dim, num_categories, num_attributes, embedding_dim, dtype, *, rngs):
-    self.category = _linear(fc_dim, num_categories, dtype, rngs)
-    self.attributes = _linear(fc_dim, num_attributes, dtype, rngs)
-    # float32: the embedding feeds distance comparisons where bf16 rounding matters.
+  All three compute in float32 whatever the trunk's dtype: in bf16 the 1,000
+  attribute logits collapse onto a few hundred values (top-k ties then break
+  toward low indices), and the embedding feeds distance comparisons.
+  """
+
+  def __init__(self, fc_dim, num_categories, num_attributes, embedding_dim, *, rngs):
+    self.category = _linear(fc_dim, num_categories, jnp.float32, rngs)
+    self.attributes = _linear(fc_dim, num_attributes, jnp.float32, rngs)
     self.embedding = _linear(fc_dim, embedding_dim, jnp.float32, rngs)
 
   def __call__(self, x):
-    embedding = self.embedding(x.astype(jnp.float32))
+    x = x.astype(jnp.float32)
+    embedding = self.embedding(x)
     norm = jnp.sqrt(jnp.sum(jnp.square(embedding), axis=-1, keepdims=True))
     return {
-        'category_logits': self.category(x).astype(jnp.float32),
-        'attribute_logits': self.attributes(x).astype(jnp.float32),
+        'category_logits': self.category(x),
+        'attribute_logits': self.attributes(x),
         'embedding': embedding / jnp.maximum(norm, 1e-12),
     }
 
@@ -163,7 +169,7 @@ class FashionNet(nnx.Module):
     fusion_in = fc_dim + (local_dim if self.use_landmark_branch else 0)
     self.fusion = Fusion(fusion_in, fc_dim, dropout, self.dtype, rngs=rngs)
     self.heads = Heads(fc_dim, get('num_categories', 50), get('num_attributes', 1000),
-                       get('embedding_dim', 128), self.dtype, rngs=rngs)
+                       get('embedding_dim', 128), rngs=rngs)
 
   def pool(self, conv5):
     return pool_conv5(self.backbone, conv5)

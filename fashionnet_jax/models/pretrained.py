@@ -1,8 +1,10 @@
 """ImageNet weight import for FashionNet, from files the user downloaded.
 
 Sources: torchvision `vgg16-397923af.pth` / `resnet50-*.pth` (read with torch,
-the `[torch]` extra) and Keras `vgg16_weights_tf_dim_ordering_tf_kernels*.h5`
-(legacy layer-name layout, read with h5py). Two steps:
+the `[torch]` extra; they expect our input, RGB (x/255 − mean) / std) and Keras
+`vgg16_weights_tf_dim_ordering_tf_kernels*.h5` (legacy layer-name layout, read
+with h5py; Keras' BGR, 0–255, mean-subtracted preprocessing is folded into
+conv1_1, `fold_keras_preprocessing`). Two steps:
   1. `convert(path, backbone)` -> canonical params: a flat {name: float32 array}
      in Flax layout (HWIO kernels, [in, out] dense kernels, fc6 rows in NHWC
      flatten order), names like 'conv5_3/kernel', 'fc6/bias',
@@ -21,6 +23,7 @@ import re
 import numpy as np
 from flax import nnx, traverse_util
 
+from fashionnet_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fashionnet_jax.schema import BACKBONES
 
 BRANCHES = ('pose_branch', 'local_branch', 'global_branch')
@@ -119,6 +122,27 @@ def _convert_vgg_torch(path, sd):
   return params
 
 
+# keras.applications.vgg16.preprocess_input ('caffe' mode): RGB -> BGR, 0-255, minus this mean.
+KERAS_VGG_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
+
+
+def fold_keras_preprocessing(kernel, bias):
+  """conv1_1 of Keras' VGG16 rewritten for our input, RGB (x/255 − mean) / std.
+
+  Keras' VGG16 sees BGR pixels in 0–255 minus KERAS_VGG_BGR_MEAN. With
+  pixel_c = 255 (std_c x_c + mean_c), input channel c (RGB) is Keras' channel
+  2 − c, so kernel'[..., c, :] = kernel[..., 2 − c, :] · 255 std_c and bias' =
+  bias + Σ kernel[..., j, :] (255 mean_{2−j} − KERAS_VGG_BGR_MEAN_j). Exact
+  inside the image; at the zero-padded border Keras pads its own zeros, which are
+  our (255 mean − Keras' mean), within 0.5 of a grey level.
+  """
+  rgb = kernel[:, :, ::-1, :]  # input channel c (RGB) <- Keras' BGR channel 2 - c
+  scale = 255.0 * IMAGENET_STD
+  offset = (255.0 * IMAGENET_MEAN - KERAS_VGG_BGR_MEAN[::-1]).astype(np.float32)  # per RGB channel
+  folded_bias = bias + np.einsum('hwco,c->o', rgb.astype(np.float64), offset.astype(np.float64))
+  return (rgb * scale[None, None, :, None]).astype(np.float32), folded_bias.astype(np.float32)
+
+
 def _convert_vgg_keras(path, layers):
   names = {f'block{n[4]}_conv{n[6]}': n for n in _VGG_CONVS} | {'fc1': 'fc6', 'fc2': 'fc7'}
   missing = [f'{k}/{p}' for k, n in names.items() if n.startswith('conv') for p in ('kernel', 'bias')
@@ -129,6 +153,8 @@ def _convert_vgg_keras(path, layers):
   for keras_name, name in names.items():
     for p, value in layers.get(keras_name, {}).items():
       params[f'{name}/{p}'] = value  # Keras is already HWIO / [in, out], flatten in NHWC order
+  params['conv1_1/kernel'], params['conv1_1/bias'] = fold_keras_preprocessing(
+      params['conv1_1/kernel'], params['conv1_1/bias'])
   return params
 
 

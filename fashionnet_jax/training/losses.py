@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fashionnet_jax.schema import UNUSED, VISIBLE
+from fashionnet_jax.schema import VISIBLE
 
 
 def _batch_mask(mask, batch):
@@ -36,14 +36,17 @@ def landmark_loss(pred, true, visibility, mask=None):
 def visibility_loss(logits, visibility, mask=None):
   """Softmax cross-entropy of each landmark's visibility.
 
-  Target 0 = visible (visibility 0), 1 = invisible (occluded 1 or truncated 2);
-  unused slots (3) are left out. L = mean over valid (example, landmark) pairs of
-  −log softmax(logits)[target]. logits: [B, L, 2]; visibility: [B, L].
+  Target 0 = visible (visibility 0), 1 = invisible (occluded 1, truncated 2 and
+  unused 3). Slots that a garment lacks are supervised as invisible, so that the
+  predicted visibility, which gates the local branch's landmark pooling, learns
+  to close them: otherwise an upper-body top would pool 2 untrained positions.
+  L = mean over valid examples' landmarks of −log softmax(logits)[target].
+  logits: [B, L, 2]; visibility: [B, L].
   """
   visibility = jnp.asarray(visibility)
   target = (visibility != VISIBLE).astype(jnp.int32)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), target)
-  valid = (visibility != UNUSED) & _batch_mask(mask, logits.shape[0])[:, None]
+  valid = jnp.broadcast_to(_batch_mask(mask, logits.shape[0])[:, None], visibility.shape)
   return _masked_mean(ce, valid)
 
 
@@ -71,15 +74,27 @@ def attribute_loss(logits, labels, pos_weight, neg_weight, mask=None):
   return _masked_mean(jnp.mean(weighted, axis=-1), _batch_mask(mask, logits.shape[0]))
 
 
-def attribute_loss_weights(positive_ratio, min_ratio=0.01):
-  """(w_pos, w_neg) from each attribute's positive ratio p in the training set.
+# The default floor of attribute_loss_weights: far below DeepFashion's typical
+# attribute ratio (most of the 1,000 are rarer than 1%), so each gets its own weight.
+ATTRIBUTE_MIN_RATIO = 1e-4
 
-  w_pos = 1 / (2p), w_neg = 1 / (2(1 − p)) with p clipped to [min_ratio, 1 − min_ratio]
-  (so weights stay ≤ 1 / (2·min_ratio)): positives and negatives then carry equal
-  expected weight p·w_pos = (1 − p)·w_neg = 1/2; p = 0.5 gives 1 and 1.
+
+def attribute_loss_weights(positive_ratio, min_ratio=ATTRIBUTE_MIN_RATIO):
+  """(w_pos, w_neg) from each attribute's own positive ratio p in the training set.
+
+  w_pos = 1 / (2p), w_neg = 1 / (2(1 − p)): positives and negatives then carry
+  equal expected weight p·w_pos = (1 − p)·w_neg = 1/2; p = 0.5 gives 1 and 1.
+  p is clipped to [min_ratio, 1 − min_ratio] only to bound the weights by
+  1 / (2·min_ratio). An attribute with no positive (p = 0) or no negative
+  (p = 1) in the split has nothing to balance: it keeps the plain cross-entropy,
+  (w_pos, w_neg) = (1, 1).
   """
-  p = np.clip(np.asarray(positive_ratio, np.float64), min_ratio, 1.0 - min_ratio)
-  return (1.0 / (2.0 * p)).astype(np.float32), (1.0 / (2.0 * (1.0 - p))).astype(np.float32)
+  ratio = np.asarray(positive_ratio, np.float64)
+  p = np.clip(ratio, min_ratio, 1.0 - min_ratio)
+  w_pos, w_neg = 1.0 / (2.0 * p), 1.0 / (2.0 * (1.0 - p))
+  degenerate = (ratio <= 0.0) | (ratio >= 1.0)
+  w_pos, w_neg = np.where(degenerate, 1.0, w_pos), np.where(degenerate, 1.0, w_neg)
+  return w_pos.astype(np.float32), w_neg.astype(np.float32)
 
 
 def triplet_loss(anchor, positive, negative, margin, mask=None):

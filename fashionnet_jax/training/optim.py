@@ -4,8 +4,10 @@ Each parameter group (schedule.GROUPS) gets its own transform, so groups can tak
 their own learning-rate multiplier, and a stage's frozen groups get exactly zero
 update: the stage's group mask arrives as the extra argument `group_mask` (data,
 not a constant, so a stage switch does not recompile the step). Gradients are
-masked before the optimiser as well, so a frozen group's momentum does not
-collect gradients it never applied.
+masked before the optimiser as well (they do not count in the clipping norm), and
+a frozen group's optimiser state is left exactly as it was (`hold_state_when_frozen`):
+AdamW's step count does not advance under it, SGD's weight decay does not
+accumulate into its momentum, so a group unfrozen later resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -50,6 +52,21 @@ def scale_by_group(group: str) -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
 
 
+def hold_state_when_frozen(inner: optax.GradientTransformation,
+                           group: str) -> optax.GradientTransformationExtraArgs:
+  """`inner`'s update, with its state kept bitwise while `group_mask[group]` is 0."""
+  index = GROUPS.index(group)
+
+  def update(updates, state, params=None, *, group_mask, **extra):
+    del extra
+    new_updates, new_state = inner.update(updates, state, params)
+    learns = group_mask[index] > 0
+    held = jax.tree.map(lambda new, old: jnp.where(learns, new, old), new_state, state)
+    return new_updates, held
+
+  return optax.GradientTransformationExtraArgs(inner.init, update)
+
+
 def _decay_mask(params):
   # Decay kernels only, not biases or normalisation scales (as in big_vision).
   return jax.tree.map(lambda p: p.ndim > 1, params)
@@ -77,19 +94,60 @@ def param_labels(params):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
+def scale_by_layer(multipliers: dict[str, float]) -> optax.GradientTransformation:
+  """Multiplies the updates of parameters under 'group/layer' by its multiplier.
+
+  After SGD (with momentum) or AdamW (with its decoupled decay) the update is
+  linear in the learning rate, so this is the layer's learning rate × m.
+  """
+
+  def update(updates, state, params=None):
+    del params
+
+    def scale(path, u):
+      names = [getattr(p, "key", str(p)) for p in path]
+      m = multipliers.get("/".join(map(str, names[:2])), 1.0)
+      return u if m == 1.0 else u * jnp.asarray(m, u.dtype)
+
+    return jax.tree_util.tree_map_with_path(scale, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _split_multipliers(multipliers):
+  """{group: m} and {'group/layer': m} from config.optimizer.lr_multipliers."""
+  groups, layers = {}, {}
+  for key, m in multipliers.items():
+    group = key.split("/")[0]
+    if group not in GROUPS or key.count("/") > 1:
+      raise ConfigError(f"config.optimizer.lr_multipliers: {key!r} is neither a group "
+                        f"({', '.join(GROUPS)}) nor 'group/layer'")
+    if float(m) <= 0:
+      raise ConfigError(f"config.optimizer.lr_multipliers[{key!r}]={m}: must be > 0")
+    (layers if "/" in key else groups)[key] = float(m)
+  return groups, layers
+
+
 def make_optimizer(config, total_steps: int) -> optax.GradientTransformationExtraArgs:
-  """update(grads, state, params, group_mask=[len(GROUPS)]) -> (updates, state)."""
+  """update(grads, state, params, group_mask=[len(GROUPS)]) -> (updates, state).
+
+  `config.optimizer.lr_multipliers` scales the learning rate of a group
+  ('heads') or of one layer ('pose_branch/landmarks'): new layers learn faster
+  than the ImageNet-initialised ones around them.
+  """
   opt = config.optimizer
   schedule = learning_rate_schedule(opt, total_steps)
-  multipliers = dict(opt.get("lr_multipliers", None) or {})
-  unknown = set(multipliers) - set(GROUPS)
-  if unknown:
-    raise ConfigError(f"config.optimizer.lr_multipliers: unknown groups {sorted(unknown)}")
+  group_multipliers, layer_multipliers = _split_multipliers(
+      dict(opt.get("lr_multipliers", None) or {}))
 
   def group_tx(group):
-    m = float(multipliers.get(group, 1.0))
+    m = group_multipliers.get(group, 1.0)
     lr = schedule if m == 1.0 else (lambda step: m * schedule(step))
-    return optax.chain(_base(opt, lr), scale_by_group(group))
+    layers = {k: v for k, v in layer_multipliers.items() if k.startswith(group + "/")}
+    base = _base(opt, lr)
+    if layers:
+      base = optax.chain(base, scale_by_layer(layers))
+    return optax.chain(hold_state_when_frozen(base, group), scale_by_group(group))
 
   parts = [optax.partition({g: scale_by_group(g) for g in GROUPS}, param_labels)]
   if opt.get("grad_clip_norm", None):
