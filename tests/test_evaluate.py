@@ -77,10 +77,23 @@ def test_attribute_recall_per_type_ranks_within_type():
   types = np.array([1, 1, 2, 2, 3])
   # Type 2 = attributes 2, 3 (scores 0.1, 0.7): top-1 within the type is 3, a
   # non-positive; top-1 overall would never reach attribute 2 either.
-  r1 = evaluate.attribute_topk_recall(scores, labels, 1, types)
+  r1 = evaluate.attribute_topk_recall(scores, labels, 1, types, within_type=True)
   assert r1 == {1: 1.0, 2: 0.0, 3: 1.0, "all": 1 / 3}
-  r2 = evaluate.attribute_topk_recall(scores, labels, 2, types)
+  r2 = evaluate.attribute_topk_recall(scores, labels, 2, types, within_type=True)
   assert r2[2] == 1.0 and r2["all"] == pytest.approx(1 / 3)
+
+
+def test_attribute_recall_per_type_in_the_papers_single_ranking():
+  # The paper ranks all scores once: global order 0 (0.9), 1 (0.8), 3 (0.7), 4, 2.
+  scores = np.array([[0.9, 0.8, 0.1, 0.7, 0.2]])
+  labels = np.array([[1, -1, 1, 0, 1]])
+  types = np.array([1, 1, 2, 2, 3])
+  # top-1 = {0}: texture's positive 0 found; fabric's 2 and shape's 4 not.
+  assert evaluate.attribute_topk_recall(scores, labels, 1, types) == {
+      1: 1.0, 2: 0.0, 3: 0.0, "all": 1 / 3}
+  # top-4 = {0, 1, 3, 4}: shape's 4 now found, fabric's 2 (rank 5) still not.
+  assert evaluate.attribute_topk_recall(scores, labels, 4, types) == {
+      1: 1.0, 2: 0.0, 3: 1.0, "all": 2 / 3}
 
 
 def test_attribute_type_without_positives_is_nan():
@@ -102,9 +115,14 @@ def test_attribute_metrics_flat_keys():
   labels = np.array([[1, -1, 1, 0, 1]])
   m = evaluate.attribute_metrics(scores, labels, [1, 1, 2, 2, 3], ks=(1,))
   assert m == {"attribute_top1_recall": pytest.approx(1 / 3),
+               # The paper's protocol: one ranking of all attributes.
                "attribute_top1_recall_texture": 1.0,
                "attribute_top1_recall_fabric": 0.0,
-               "attribute_top1_recall_shape": 1.0}
+               "attribute_top1_recall_shape": 0.0,
+               # The later papers': ranked within each type.
+               "attribute_top1_recall_texture_within_type": 1.0,
+               "attribute_top1_recall_fabric_within_type": 0.0,
+               "attribute_top1_recall_shape_within_type": 1.0}
 
 
 # Retrieval top-k accuracy.

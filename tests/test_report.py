@@ -57,6 +57,11 @@ def test_write_report_json_markdown_and_plots(tmp_path):
   top3 = 100 * metrics["category_top3"]
   assert f"| category_top3 | {top3:.2f} | 82.58 |" in md
   assert "| attribute_top5_recall_style |" in md and "| 73.16 |" in md
+  # Both protocols, named apart; the paper's numbers only beside the paper's protocol.
+  assert "the paper's (all attribute scores ranked once" in md
+  style = [line for line in md.splitlines()
+           if line.startswith("| attribute_top5_recall_style_within_type |")]
+  assert len(style) == 1 and style[0].endswith("|  |")
   assert f"| landmark_ne | {metrics['landmark_ne']:.4f} | 0.0872 |" in md
   assert "| landmark_ne_right_hem | n/a |" in md
 

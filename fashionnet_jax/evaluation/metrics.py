@@ -5,7 +5,12 @@ Every metric takes whole-split arrays (NumPy or jax) and returns fractions in
 (../shared/deepfashion/FORMATS.md, "How each benchmark is scored"):
 - category: top-k accuracy;
 - attributes: top-k recall = sum of each image's positives inside its top k /
-  sum of positives, overall and ranking only one attribute type at a time;
+  sum of positives, overall and per type. Per type in two protocols that are
+  not comparable: the paper's (the 1,000 scores ranked once; a type's recall
+  counts that type's positives inside the global top k: keys
+  `attribute_top{k}_recall_<type>`) and the later papers' (AFGN; Liu & Lu,
+  ECCV 2018 workshop: only the type's attributes ranked, keys
+  `..._<type>_within_type`);
 - retrieval: top-k accuracy = a query is a hit when an image of the same item
   is among its k nearest gallery images (cosine similarity);
 - landmarks: normalised error (NE) over visible landmarks only, and the
@@ -68,17 +73,18 @@ def category_topk_accuracy(logits, labels, k: int) -> float:
   return float(np.mean(rank < k))
 
 
-def _topk_hits_and_positives(scores, positive, k, chunk=4096):
-  """Σ positives inside each row's stable top k, and Σ positives."""
+def _topk_mask(scores, k, chunk=4096):
+  """[N, A] bool: True where an attribute is inside its row's stable top k."""
   k = min(k, scores.shape[1])
-  hits = 0
+  inside = np.zeros(scores.shape, bool)
   for start in range(0, scores.shape[0], chunk):
     top = np.argsort(-scores[start:start + chunk], axis=1, kind="stable")[:, :k]
-    hits += int(np.take_along_axis(positive[start:start + chunk], top, axis=1).sum())
-  return hits, int(positive.sum())
+    np.put_along_axis(inside[start:start + chunk], top, True, axis=1)
+  return inside
 
 
-def attribute_topk_recall(scores, labels, k: int, attribute_types=None):
+def attribute_topk_recall(scores, labels, k: int, attribute_types=None, *,
+                          within_type: bool = False):
   """Top-k attribute recall: Σ positives in each image's top k / Σ positives.
 
   Args:
@@ -86,12 +92,14 @@ def attribute_topk_recall(scores, labels, k: int, attribute_types=None):
     labels: [N, A] as released: 1 positive; 0 (unknown) and -1 are not.
     k: how many of each image's best-scored attributes count.
     attribute_types: optional [A] ints (1..5 for the 1000 coarse attributes).
+    within_type: per type, rank only that type's attributes (the later papers'
+      protocol) instead of the paper's single ranking of all A scores.
 
   Returns:
-    The overall recall (float) or, with attribute_types, a dict {type: recall
-    ranking only that type's attributes, ..., 'all': overall recall}. A type
-    (or a whole set) without any positive label gets NaN: its recall is
-    undefined, and NaN keeps it visible in reports instead of silently gone.
+    The overall recall (float) or, with attribute_types, a dict {type: that
+    type's recall, ..., 'all': overall recall}. A type (or a whole set) without
+    any positive label gets NaN: its recall is undefined, and NaN keeps it
+    visible in reports instead of silently gone.
   """
   k = _check_k(k, "attribute_topk_recall")
   scores = _array(scores, "attribute_topk_recall scores", 2, np.float32)
@@ -100,10 +108,12 @@ def attribute_topk_recall(scores, labels, k: int, attribute_types=None):
     raise ValueError(f"attribute_topk_recall: scores {scores.shape} and labels "
                      f"{labels.shape} differ")
   positive = labels == 1
+  inside = _topk_mask(scores, k)
 
   def recall(columns):
-    hits, total = _topk_hits_and_positives(scores[:, columns], positive[:, columns], k)
-    return hits / total if total else float("nan")
+    chosen = _topk_mask(scores[:, columns], k) if within_type else inside[:, columns]
+    total = int(positive[:, columns].sum())
+    return int((chosen & positive[:, columns]).sum()) / total if total else float("nan")
 
   overall = recall(slice(None))
   if attribute_types is None:
@@ -218,16 +228,19 @@ def category_metrics(logits, labels, ks=(1, 3, 5)) -> dict[str, float]:
 
 def attribute_metrics(scores, labels, attribute_types=None, ks=(3, 5),
                       type_names: Mapping[int, str] = ATTRIBUTE_TYPE_NAMES):
-  """attribute_top{k}_recall, and attribute_top{k}_recall_<type> per type."""
+  """attribute_top{k}_recall; per type attribute_top{k}_recall_<type> (the paper's
+  single ranking) and attribute_top{k}_recall_<type>_within_type (ranked within
+  the type, as AFGN and the ECCV 2018 workshop code do)."""
   out = {}
   for k in ks:
-    r = attribute_topk_recall(scores, labels, k, attribute_types)
     if attribute_types is None:
-      out[f"attribute_top{k}_recall"] = r
+      out[f"attribute_top{k}_recall"] = attribute_topk_recall(scores, labels, k)
       continue
-    out[f"attribute_top{k}_recall"] = r.pop("all")
-    for t, value in r.items():
-      out[f"attribute_top{k}_recall_{type_names.get(t, f'type{t}')}"] = value
+    for within_type, suffix in ((False, ""), (True, "_within_type")):
+      r = attribute_topk_recall(scores, labels, k, attribute_types, within_type=within_type)
+      out[f"attribute_top{k}_recall"] = r.pop("all")  # the same in both protocols
+      for t, value in r.items():
+        out[f"attribute_top{k}_recall_{type_names.get(t, f'type{t}')}{suffix}"] = value
   return out
 
 

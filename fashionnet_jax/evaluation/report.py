@@ -1,8 +1,9 @@
 """Evaluation reports: JSON, a Markdown table beside the paper, PNG plots.
 
 `write_report(metrics, workdir, step, split, dataset)` takes the flat metric
-dict of `evaluate.*_metrics` (fractions in [0, 1]) and writes, under
-`workdir/eval/` (any etils.epath path, gs:// included):
+dict of `evaluation.metrics.*_metrics` (fractions in [0, 1]) and writes, under
+`workdir/eval/` (validation during model selection: `workdir/eval/validation/`;
+any etils.epath path, gs:// included):
 - `<step>.json`: the metrics plus step, split and dataset; NaN (a landmark
   never visible, an attribute type without positives) is written as null;
 - `<step>.md`: one row per metric, ours next to FashionNet's published number
@@ -38,6 +39,12 @@ PAPER_FASHIONNET = {
     "landmarks": {"landmark_ne": 0.0859},
 }
 _PERCENT_PREFIXES = ("category_", "attribute_", "landmark_detected_")
+_PROTOCOLS = (
+    "Attribute recall per type, two protocols that are not comparable: "
+    "`attribute_top{k}_recall_<type>` is the paper's (all attribute scores ranked once, "
+    "recall over that type's positives), the one the paper column matches; "
+    "`..._<type>_within_type` ranks only the type's attributes, as later papers "
+    "(AFGN; Liu & Lu, ECCV 2018 workshop) report it.")
 
 
 def _dataset_key(dataset: str) -> str:
@@ -63,8 +70,10 @@ def markdown_table(metrics, step, split, dataset) -> str:
   lines = [f"# Evaluation: {dataset}, split {split}, step {step}", "",
            "Category, attributes and detected percentage in %; retrieval top-k "
            "accuracy as a fraction; NE in normalised units. Paper = FashionNet "
-           "(Liu et al., CVPR 2016).", "",
-           "| metric | ours | FashionNet (paper) |", "|---|---:|---:|"]
+           "(Liu et al., CVPR 2016).", ""]
+  if any(name.endswith("_within_type") for name in metrics):
+    lines += [_PROTOCOLS, ""]
+  lines += ["| metric | ours | FashionNet (paper) |", "|---|---:|---:|"]
   for name, value in metrics.items():
     theirs = paper.get(name)
     if theirs is not None:  # already in the paper's units
@@ -135,9 +144,14 @@ def _detected_plot(points, pixels, title):
   return fig
 
 
-def write_report(metrics: dict, workdir, step: int, split: str, dataset: str):
-  """Writes workdir/eval/<step>.{json,md} and the plots; returns {kind: path}."""
-  out_dir = epath.Path(workdir) / "eval"
+def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
+                 folder: str = "eval", extra: dict | None = None):
+  """Writes workdir/<folder>/<step>.{json,md} and the plots; returns {kind: path}.
+
+  `extra` fields go into the JSON record beside step, split and dataset (and one
+  line each under the Markdown title), e.g. the step model selection chose.
+  """
+  out_dir = epath.Path(workdir) / folder
   out_dir.mkdir(parents=True, exist_ok=True)
   metrics = {name: float(value) for name, value in metrics.items()}
   paper = PAPER_FASHIONNET.get(_dataset_key(dataset), {})
@@ -145,9 +159,13 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str):
   written = {"json": out_dir / f"{step}.json", "markdown": out_dir / f"{step}.md"}
 
   record = {name: _json_value(v) for name, v in metrics.items()}
-  record.update(step=int(step), split=split, dataset=dataset)
+  record.update(step=int(step), split=split, dataset=dataset, **(extra or {}))
   written["json"].write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
-  written["markdown"].write_text(markdown_table(metrics, step, split, dataset))
+  table = markdown_table(metrics, step, split, dataset)
+  if extra:
+    title, rest = table.split("\n", 1)
+    table = "\n".join([title, ""] + [f"{k}: {v}" for k, v in extra.items()]) + "\n" + rest
+  written["markdown"].write_text(table)
 
   retrieval = _series(metrics, r"retrieval_top(\d+)")
   if retrieval:
@@ -163,3 +181,37 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str):
       _save(_detected_plot(detected, pixels, title), written["landmark_detected_plot"])
       break
   return written
+
+
+# The rows of the reproduction table (`python -m fashionnet_jax.reproduce`): per
+# benchmark, the metrics the paper's Tables 2-5 report.
+TABLE_ROWS = {
+    "category_attribute": ("category_top3", "category_top5",
+                           *(f"attribute_top{k}_recall{'_' + t if t else ''}"
+                             for k in (3, 5) for t in _ATTRIBUTES)),
+    "inshop": ("retrieval_top1", "retrieval_top20", "retrieval_top50"),
+    "consumer2shop": ("retrieval_top1", "retrieval_top20", "retrieval_top50"),
+    "landmarks": ("landmark_ne",),
+}
+
+
+def reproduction_table(results: dict) -> str:
+  """One Markdown table: {benchmark: final test metrics (or None: not run)} beside the paper."""
+  lines = ["| benchmark | metric | ours | FashionNet (paper) |", "|---|---|---:|---:|"]
+  for benchmark, rows in TABLE_ROWS.items():
+    if benchmark not in results:
+      continue
+    metrics = results[benchmark]
+    paper = PAPER_FASHIONNET.get(benchmark, {})
+    for name in rows:
+      if metrics is None:
+        ours = "not run"
+      else:
+        value = metrics.get(name)
+        ours = "n/a" if value is None else _in_paper_units(name, float(value))
+      theirs = paper.get(name)
+      theirs = "" if theirs is None else (
+        f"{theirs:.2f}" if name.startswith(_PERCENT_PREFIXES) else f"{theirs:g}")
+      lines.append(f"| {benchmark} | {name} | {ours} | {theirs} |")
+  return "\n".join(lines) + "\n"
+
