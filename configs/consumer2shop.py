@@ -1,14 +1,24 @@
 r"""Consumer-to-shop retrieval: triplet + batch-hard over P items x K (consumer and shop) images.
 
   python -m fashionnet_jax.main --config=configs/consumer2shop.py --workdir=/tmp/fashionnet_c2s
+  python -m fashionnet_jax.main --config=configs/consumer2shop.py:gpu --workdir=RUN \
+      --config.init_from=vgg16_imagenet.npz        # full size (configs/full_size.py); :tpu too
 
-Evaluation: the split's consumer images query a gallery of its shop images.
+Evaluation: the split's consumer images query a gallery of its shop images. The
+full-size run keeps the step with the best validation retrieval top-20 and tests it.
 """
-from configs import inshop
+from configs import full_size, inshop
+
+# Images in the train pairs, deduplicated (the split holds ~half of the 239,557
+# images); only the stage lengths depend on it.
+TRAIN_IMAGES = 120_000
 
 
-def get_config():
+def get_config(arg=None):
   config = inshop.get_config()
   config.dataset.name = "deepfashion/consumer2shop"
   config.dataset.eval_split = "test"
+  if arg:
+    inshop.retrieval_full_size(config, arg, TRAIN_IMAGES)
+    full_size.select_on_validation(config, "retrieval_top20", config.checkpoint_every_steps)
   return config

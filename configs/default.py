@@ -6,13 +6,27 @@ in a few minutes on 2 CPU cores.
 
   python -m fashionnet_jax.main --config=configs/default.py --workdir=/tmp/fashionnet_demo
 
+Full size on real DeepFashion (configs/full_size.py; the same as gpu.py / tpu_v3.py):
+
+  python -m fashionnet_jax.main --config=configs/default.py:gpu --workdir=RUN \
+      --config.init_from=vgg16_imagenet.npz
+
 Other configs import this one and change what differs.
 """
 import ml_collections
 
+from configs import full_size
+from fashionnet_jax.training.losses import ATTRIBUTE_MIN_RATIO
+from fashionnet_jax.training.schedule import GROUPS
 
-def stage(name, steps, train, **weights):
-  """One stage of the paper's iterative schedule: loss weights + learning groups."""
+
+def stage(name, steps, train=GROUPS, **weights):
+  """One stage of the paper's iterative schedule: loss weights + learning groups.
+
+  As in the paper every group learns in every stage (`train` defaults to all of
+  them) and the stages differ by their loss weights; a narrower `train` freezes
+  the other groups for the stage (their optimiser state then stays as it was).
+  """
   all_weights = dict(landmark=0.0, visibility=0.0, category=0.0, attribute=0.0, triplet=0.0)
   unknown = set(weights) - set(all_weights)
   if unknown:
@@ -22,7 +36,29 @@ def stage(name, steps, train, **weights):
       dict(name=name, steps=steps, train=tuple(train), weights=all_weights))
 
 
-def get_config():
+# Released training-split sizes (../shared/deepfashion/FORMATS.md), for epochs -> steps.
+TRAIN_IMAGES = 209_222
+
+
+def get_config(arg=None):
+  """The demo; `arg` 'gpu' or 'tpu' gives the full-size config (see full_size.py)."""
+  config = demo_config()
+  if arg:
+    full_size.apply(config, arg)
+    steps = lambda epochs: full_size.epochs_to_steps(epochs, TRAIN_IMAGES, config.batch_size)
+    # The paper's alternation, twice: 5 epochs pose-led, 10 recognition-led (30 in all,
+    # between mmfashion's lr steps at 20 and its 50 epochs).
+    config.stages = [
+        stage("pose", steps(5), landmark=10.0, visibility=1.0, category=0.1, attribute=0.1),
+        stage("recognition", steps(10), landmark=1.0, visibility=0.1, category=1.0,
+              attribute=1.0),
+    ]
+    config.num_rounds = 2
+    full_size.select_on_validation(config, "attribute_top3_recall", steps(5))
+  return config
+
+
+def demo_config():
   config = ml_collections.ConfigDict()
   config.seed = 0
 
@@ -31,6 +67,7 @@ def get_config():
   config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
+  config.dataset.validation_split = "validation"  # model selection (select_metric)
   # No data yet: write synthetic DeepFashion (fashionnet_jax.synthetic) under
   # data_dir and build it with the TFDS builder. Off for real DeepFashion.
   config.dataset.synthetic_if_missing = True
@@ -69,12 +106,15 @@ def get_config():
   config.model.pooling_window = 3
   config.model.dropout_rate = 0.0
   config.model.dtype = "float32"  # compute; bf16 on accelerators. Params stay float32.
-  config.init_from = ml_collections.config_dict.placeholder(str)  # converted ImageNet weights (python -m fashionnet_jax.weights)
+  config.init_from = ml_collections.config_dict.placeholder(str)  # converted ImageNet weights (python -m fashionnet_jax.weights), or 'scratch'
+  config.require_init_from = False  # full-size configs: refuse to start from random weights unless init_from='scratch'
 
   config.loss = ml_collections.ConfigDict()
   config.loss.triplet_margin = 0.2
   config.loss.triplet_mining = "batch_hard"  # or "random"
   config.loss.attribute_weighting = True  # w_pos / w_neg from the training split
+  # Each attribute's own ratio down to this floor (most real ones are rarer than 1%).
+  config.loss.attribute_min_ratio = ATTRIBUTE_MIN_RATIO
 
   config.optimizer = ml_collections.ConfigDict()
   # The paper fine-tunes ImageNet weights with SGD + momentum (gpu.py, tpu_v3.py);
@@ -91,14 +131,12 @@ def get_config():
   config.optimizer.grad_clip_norm = 10.0
   config.optimizer.lr_multipliers = {}  # per group, e.g. {"heads": 10.0}
 
-  # The paper's iterative strategy: (1) the pose branch as main task, (2) category,
-  # attribute and triplet with the predicted landmarks feeding the pooling.
+  # The paper's iterative strategy: (1) the pose branch as main task (large landmark
+  # and visibility weights, small others), (2) category, attribute and triplet with
+  # the predicted landmarks feeding the pooling. Every layer keeps learning.
   config.stages = [
-      stage("pose", 150, ("trunk", "pose_branch"),
-            landmark=10.0, visibility=1.0, category=0.1, attribute=0.1),
-      stage("recognition", 250,
-            ("trunk", "local_branch", "global_branch", "fusion", "heads"),
-            landmark=1.0, visibility=0.1, category=1.0, attribute=1.0),
+      stage("pose", 150, landmark=10.0, visibility=1.0, category=0.1, attribute=0.1),
+      stage("recognition", 250, landmark=1.0, visibility=0.1, category=1.0, attribute=1.0),
   ]
   config.num_rounds = 2
 
@@ -109,6 +147,10 @@ def get_config():
 
   config.log_every_steps = 25
   config.eval_every_steps = 0  # 0: evaluate at the end only
+  # Model selection: with a metric, periodic evaluations run on the validation split,
+  # the best step is kept (workdir/best/) and evaluated once on eval_split at the end.
+  config.select_metric = ml_collections.config_dict.placeholder(str)
+  config.select_mode = "max"  # "min" for landmark_ne
   config.eval_at_start = True  # the untrained network's numbers, for comparison
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2

@@ -1,18 +1,26 @@
-r"""Fashion Landmark Detection (FLD): the pose branch alone, landmarks + visibility.
+r"""Fashion Landmark Detection (FLD): landmarks + visibility, the pose branch leading.
 
   python -m fashionnet_jax.main --config=configs/fld.py --workdir=/tmp/fashionnet_fld
+  python -m fashionnet_jax.main --config=configs/fld.py:gpu --workdir=RUN \
+      --config.init_from=vgg16_imagenet.npz        # full size (configs/full_size.py); :tpu too
 
-Evaluation: normalised error per landmark and the detected percentage.
+Evaluation: normalised error per landmark and the detected percentage. The
+full-size run keeps the step with the lowest validation NE and tests it.
 """
-from configs import default
+from configs import default, full_size
+
+TRAIN_IMAGES = 83_033  # of 123,016 (FORMATS.md)
 
 
-def get_config():
-  config = default.get_config()
+def get_config(arg=None):
+  config = default.demo_config()
   config.dataset.name = "deepfashion/landmarks"
   config.loss.attribute_weighting = False
-  config.stages = [
-      default.stage("pose", 400, ("trunk", "pose_branch"), landmark=10.0, visibility=1.0),
-  ]
+  config.stages = [default.stage("pose", 400, landmark=10.0, visibility=1.0)]
   config.num_rounds = 1
+  if arg:
+    full_size.apply(config, arg)
+    steps = lambda epochs: full_size.epochs_to_steps(epochs, TRAIN_IMAGES, config.batch_size)
+    config.stages = [default.stage("pose", steps(30), landmark=10.0, visibility=1.0)]
+    full_size.select_on_validation(config, "landmark_ne", steps(3))
   return config

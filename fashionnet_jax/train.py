@@ -23,6 +23,7 @@ from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.evaluation import loop as eval_loop
 from fashionnet_jax.training.checkpointing import Checkpointer
 from fashionnet_jax.training.schedule import LOSS_TERMS
+from fashionnet_jax.training.selection import BestCheckpoint
 from fashionnet_jax.training.trainer import Trainer
 
 
@@ -49,9 +50,38 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _evaluate(config, trainer, writer, step: int) -> dict:
-  return eval_loop.evaluate_and_report(config, trainer.predict, trainer.mesh, trainer.workdir,
-                                       writer, step)
+VALIDATION_FOLDER = "eval/validation"
+
+
+def _evaluate(config, trainer, writer, step: int, state=None, **kwargs) -> dict:
+  """The paper-protocol evaluation of `state` (default: the trainer's current one)."""
+  state = trainer.state if state is None else state
+  predict = lambda images: trainer.predict_fn(state.params, state.model_state, images)
+  return eval_loop.evaluate_and_report(config, predict, trainer.mesh, trainer.workdir,
+                                       writer, step, **kwargs)
+
+
+def _validate(config, trainer, writer, step: int, selection) -> None:
+  """Model selection: evaluate on the validation split and keep the best state."""
+  metrics = _evaluate(config, trainer, writer, step, split=config.dataset.validation_split,
+                      folder=VALIDATION_FOLDER)
+  selection.consider(step, metrics, trainer.state)
+
+
+def _final_evaluation(config, trainer, writer, total: int, selection) -> dict:
+  """Test evaluation: of the final state, or once of the state chosen on validation."""
+  if selection is None:
+    return _evaluate(config, trainer, writer, total)
+  if selection.step != total:
+    _validate(config, trainer, writer, total, selection)
+  best = selection.restore(trainer.abstract_state())
+  logging.info("Testing the step chosen on validation: %d (%s=%.4f).", selection.step,
+               selection.metric, selection.value)
+  chosen = dict(selected_step=selection.step, selected_by=selection.metric,
+                selected_value=selection.value)
+  results = _evaluate(config, trainer, writer, selection.step, state=best, extra=chosen)
+  results.update(chosen)
+  return results
 
 
 def _stage_meta(trainer: Trainer, step: int) -> dict:
@@ -88,6 +118,8 @@ def train_and_evaluate(config, workdir) -> dict:
   train_iter = pipeline.create_train_iterator(config)
   ckpt = Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
                       keep=config.keep_checkpoints)
+  selection = (BestCheckpoint(workdir, config.select_metric, config.select_mode)
+               if config.get("select_metric") else None)
   start = 0
   if ckpt.latest_step() is not None:
     trainer.state, meta = ckpt.restore(trainer.abstract_state(), train_iter)
@@ -138,7 +170,10 @@ def train_and_evaluate(config, workdir) -> dict:
       if preemption.requested:
         break
       if config.eval_every_steps and done % int(config.eval_every_steps) == 0 and done < total:
-        _evaluate(config, trainer, writer, done)
+        if selection is not None:
+          _validate(config, trainer, writer, done, selection)
+        else:
+          _evaluate(config, trainer, writer, done)
     if previous is not None:
       _check_nonfinite(previous, step, limit)
     if not preemption.requested and start < total and ckpt.latest_step() != total:
@@ -151,7 +186,11 @@ def train_and_evaluate(config, workdir) -> dict:
     return {}
   logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
                parameter_fingerprint(trainer.state.params))
-  results = _evaluate(config, trainer, writer, total)
+  try:
+    results = _final_evaluation(config, trainer, writer, total, selection)
+  finally:
+    if selection is not None:
+      selection.close()
   writer.flush()
   return results
 
@@ -179,7 +218,7 @@ def evaluate_checkpoint(config, workdir) -> dict[str, float]:
   from clu import metric_writers
 
   ensure_dataset(config)
-  trainer = Trainer(config, workdir)
+  trainer = Trainer(config, workdir, initialise=False)  # the checkpoint replaces the state
   ckpt = Checkpointer(trainer.workdir, every_steps=0, keep=config.keep_checkpoints)
   step = ckpt.latest_step()
   if step is None:

@@ -67,8 +67,12 @@ def write_images(img_dir: pathlib.Path, images: dict[str, bytes],
 
 
 def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
-                    crlf=False, pad=False, seed=0, anno="Anno"):
-  """Writes one benchmark folder; returns {name: truth dict}."""
+                    crlf=False, pad=False, seed=0, anno="Anno", photos=None):
+  """Writes one benchmark folder; returns {name: truth dict}.
+
+  `photos` (JPEG bytes, used in turn) replaces the random pixels with real images,
+  each at its own size.
+  """
   rng = np.random.default_rng(seed)
   root = pathlib.Path(manual_dir) / records.BENCHMARK_DIRS[config]
   a, ev = root / anno, root / "Eval"
@@ -80,6 +84,8 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
   for i in range(n):
     ct = 1 + i % 3
     w, h = 48 + 8 * (i % 3), 40 + 8 * (i % 2)
+    if photos:
+      w, h = Image.open(io.BytesIO(photos[i % len(photos)])).size
     status = statuses[i % 3]
     item = f"id_{i // 2:08d}"
     if config == "category_attribute":
@@ -125,7 +131,7 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
         consumer = name.replace("shop_01", "comsumer_01")
         pairs.append(f"{consumer.ljust(50)}{name.ljust(50)}{item}  {status}")
     truth[name] = t
-    images[name] = jpeg(w, h, seed + i)
+    images[name] = photos[i % len(photos)] if photos else jpeg(w, h, seed + i)
 
   if config == "category_attribute":
     write_list(a / "list_category_cloth.txt", "category_name  category_type",

@@ -140,3 +140,55 @@ def test_config_mistake_is_one_line_without_traceback(tmp_path, data_dir):
   assert proc.returncode == 2
   assert "error: config.model.backbone='vgg19': unknown, use one of vgg16, resnet50" in out
   assert "Traceback" not in out
+
+
+def _restore_params(path):
+  import orbax.checkpoint as ocp
+  with ocp.StandardCheckpointer() as ckptr:
+    return ckptr.restore(Path(path) / "state")["params"]
+
+
+def test_model_selection_on_validation_then_one_test_evaluation(tmp_path, data_dir):
+  workdir = tmp_path / "select"
+  out = _finish(_main(workdir, data_dir, "--config.select_metric=category_top1",
+                      "--config.eval_every_steps=4", "--config.keep_checkpoints=10"))
+  assert "Testing the step chosen on validation" in out
+  validation = {int(p.stem): json.loads(p.read_text())
+                for p in (workdir / "eval" / "validation").glob("*.json")}
+  assert sorted(validation) == [4, 8, 12, 16, 20, 24]
+  assert {r["split"] for r in validation.values()} == {"validation"}
+  scores = [validation[s]["category_top1"] for s in sorted(validation)]
+  best = sorted(validation)[int(np.argmax(scores))]  # the first of equal bests
+  tests = [json.loads(p.read_text()) for p in (workdir / "eval").glob("*.json")]
+  assert len(tests) == 1, tests  # the test split is evaluated once
+  (final,) = tests
+  assert final["split"] == "test" and final["selected_step"] == best == final["step"]
+  # The kept state is the one trained to that step.
+  import jax
+  kept = jax.tree.leaves(_restore_params(workdir / "best" / str(best)))
+  regular = jax.tree.leaves(_restore_params(workdir / "checkpoints" / str(best)))
+  assert len(kept) == len(regular) > 0
+  for a, b in zip(kept, regular):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_init_from_a_fashionnet_run(trained, tmp_path):
+  # Fine-tune from another run: every tensor whose shape fits is copied, the rest
+  # (here the attribute head of another size) keeps its initialisation.
+  import jax
+  from flax import traverse_util
+  from fashionnet_jax.inference.predictor import Predictor
+  from fashionnet_jax.training.trainer import Trainer
+  sys.path.insert(0, str(ROOT / "tests"))
+  from tiny import tiny_config
+  workdir, _ = trained
+  source = traverse_util.flatten_dict(jax.device_get(Predictor(workdir=workdir).params))
+  config = tiny_config(init_from=str(workdir))  # 12 attributes; the run has 1000
+  trainer = Trainer(config, tmp_path / "finetune", devices=jax.devices()[:1])
+  ours = traverse_util.flatten_dict(jax.device_get(trainer.state.params))
+  assert ours.keys() == source.keys()
+  changed = sorted(k for k in ours if ours[k].shape != source[k].shape)
+  assert changed == [("heads", "attributes", "bias"), ("heads", "attributes", "kernel")]
+  for k in ours:
+    if k not in changed:
+      np.testing.assert_array_equal(ours[k], source[k], err_msg=str(k))

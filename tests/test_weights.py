@@ -1,19 +1,27 @@
 """ImageNet weight import: torchvision-layout VGG16/ResNet50 (.pth) and Keras VGG16 (.h5)
 built here with random weights reproduce the imported FashionNet's conv features."""
+import pathlib
+
 import jax
 import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
+from tiny import tiny_config
+
 from fashionnet_jax import weights
-from fashionnet_jax.models import pretrained
-from fashionnet_jax.models import FashionNet
+from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.models import FashionNet, pretrained
+from fashionnet_jax.models.functional import merge_model
 from fashionnet_jax.models.vgg import pool5_flatten
+from fashionnet_jax.training.config_checks import validate_config
+from fashionnet_jax.training.trainer import Trainer
 
 torch = pytest.importorskip('torch')  # the optional [torch] extra; CI installs it
 nn = torch.nn
 IMAGE = 32
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def config(**overrides):
@@ -161,11 +169,24 @@ def test_torchvision_resnet50_import(tmp_path, x):
   assert_close(layer4, to_nhwc(want['layer4']))
 
 
-def test_keras_vgg16_h5_import(tmp_path, x):
+def _sample_images(size):
+  """The real DeepFashion sample photos (../shared), RGB uint8 [N, size, size, 3]."""
+  from PIL import Image
+  samples = sorted((ROOT.parent / 'shared' / 'deepfashion' / 'samples').glob('*.jpg'))
+  assert samples, 'the real sample images in ../shared/deepfashion/samples'
+  return np.stack([np.asarray(Image.open(p).convert('RGB').resize((size, size), Image.BILINEAR))
+                   for p in samples])
+
+
+def test_keras_vgg16_h5_import(tmp_path):
+  # Keras' VGG16 runs on its own preprocess_input (BGR, 0-255, mean-subtracted); ours on
+  # RGB (x/255 - mean)/std. The import folds the difference into conv1_1, so the same
+  # RGB photo gives the same features through either pipeline.
   pytest.importorskip('tensorflow')
   import h5py  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   from keras.src.legacy.saving import legacy_h5_format  # pylint: disable=g-import-not-at-top
+  from fashionnet_jax.data.transforms import normalize_batch
   keras.utils.set_random_seed(0)
   ref = keras.applications.VGG16(weights=None, include_top=False, input_shape=(IMAGE, IMAGE, 3))
   path = tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5'
@@ -174,11 +195,19 @@ def test_keras_vgg16_h5_import(tmp_path, x):
   model = fashionnet()
   written = pretrained.load_pretrained(model, str(path), 'vgg16')
   assert not any('fc6' in w for w in written)  # notop: convs only
-  probe = keras.Model(ref.input, [ref.get_layer('block4_conv3').output, ref.get_layer('block5_conv3').output])
-  want4, want5 = probe.predict(x, verbose=0)
-  pool4, features = nnx.jit(lambda m, x: m.trunk(x, return_features=True))(model, x)
-  assert_close(features['conv4_3'], want4)
-  assert_close(nnx.jit(lambda m, h: m.local_branch.conv5(h))(model, pool4), want5)
+  rgb = _sample_images(IMAGE)
+  probe = keras.Model(ref.input, [ref.get_layer('block1_conv1').output,
+                                  ref.get_layer('block4_conv3').output,
+                                  ref.get_layer('block5_conv3').output])
+  want1, want4, want5 = probe.predict(
+      keras.applications.vgg16.preprocess_input(rgb.astype(np.float32)), verbose=0)
+  pool4, features = nnx.jit(lambda m, x: m.trunk(x, return_features=True))(model, normalize_batch(rgb))
+  # Inside the image the fold is exact; the zero-padded border differs by Keras'
+  # zero being our (255 mean - Keras' mean), under half a grey level.
+  assert_close(features['conv1_1'][:, 1:-1, 1:-1], want1[:, 1:-1, 1:-1])
+  assert_close(features['conv1_1'], want1, rtol=1e-2)
+  assert_close(features['conv4_3'], want4, rtol=1e-2)
+  assert_close(nnx.jit(lambda m, h: m.local_branch.conv5(h))(model, pool4), want5, rtol=1e-2)
 
 
 def test_mismatched_and_missing_tensors_are_one_clear_error(tmp_path):
@@ -218,3 +247,49 @@ def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
                                 ref.features[5].weight.detach().numpy().transpose(2, 3, 1, 0))
   assert weights.main(['--source', str(tmp_path / 'nope.pth'), '--out', str(tmp_path)]) == 2
   assert capsys.readouterr().err.strip().endswith('nope.pth: no such file')
+
+
+def test_init_from_through_the_trainer_keeps_batchnorm_statistics(tmp_path, x):
+  # The real path: Trainer(config with init_from) must reproduce the torch model in eval
+  # mode, BatchNorm running statistics included (not only the converted parameters).
+  torch.manual_seed(3)
+  ref = TorchResNet50(base=8)
+  for m in ref.modules():
+    if isinstance(m, nn.BatchNorm2d):
+      m.running_mean.uniform_(-0.5, 0.5)
+      m.running_var.uniform_(0.5, 2.0)
+  ref.eval()
+  path = tmp_path / 'resnet50-11ad3fa6.pth'
+  torch.save(ref.state_dict(), path)
+  config = tiny_config(**{'model.backbone': 'resnet50', 'model.width_multiplier': 1 / 8,
+                                        'init_from': str(path)})
+  trainer = Trainer(config, tmp_path / 'run', devices=jax.devices()[:1])
+  state = jax.device_get(trainer.state)
+  np.testing.assert_array_equal(state.model_state['trunk']['bn1']['mean'],
+                                ref.bn1.running_mean.numpy())
+  model = merge_model(trainer.graphdef, state.params, state.model_state)
+
+  @nnx.jit
+  def ours(model, x):
+    layer3, features = model.trunk(x, return_features=True)
+    return features, model.global_branch.conv5(layer3)
+
+  features, layer4 = ours(model, x)
+  with torch.no_grad():
+    want = ref.stages(nchw(x))
+  for name in ('layer1', 'layer2', 'layer3'):
+    assert_close(features[name], to_nhwc(want[name]))
+  assert_close(layer4, to_nhwc(want['layer4']))
+
+
+def test_full_size_configs_need_init_from_or_an_explicit_scratch(tmp_path):
+  from configs import gpu, tpu_v3
+  for module in (gpu, tpu_v3):
+    config = module.get_config()
+    validate_config(config)  # a valid config, that the Trainer refuses to initialise at random
+    with pytest.raises(ConfigError, match=r'^config.init_from is not set: .*--config.init_from=scratch'):
+      Trainer(config, tmp_path / 'refused')
+    assert not (tmp_path / 'refused').exists()
+  # A scratch run builds and never reads a weight file.
+  config = tiny_config(require_init_from=True, init_from='scratch')
+  Trainer(config, tmp_path / 'run', devices=jax.devices()[:1])

@@ -157,11 +157,12 @@ def benchmark_config(config, batch=None, input_mode="synthetic", data_dir=None):
   """The config the benchmark trains: --batch applied; nothing that needs a dataset
   unless the pipeline is measured (attribute weights are data to the step: the
   all-ones weights cost the same as the dataset's)."""
+  from fashionnet_jax.training.config_checks import INIT_FROM_SCRATCH
   config = config.copy_and_resolve_references()
   if batch is not None:
     config.batch_size = int(batch)
   config.loss.attribute_weighting = False
-  config.init_from = None
+  config.init_from = INIT_FROM_SCRATCH  # speed does not depend on the weights
   if input_mode == "pipeline":
     config.dataset.data_dir = data_dir
     config.dataset.synthetic_if_missing = True

@@ -85,16 +85,21 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
   return metrics
 
 
-def evaluate_and_report(config, predict, mesh, workdir, writer, step: int) -> dict[str, float]:
-  """compute_metrics, written to `writer` and (process 0) to workdir/eval/<step>.*."""
+def evaluate_and_report(config, predict, mesh, workdir, writer, step: int, split=None,
+                        folder: str = "eval", extra: dict | None = None) -> dict[str, float]:
+  """compute_metrics on `split` (default: the config's eval split), written to `writer`
+  (as `<folder>/<metric>`) and (process 0) to workdir/<folder>/<step>.*."""
   builder_config = dataset_builder_config(config)
-  split = "query" if builder_config == "inshop" else config.dataset.eval_split
-  metrics = compute_metrics(config, predict, mesh)
-  writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()
+  if builder_config == "inshop":
+    split = "query"
+  split = split or config.dataset.eval_split
+  metrics = compute_metrics(config, predict, mesh, split)
+  prefix = folder.replace("/", "_")
+  writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items()
                               if np.isfinite(v)})
   if jax.process_index() == 0:
     report.write_report(metrics, workdir, step=step, split=split,
-                        dataset=builder_config)
+                        dataset=builder_config, folder=folder, extra=extra)
   logging.info("eval step %d: %s", step,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
   return metrics

@@ -8,26 +8,20 @@ ImageNet-normalised images. Class names come from `DIR/labels.json`.
 """
 from __future__ import annotations
 
-import json
 import math
 
 import jax
-import ml_collections
 import numpy as np
 from etils import epath
 
 from fashionnet_jax.data import labels as labels_lib
 from fashionnet_jax.data import transforms
-from fashionnet_jax.models import create_model
 from fashionnet_jax.models.functional import abstract_graphdef, make_predict_fn
-from fashionnet_jax.training.checkpointing import Checkpointer
-from fashionnet_jax.training.optim import make_optimizer
-from fashionnet_jax.training.schedule import Schedule
-from fashionnet_jax.training.step import abstract_train_state
+from fashionnet_jax.training.runs import RunNotFoundError, load_run, model_fn
 
 
-class CheckpointNotFoundError(FileNotFoundError):
-  """No run (config.json) or no checkpoint where the user pointed."""
+# The Predictor's "nothing to load here" error is the run reader's.
+CheckpointNotFoundError = RunNotFoundError
 
 
 def _resolve(workdir, checkpoint):
@@ -46,30 +40,12 @@ class Predictor:
 
   def __init__(self, workdir=None, checkpoint=None):
     workdir, step = _resolve(workdir, checkpoint)
-    self.workdir = workdir
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-      raise CheckpointNotFoundError(f"{config_path}: no training run here (config.json missing)")
-    self.config = config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    run = load_run(workdir, step)
+    self.workdir, self.config, self.step = run.workdir, run.config, run.step
     self.labels = labels_lib.load(workdir)
-    self.image_size = int(config.image_size)
-    seed = int(config.seed)
-    model_fn = lambda: create_model(config.model, seed=seed)
-    schedule = Schedule(config.stages, config.num_rounds)
-    abstract = abstract_train_state(model_fn, make_optimizer(config, schedule.total_steps), seed)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                            abstract)
-    ckpt = Checkpointer(workdir, every_steps=0, keep=1 << 30, async_save=False)
-    self.step = ckpt.latest_step() if step is None else step
-    if self.step is None:
-      raise CheckpointNotFoundError(f"{workdir / 'checkpoints'}: no checkpoint")
-    if self.step not in ckpt.manager.all_steps():
-      raise CheckpointNotFoundError(f"{workdir / 'checkpoints' / str(self.step)}: no such checkpoint")
-    state = ckpt.restore_state_only(abstract, self.step)
-    ckpt.close()
-    self.graphdef = abstract_graphdef(model_fn)
-    self.params, self.model_state = state.params, state.model_state
+    self.image_size = int(self.config.image_size)
+    self.graphdef = abstract_graphdef(model_fn(self.config))
+    self.params, self.model_state = run.params, run.model_state
     self._forward = make_predict_fn(self.graphdef)
 
   def __call__(self, images) -> dict[str, np.ndarray]:

@@ -16,8 +16,9 @@ from etils import epath
 
 class Checkpointer:
 
-  def __init__(self, workdir, *, every_steps: int, keep: int, async_save: bool = True):
-    self.directory = epath.Path(workdir) / "checkpoints"
+  def __init__(self, workdir, *, every_steps: int, keep: int, async_save: bool = True,
+               folder: str = "checkpoints"):
+    self.directory = epath.Path(workdir) / folder
     self.every_steps = int(every_steps)
     self.manager = ocp.CheckpointManager(
         self.directory,

@@ -12,7 +12,9 @@ import functools
 
 import jax
 import numpy as np
+from absl import logging
 from etils import epath
+from flax import traverse_util
 
 from fashionnet_jax import sharding
 from fashionnet_jax.data import pipeline
@@ -22,8 +24,10 @@ from fashionnet_jax.models import pretrained
 from fashionnet_jax.models.functional import make_predict_fn, merge_model, split_model
 from fashionnet_jax.training import losses
 from fashionnet_jax.training.checkpointing import abstract_like
-from fashionnet_jax.training.config_checks import validate_config
+from fashionnet_jax.training.config_checks import (INIT_FROM_SCRATCH, check_init_from,
+                                                   validate_config)
 from fashionnet_jax.training.optim import learning_rate_schedule, make_optimizer
+from fashionnet_jax.training.runs import is_run, load_run
 from fashionnet_jax.training.schedule import Schedule
 from fashionnet_jax.training.step import abstract_train_state, create_train_state, jit_train_step
 
@@ -38,25 +42,59 @@ def attribute_loss_weights(config):
   if ratio.shape != (num,):
     raise ConfigError(
         f"config.model.num_attributes={num} but the dataset has {ratio.shape[0]} attributes")
-  w_pos, w_neg = losses.attribute_loss_weights(ratio)
+  w_pos, w_neg = losses.attribute_loss_weights(ratio, float(config.loss.attribute_min_ratio))
   return np.asarray(w_pos, np.float32), np.asarray(w_neg, np.float32)
 
 
+def _variables_from_run(workdir, params, model_state):
+  """A FashionNet run's latest variables, wherever path and shape match ours.
+
+  Fine-tuning one benchmark from another: a layer whose shape differs (another
+  number of attributes) or that the other run lacks keeps its initialisation.
+  """
+  run = load_run(workdir)
+  source = dict(params=traverse_util.flatten_dict(jax.device_get(run.params)),
+                model_state=traverse_util.flatten_dict(jax.device_get(run.model_state)))
+  out, kept, skipped = [], 0, []
+  for name, tree in (("params", params), ("model_state", model_state)):
+    flat = traverse_util.flatten_dict(tree)
+    for path, value in flat.items():
+      theirs = source[name].get(path)
+      if theirs is not None and np.shape(theirs) == np.shape(value):
+        flat[path], kept = np.asarray(theirs, np.asarray(value).dtype), kept + 1
+      else:
+        skipped.append("/".join(map(str, path)))
+    out.append(traverse_util.unflatten_dict(flat))
+  logging.info("init_from %s (step %d): %d tensors copied, %d kept their initialisation%s",
+               workdir, run.step, kept, len(skipped),
+               f" ({', '.join(skipped[:8])}{', ...' if len(skipped) > 8 else ''})" if skipped else "")
+  return out
+
+
 def _load_pretrained(trainer, config):
-  """Overwrites the initial parameters with converted ImageNet weights (config.init_from)."""
+  """Overwrites the initial variables from config.init_from: converted ImageNet weights
+  (every tensor the conversion wrote, BatchNorm statistics included) or a FashionNet
+  run's workdir (its latest checkpoint). The optimiser starts afresh."""
   state = jax.device_get(trainer.state)
-  model = merge_model(trainer.graphdef, state.params, state.model_state)
-  pretrained.load_pretrained(model, config.init_from, config.model.backbone)
-  _, params, _ = split_model(model)
-  state = state.replace(params=params, opt_state=trainer.tx.init(params))
+  if is_run(config.init_from):
+    params, model_state = _variables_from_run(config.init_from, state.params, state.model_state)
+  else:
+    model = merge_model(trainer.graphdef, state.params, state.model_state)
+    pretrained.load_pretrained(model, config.init_from, config.model.backbone)
+    _, params, model_state = split_model(model)
+  state = state.replace(params=params, model_state=model_state, opt_state=trainer.tx.init(params))
   return jax.device_put(state, trainer.state_shardings)
 
 
 class Trainer:
   """Builds model, optimiser, mesh and the compiled step from a config."""
 
-  def __init__(self, config, workdir, devices=None):
+  def __init__(self, config, workdir, devices=None, *, initialise: bool = True):
+    """`initialise=False`: random variables only, for a state about to be restored
+    from a checkpoint (evaluation): init_from is neither required nor read."""
     validate_config(config)
+    if initialise:
+      check_init_from(config)
     self.config = config
     self.workdir = epath.Path(workdir)
     self.mesh = sharding.create_mesh(config.mesh, devices)
@@ -69,7 +107,7 @@ class Trainer:
     self.state_shardings = sharding.state_shardings(
         self.mesh, abstract_train_state(model_fn, self.tx, seed))
     self.graphdef, self.state = create_train_state(model_fn, self.tx, seed, self.state_shardings)
-    if config.get("init_from"):
+    if initialise and config.get("init_from") and config.init_from != INIT_FROM_SCRATCH:
       self.state = _load_pretrained(self, config)
     repl = sharding.replicated(self.mesh)
     self.batch_sharding = sharding.batch_sharding(self.mesh)

@@ -1,0 +1,159 @@
+r"""The paper's table, end to end: build real DeepFashion, convert ImageNet weights, train
+every benchmark with its full-size config, evaluate, and write one table.
+
+  python -m fashionnet_jax.reproduce --manual_dir /data/deepfashion \
+      --imagenet /data/weights/vgg16-397923af.pth --workdir /data/runs [--dry-run]
+  python -m fashionnet_jax.reproduce ... --benchmarks inshop,landmarks --platform tpu
+
+It runs the project's own commands, one process each, and skips what is done:
+  1. `tfds build datasets/deepfashion --config=B --manual_dir=... --data_dir=...`
+     for each benchmark not yet prepared in --data_dir;
+  2. `python -m fashionnet_jax.weights` once (RUNS/weights/vgg16_imagenet.npz);
+  3. `python -m fashionnet_jax.main --config=configs/<B>.py:<platform>` into RUNS/<B>
+     with `init_from` the converted weights: model selection on the validation split
+     where the benchmark has one, then one test evaluation (an interrupted run
+     resumes where it stopped when reproduce is run again);
+  4. RUNS/results.md: each benchmark's test numbers beside FashionNet's (Tables 2-5).
+--dry-run prints every command it would run, and runs none.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+from fashionnet_jax.cli import Parser, UsageError
+
+# Benchmark (builder config) -> its config file (configs/<file>.py:<platform>).
+CONFIGS = {"category_attribute": "default", "inshop": "inshop",
+           "consumer2shop": "consumer2shop", "landmarks": "fld"}
+RESULTS_FILE = "results.md"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = Parser(prog="python -m fashionnet_jax.reproduce",
+                  description="Reproduce the paper's table on real DeepFashion.")
+  parser.add_argument("--manual_dir", required=True,
+                      help="folder holding the released benchmark folders (README)")
+  parser.add_argument("--imagenet", required=True,
+                      help="downloaded ImageNet VGG-16 weights (vgg16-397923af.pth or Keras .h5)")
+  parser.add_argument("--workdir", required=True, help="where runs, weights and results.md go")
+  parser.add_argument("--data_dir", default=None,
+                      help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+  parser.add_argument("--benchmarks", default=",".join(CONFIGS),
+                      help="comma-separated subset of " + ",".join(CONFIGS))
+  parser.add_argument("--platform", choices=("gpu", "tpu"), default="gpu",
+                      help="full-size config variant (configs/full_size.py)")
+  parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                      help="print the commands, run nothing")
+  return parser
+
+
+def _data_dir(args) -> str:
+  return args.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
+      "~/tensorflow_datasets")
+
+
+def _prepared(data_dir: str, benchmark: str) -> bool:
+  root = os.path.join(data_dir, "deepfashion", benchmark)
+  return os.path.isdir(root) and any(
+      os.path.exists(os.path.join(root, v, "dataset_info.json")) for v in os.listdir(root))
+
+
+def final_metrics(run_dir: str) -> dict | None:
+  """The run's final test evaluation (eval/<step>.json of the selected or last step)."""
+  folder = os.path.join(run_dir, "eval")
+  if not os.path.isdir(folder):
+    return None
+  steps = sorted(int(f[:-5]) for f in os.listdir(folder) if f.endswith(".json") and f[:-5].isdigit())
+  records = []
+  for s in steps:
+    with open(os.path.join(folder, f"{s}.json")) as f:
+      records.append(json.load(f))
+  chosen = [r for r in records if "selected_step" in r]
+  final = chosen[-1] if chosen else (records[-1] if records and records[-1]["step"] > 0 else None)
+  return final
+
+
+def plan(args) -> list[tuple[str, list[str]]]:
+  """(what, argv) for every command still to run, in order."""
+  benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+  unknown = sorted(set(benchmarks) - set(CONFIGS))
+  if unknown or not benchmarks:
+    raise UsageError(f"--benchmarks: unknown {unknown}; choose from {','.join(CONFIGS)}")
+  data_dir = _data_dir(args)
+  weights = os.path.join(args.workdir, "weights", "vgg16_imagenet.npz")
+  steps = []
+  for b in benchmarks:
+    if not _prepared(data_dir, b):
+      steps.append((f"build {b}", [
+          "tfds", "build", os.path.join(ROOT, "datasets", "deepfashion"), f"--config={b}",
+          f"--manual_dir={args.manual_dir}", f"--data_dir={data_dir}",
+          "--file_format=array_record"]))
+  if not os.path.exists(weights):
+    steps.append(("convert ImageNet weights", [
+        sys.executable, "-m", "fashionnet_jax.weights", f"--source={args.imagenet}",
+        f"--out={os.path.dirname(weights)}", "--backbone=vgg16"]))
+  for b in benchmarks:
+    run_dir = os.path.join(args.workdir, b)
+    if final_metrics(run_dir) is None:
+      steps.append((f"train and evaluate {b}", [
+          sys.executable, "-m", "fashionnet_jax.main",
+          f"--config={os.path.join(ROOT, 'configs', CONFIGS[b] + '.py')}:{args.platform}",
+          f"--workdir={run_dir}", f"--config.init_from={weights}",
+          f"--config.dataset.data_dir={data_dir}"]))
+  return steps
+
+
+def write_results(args) -> str:
+  from fashionnet_jax.evaluation import report
+  benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+  results = {b: final_metrics(os.path.join(args.workdir, b)) for b in benchmarks}
+  path = os.path.join(args.workdir, RESULTS_FILE)
+  text = ("# FashionNet reproduced (test splits; model selected on validation where the "
+          "benchmark has one)\n\n" + report.reproduction_table(results))
+  os.makedirs(args.workdir, exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text)
+  return path
+
+
+def run(argv=None, stdout=None, stderr=None) -> int:
+  stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    if not args.dry_run:
+      for given, what in ((args.manual_dir, "--manual_dir"), (args.imagenet, "--imagenet")):
+        if not os.path.exists(given):
+          raise UsageError(f"{what} {given}: no such file or folder")
+    steps = plan(args)
+  except UsageError as e:
+    print(f"{parser.prog}: error: {e}", file=stderr)
+    return 2
+  for what, argv_ in steps:
+    print(f"# {what}\n{shlex.join(argv_)}", file=stdout, flush=True)
+    if args.dry_run:
+      continue
+    status = subprocess.call(argv_, cwd=ROOT)
+    if status:
+      print(f"{parser.prog}: error: {what} failed (exit status {status}); rerun to resume",
+            file=stderr)
+      return 1
+  if args.dry_run:
+    print(f"# then write {os.path.join(args.workdir, RESULTS_FILE)}", file=stdout)
+    return 0
+  print(f"results: {write_results(args)}", file=stdout)
+  return 0
+
+
+def main():
+  sys.exit(run())
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,78 @@
+"""The real user's path rehearsed on CPU: the full-size VGG-16 config at 224 px (bf16 trunk,
+SGD, dropout) initialised from a torchvision-layout VGG-16 file, on DeepFashion-format
+data with real photos, through train -> validation selection -> test evaluation -> report.
+
+The cheap parts of that path have their own tests; this one catches what only the
+whole does (conversion into the full-width model, the float32 heads under a bf16
+trunk, the BatchNorm-free VGG at 224 px, the selection of a step on validation).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import deepfashion_tiny as tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT.parent / "shared" / "deepfashion" / "samples"
+torch = pytest.importorskip("torch")
+
+
+def _torchvision_vgg16(path):
+  """torchvision.models.vgg16's state_dict layout, random weights (no download)."""
+  torch.manual_seed(0)
+  layers, channels = [], 3
+  for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+    if v == "M":
+      layers.append(torch.nn.MaxPool2d(2, 2))
+    else:
+      layers += [torch.nn.Conv2d(channels, v, 3, padding=1), torch.nn.ReLU(inplace=True)]
+      channels = v
+  net = torch.nn.Module()
+  net.features = torch.nn.Sequential(*layers)
+  net.classifier = torch.nn.Sequential(
+      torch.nn.Linear(512 * 49, 4096), torch.nn.ReLU(True), torch.nn.Dropout(),
+      torch.nn.Linear(4096, 4096), torch.nn.ReLU(True), torch.nn.Dropout(),
+      torch.nn.Linear(4096, 1000))
+  for m in net.modules():  # torchvision's init scale, so activations stay finite at 224 px
+    if isinstance(m, torch.nn.Conv2d):
+      torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+      torch.nn.init.zeros_(m.bias)
+    elif isinstance(m, torch.nn.Linear):
+      torch.nn.init.normal_(m.weight, 0, 0.01)
+      torch.nn.init.zeros_(m.bias)
+  torch.save(net.state_dict(), path)
+
+
+def test_full_size_vgg16_from_imagenet_weights_train_select_test_report(tmp_path):
+  photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
+  assert len(photos) == 3
+  manual = tmp_path / "manual"
+  tiny.write_benchmark(manual, "category_attribute", n=9, photos=photos)
+  weights = tmp_path / "vgg16-397923af.pth"
+  _torchvision_vgg16(weights)
+  workdir = tmp_path / "run"
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+         "JAX_PLATFORMS": "cpu"}
+  cmd = [sys.executable, "-m", "fashionnet_jax.main", "--config=tests/rehearsal_config.py",
+         f"--workdir={workdir}", f"--config.dataset.manual_dir={manual}",
+         f"--config.dataset.data_dir={tmp_path / 'tfds'}", f"--config.init_from={weights}"]
+  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  log = proc.stderr + proc.stdout
+  assert "Traceback" not in log
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["image_size"] == 224 and config["model"]["width_multiplier"] == 1.0
+  assert config["model"]["dtype"] == "bfloat16" and config["optimizer"]["name"] == "sgd"
+  validation = sorted(int(p.stem) for p in (workdir / "eval" / "validation").glob("*.json"))
+  assert validation == [2, 4]
+  (final,) = [json.loads(p.read_text()) for p in (workdir / "eval").glob("*.json")]
+  assert final["split"] == "test" and final["selected_step"] in (2, 4)
+  for key in ("category_top3", "attribute_top3_recall", "attribute_top3_recall_texture",
+              "attribute_top3_recall_texture_within_type", "landmark_ne"):
+    assert key in final
+  table = (workdir / "eval" / f"{final['step']}.md").read_text()
+  assert "82.58" in table and "_within_type" in table
