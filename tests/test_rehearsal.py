@@ -22,29 +22,10 @@ torch = pytest.importorskip("torch")
 
 
 def _torchvision_vgg16(path):
-  """torchvision.models.vgg16's state_dict layout, random weights (no download)."""
+  """torchvision.models.vgg16's state_dict with the full 4096-wide classifier."""
+  from torch_models import torch_vgg16
   torch.manual_seed(0)
-  layers, channels = [], 3
-  for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
-    if v == "M":
-      layers.append(torch.nn.MaxPool2d(2, 2))
-    else:
-      layers += [torch.nn.Conv2d(channels, v, 3, padding=1), torch.nn.ReLU(inplace=True)]
-      channels = v
-  net = torch.nn.Module()
-  net.features = torch.nn.Sequential(*layers)
-  net.classifier = torch.nn.Sequential(
-      torch.nn.Linear(512 * 49, 4096), torch.nn.ReLU(True), torch.nn.Dropout(),
-      torch.nn.Linear(4096, 4096), torch.nn.ReLU(True), torch.nn.Dropout(),
-      torch.nn.Linear(4096, 1000))
-  for m in net.modules():  # torchvision's init scale, so activations stay finite at 224 px
-    if isinstance(m, torch.nn.Conv2d):
-      torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-      torch.nn.init.zeros_(m.bias)
-    elif isinstance(m, torch.nn.Linear):
-      torch.nn.init.normal_(m.weight, 0, 0.01)
-      torch.nn.init.zeros_(m.bias)
-  torch.save(net.state_dict(), path)
+  torch.save(torch_vgg16(fc_dim=4096).state_dict(), path)
 
 
 def test_full_size_vgg16_from_imagenet_weights_train_select_test_report(tmp_path):

@@ -20,6 +20,7 @@ from fashionnet_jax.training.trainer import Trainer
 
 torch = pytest.importorskip('torch')  # the optional [torch] extra; CI installs it
 nn = torch.nn
+from torch_models import TorchResNet50, torch_vgg16  # noqa: E402
 IMAGE = 32
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,63 +34,6 @@ def config(**overrides):
 
 def fashionnet(**overrides):
   return FashionNet(config(**overrides), rngs=nnx.Rngs(jax.random.key(0, impl='rbg')))
-
-
-def torch_vgg16(fc_dim):
-  """torchvision.models.vgg16's layout and state_dict keys, with a small classifier."""
-  layers, channels = [], 3
-  for v in (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M', 512, 512, 512, 'M'):
-    if v == 'M':
-      layers.append(nn.MaxPool2d(2, 2))
-    else:
-      layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU(inplace=True)]
-      channels = v
-  net = nn.Module()
-  net.features = nn.Sequential(*layers)
-  net.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-  net.classifier = nn.Sequential(nn.Linear(512 * 49, fc_dim), nn.ReLU(True), nn.Dropout(),
-                                 nn.Linear(fc_dim, fc_dim), nn.ReLU(True), nn.Dropout(), nn.Linear(fc_dim, 10))
-  return net.eval()
-
-
-class TorchBottleneck(nn.Module):
-  def __init__(self, cin, planes, stride):
-    super().__init__()
-    self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
-    self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
-    self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
-    self.downsample = None
-    if stride != 1 or cin != planes * 4:
-      self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    y = torch.relu(self.bn2(self.conv2(y)))
-    y = self.bn3(self.conv3(y))
-    return torch.relu(y + (self.downsample(x) if self.downsample is not None else x))
-
-
-class TorchResNet50(nn.Module):
-  """torchvision.models.resnet50's layout and state_dict keys, at base width `base`."""
-
-  def __init__(self, base):
-    super().__init__()
-    self.conv1, self.bn1 = nn.Conv2d(3, base, 7, 2, 3, bias=False), nn.BatchNorm2d(base)
-    self.maxpool = nn.MaxPool2d(3, 2, 1)
-    cin = base
-    for i, (blocks, stride) in enumerate(((3, 1), (4, 2), (6, 2), (3, 2))):
-      planes = base * 2 ** i
-      stage = [TorchBottleneck(cin if b == 0 else planes * 4, planes, stride if b == 0 else 1) for b in range(blocks)]
-      setattr(self, f'layer{i + 1}', nn.Sequential(*stage))
-      cin = planes * 4
-    self.fc = nn.Linear(cin, 10)
-
-  def stages(self, x):
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    out = {}
-    for name in ('layer1', 'layer2', 'layer3', 'layer4'):
-      x = out[name] = getattr(self, name)(x)
-    return out
 
 
 def nchw(x):
@@ -141,8 +85,9 @@ def test_torchvision_vgg16_import(tmp_path, x):
   assert_close(got_fc6, fc6.numpy())  # NCHW flatten order of fc6 permuted to NHWC
 
 
-def test_torchvision_resnet50_import(tmp_path, x):
-  torch.manual_seed(1)
+def _torch_resnet50(path, seed):
+  """A torchvision-layout ResNet-50 at base width 8, non-trivial BatchNorm, saved to `path`."""
+  torch.manual_seed(seed)
   ref = TorchResNet50(base=8)
   for m in ref.modules():  # non-trivial statistics so the import of each is checked
     if isinstance(m, nn.BatchNorm2d):
@@ -151,10 +96,12 @@ def test_torchvision_resnet50_import(tmp_path, x):
       m.weight.data.uniform_(0.5, 1.5)
       m.bias.data.uniform_(-0.2, 0.2)
   ref.eval()
-  path = tmp_path / 'resnet50-11ad3fa6.pth'
   torch.save(ref.state_dict(), path)
-  model = fashionnet(backbone='resnet50', width_multiplier=1 / 8, use_landmark_branch=False)
-  pretrained.load_pretrained(model, str(path))
+  return ref
+
+
+def _assert_resnet_features_match(model, ref, x):
+  """layer1..layer4 of our (eval-mode) trunk and conv5 against torch's."""
 
   @nnx.jit
   def ours(model, x):
@@ -167,6 +114,15 @@ def test_torchvision_resnet50_import(tmp_path, x):
   for name in ('layer1', 'layer2', 'layer3'):
     assert_close(features[name], to_nhwc(want[name]))
   assert_close(layer4, to_nhwc(want['layer4']))
+
+
+def test_torchvision_resnet50_import(tmp_path, x):
+  path = tmp_path / 'resnet50-11ad3fa6.pth'
+  ref = _torch_resnet50(path, seed=1)
+  model = fashionnet(backbone='resnet50', width_multiplier=1 / 8, use_landmark_branch=False)
+  pretrained.load_pretrained(model, str(path))
+  _assert_resnet_features_match(model, ref, x)
+
 
 
 def _sample_images(size):
@@ -252,34 +208,16 @@ def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
 def test_init_from_through_the_trainer_keeps_batchnorm_statistics(tmp_path, x):
   # The real path: Trainer(config with init_from) must reproduce the torch model in eval
   # mode, BatchNorm running statistics included (not only the converted parameters).
-  torch.manual_seed(3)
-  ref = TorchResNet50(base=8)
-  for m in ref.modules():
-    if isinstance(m, nn.BatchNorm2d):
-      m.running_mean.uniform_(-0.5, 0.5)
-      m.running_var.uniform_(0.5, 2.0)
-  ref.eval()
   path = tmp_path / 'resnet50-11ad3fa6.pth'
-  torch.save(ref.state_dict(), path)
+  ref = _torch_resnet50(path, seed=3)
   config = tiny_config(**{'model.backbone': 'resnet50', 'model.width_multiplier': 1 / 8,
-                                        'init_from': str(path)})
+                          'init_from': str(path)})
   trainer = Trainer(config, tmp_path / 'run', devices=jax.devices()[:1])
   state = jax.device_get(trainer.state)
   np.testing.assert_array_equal(state.model_state['trunk']['bn1']['mean'],
                                 ref.bn1.running_mean.numpy())
-  model = merge_model(trainer.graphdef, state.params, state.model_state)
-
-  @nnx.jit
-  def ours(model, x):
-    layer3, features = model.trunk(x, return_features=True)
-    return features, model.global_branch.conv5(layer3)
-
-  features, layer4 = ours(model, x)
-  with torch.no_grad():
-    want = ref.stages(nchw(x))
-  for name in ('layer1', 'layer2', 'layer3'):
-    assert_close(features[name], to_nhwc(want[name]))
-  assert_close(layer4, to_nhwc(want['layer4']))
+  _assert_resnet_features_match(merge_model(trainer.graphdef, state.params, state.model_state),
+                                ref, x)
 
 
 def test_full_size_configs_need_init_from_or_an_explicit_scratch(tmp_path):
