@@ -74,6 +74,9 @@ def _final_evaluation(config, trainer, writer, total: int, selection) -> dict:
     return _evaluate(config, trainer, writer, total)
   if selection.step != total:
     _validate(config, trainer, writer, total, selection)
+  if selection.step is None:
+    raise ConfigError(f"config.select_metric={selection.metric!r} was NaN at every validation: "
+                      "no step to choose (does the validation split have that label?)")
   best = selection.restore(trainer.abstract_state())
   logging.info("Testing the step chosen on validation: %d (%s=%.4f).", selection.step,
                selection.metric, selection.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import orbax.checkpoint as ocp
 from absl import logging
 
 from fashionnet_jax.errors import ConfigError
@@ -30,7 +31,8 @@ class BestCheckpoint:
     self.step, self.value = None, None
     step = self._ckpt.latest_step()
     if step is not None:
-      meta = self._ckpt.manager.restore(step, args=_meta_args())["meta"]
+      meta = self._ckpt.manager.restore(
+          step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
       self.step, self.value = int(meta["step"]), float(meta["value"])
 
   def _better(self, value: float) -> bool:
@@ -61,8 +63,3 @@ class BestCheckpoint:
 
   def close(self):
     self._ckpt.close()
-
-
-def _meta_args():
-  import orbax.checkpoint as ocp
-  return ocp.args.Composite(meta=ocp.args.JsonRestore())

@@ -126,10 +126,6 @@ class Trainer:
         model_state_sharding=self.state_shardings.model_state,
         batch_sharding=self.batch_sharding, out_sharding=self.batch_sharding)
 
-  def predict(self, images):
-    """Eval-mode outputs of the current state for a global batch of images."""
-    return self.predict_fn(self.state.params, self.state.model_state, images)
-
   def stage_arrays(self, step: int):
     return self._stage_arrays[self.schedule.locate(step)[1]]
 
