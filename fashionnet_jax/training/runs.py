@@ -17,7 +17,7 @@ import ml_collections
 from etils import epath
 
 from fashionnet_jax.models import create_model
-from fashionnet_jax.training.checkpointing import Checkpointer
+from fashionnet_jax.training.checkpointing import Checkpointer, abstract_like
 from fashionnet_jax.training.optim import make_optimizer
 from fashionnet_jax.training.schedule import Schedule
 from fashionnet_jax.training.step import abstract_train_state
@@ -51,6 +51,7 @@ def read_config(workdir) -> ml_collections.ConfigDict:
 
 
 def model_fn(config):
+  """The FashionNet of `config` as a constructor (what state creation and restores trace)."""
   seed = int(config.seed)
   return lambda: create_model(config.model, seed=seed)
 
@@ -63,8 +64,7 @@ def load_run(workdir, step=None) -> Run:
   abstract = abstract_train_state(model_fn(config), make_optimizer(config, schedule.total_steps),
                                   int(config.seed))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          abstract)
+  abstract = abstract_like(abstract, jax.tree.map(lambda _: device, abstract))
   ckpt = Checkpointer(workdir, every_steps=0, keep=1 << 30, async_save=False)
   try:
     step = ckpt.latest_step() if step is None else int(step)

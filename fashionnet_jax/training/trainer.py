@@ -19,7 +19,6 @@ from flax import traverse_util
 from fashionnet_jax import sharding
 from fashionnet_jax.data import pipeline
 from fashionnet_jax.errors import ConfigError
-from fashionnet_jax.models import create_model
 from fashionnet_jax.models import pretrained
 from fashionnet_jax.models.functional import make_predict_fn, merge_model, split_model
 from fashionnet_jax.training import losses
@@ -27,7 +26,7 @@ from fashionnet_jax.training.checkpointing import abstract_like
 from fashionnet_jax.training.config_checks import (INIT_FROM_SCRATCH, check_init_from,
                                                    validate_config)
 from fashionnet_jax.training.optim import learning_rate_schedule, make_optimizer
-from fashionnet_jax.training.runs import is_run, load_run
+from fashionnet_jax.training.runs import is_run, load_run, model_fn
 from fashionnet_jax.training.schedule import Schedule
 from fashionnet_jax.training.step import abstract_train_state, create_train_state, jit_train_step
 
@@ -101,12 +100,12 @@ class Trainer:
     sharding.check_batch_size(int(config.batch_size), self.mesh)
     self.schedule = Schedule(config.stages, config.num_rounds)
     seed = int(config.seed)
-    model_fn = lambda: create_model(config.model, seed=seed)
     self.tx = make_optimizer(config, self.schedule.total_steps)
     self.lr_schedule = learning_rate_schedule(config.optimizer, self.schedule.total_steps)
     self.state_shardings = sharding.state_shardings(
-        self.mesh, abstract_train_state(model_fn, self.tx, seed))
-    self.graphdef, self.state = create_train_state(model_fn, self.tx, seed, self.state_shardings)
+        self.mesh, abstract_train_state(model_fn(config), self.tx, seed))
+    self.graphdef, self.state = create_train_state(model_fn(config), self.tx, seed,
+                                                   self.state_shardings)
     if initialise and config.get("init_from") and config.init_from != INIT_FROM_SCRATCH:
       self.state = _load_pretrained(self, config)
     repl = sharding.replicated(self.mesh)
