@@ -1,8 +1,10 @@
 """What the command-line tools share: their usage error and an argparse with one-line errors."""
 import argparse
 
+from fashionnet_jax.errors import FashionNetError
 
-class UsageError(ValueError):
+
+class UsageError(FashionNetError, ValueError):
   """A command-line mistake: one line on stderr, exit status 2."""
 
 

@@ -23,10 +23,11 @@ from typing import BinaryIO, Iterator, NamedTuple
 from etils import epath
 import numpy as np
 
+from fashionnet_jax.errors import FashionNetError
 from fashionnet_jax.schema import NUM_LANDMARKS, SLOTS_BY_CLOTHES_TYPE, UNUSED
 
 
-class DeepFashionFormatError(ValueError):
+class DeepFashionFormatError(FashionNetError, ValueError):
   """An annotation file, zip or image that is not as DeepFashion releases it."""
 
 

@@ -15,8 +15,9 @@ from etils import epath
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fashionnet_jax.data import transforms
+from fashionnet_jax.errors import FashionNetError
 
-class ImageError(ValueError):
+class ImageError(FashionNetError, ValueError):
   """An input file that is not a readable image, or a bbox that misses it."""
 
 

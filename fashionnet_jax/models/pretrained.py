@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx, traverse_util
 
 from fashionnet_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fashionnet_jax.errors import FashionNetError
 from fashionnet_jax.schema import BACKBONES
 
 BRANCHES = ('pose_branch', 'local_branch', 'global_branch')
@@ -35,7 +36,7 @@ _RESNET_BLOCKS = (('layer1', 3), ('layer2', 4), ('layer3', 6), ('layer4', 3))
 _BN = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'running_var': 'var'}
 
 
-class WeightImportError(ValueError):
+class WeightImportError(FashionNetError, ValueError):
   """A weight file that cannot be imported (wrong format, missing or mismatched tensors)."""
 
 

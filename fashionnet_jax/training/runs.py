@@ -16,6 +16,7 @@ import jax
 import ml_collections
 from etils import epath
 
+from fashionnet_jax.errors import FashionNetError
 from fashionnet_jax.models import create_model
 from fashionnet_jax.training.checkpointing import Checkpointer, abstract_like
 from fashionnet_jax.training.optim import make_optimizer
@@ -25,7 +26,7 @@ from fashionnet_jax.training.step import abstract_train_state
 CONFIG_FILE = "config.json"
 
 
-class RunNotFoundError(FileNotFoundError):
+class RunNotFoundError(FashionNetError, FileNotFoundError):
   """No run (config.json) or no checkpoint where the user pointed."""
 
 
