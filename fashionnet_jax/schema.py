@@ -53,6 +53,7 @@ ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "st
 # The 26 attributes of the 2020 Anno_fine re-labelling.
 FINE_ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "sleeve", 3: "length",
                              4: "neckline", 5: "fabric", 6: "fit"}
+NUM_ATTRIBUTES = 1000  # Anno_coarse's list_attr_cloth.txt
 NUM_FINE_ATTRIBUTES = 26
 
 # The TFDS builder's configs, one per benchmark, and the benchmark folders as released.
@@ -61,7 +62,14 @@ BENCHMARK_DIRS = {
     "inshop": "In-shop Clothes Retrieval Benchmark",
     "consumer2shop": "Consumer-to-shop Clothes Retrieval Benchmark",
     "landmarks": "Fashion Landmark Detection Benchmark",
+    # The first benchmark's 2020 `Anno_fine/`: 26 attributes, its own train/val/test.
+    "category_attribute_fine": "Category and Attribute Prediction Benchmark",
 }
 BUILDER_CONFIGS = tuple(BENCHMARK_DIRS)
+# The configs with category and attribute labels: their attribute types' names.
+ATTRIBUTE_TYPES_BY_CONFIG = {
+    "category_attribute": ATTRIBUTE_TYPE_NAMES,
+    "category_attribute_fine": FINE_ATTRIBUTE_TYPE_NAMES,
+}
 
 BACKBONES = ("vgg16", "resnet50")

@@ -331,3 +331,43 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                            "landmarks", "--quiet", "--workers", "1"]) == 1
     err = capsys.readouterr().err.strip()
     assert "exists and is not empty" in err and len(err.splitlines()) == 1
+
+
+def test_local_attributes_show_only_near_their_landmarks():
+    """A trim changes pixels within a few pixels of its landmarks and nowhere else."""
+    assert set(vocab.ATTRIBUTE_EXTENT.values()) == {"local", "global", "shape"}
+    assert {n for n, e in vocab.ATTRIBUTE_EXTENT.items() if e == "local"} == set(vocab.TRIMS)
+    assert vocab.attribute_extent("striped") == "global"
+    assert vocab.attribute_extent("long_sleeve") == "shape" and vocab.attribute_extent("abstract print") is None
+    for name in vocab.ATTRIBUTE_EXTENT:
+        assert name in vocab.ATTRIBUTE_INDEX
+    rng = np.random.default_rng(5)
+    for category in ("Tee", "Jeans", "Dress"):
+        spec = dataclasses.replace(garments.random_spec(rng, category), trims=())
+        scene = render.Scene(scale=0.8)
+        plain = render.render(spec, (160, 160), 1, scene)
+        for trim in vocab.TRIMS:
+            slots = [s for s in vocab.LOCAL_SLOTS[trim] if plain.visibility[s] != 3]
+            if not slots:
+                continue
+            trimmed = render.render(dataclasses.replace(spec, trims=(trim,)), (160, 160), 1, scene)
+            assert trim in dataclasses.replace(spec, trims=(trim,)).attributes()
+            changed = np.argwhere(np.abs(trimmed.image.astype(int) - plain.image).sum(-1) > 30)
+            assert len(changed) > 10, (category, trim)
+            near = np.min([np.abs(changed[:, ::-1] - plain.landmarks[s]).max(1) for s in slots], 0)
+            assert near.max() <= 12, (category, trim, near.max())  # of 160 px
+
+
+def test_anno_fine_files_line_up_with_the_partition(tree):
+    out, _ = tree
+    fine_dir = os.path.join(out, DIRS["category_attribute"], "Anno_fine")
+    _, names, _ = read_list(os.path.join(fine_dir, "list_attr_cloth.txt"))
+    assert [(n, int(t)) for n, t in names] == list(vocab.FINE_ATTRIBUTES)
+    _, partition, _ = read_list(anno(out, "category_attribute", "list_eval_partition.txt"))
+    for split in ("train", "val", "test"):
+        lines = {k: open(os.path.join(fine_dir, f"{split}{k}.txt")).read().splitlines()
+                 for k in ("", "_cate", "_attr", "_bbox", "_landmarks")}
+        assert lines[""] == [n for n, s in partition if s == split]
+        assert {len(v) for v in lines.values()} == {len(lines[""])}
+        assert all(len(r.split()) == 26 and set(r.split()) <= {"0", "1"} for r in lines["_attr"])
+        assert all(len(r.split()) == 16 for r in lines["_landmarks"])

@@ -45,6 +45,25 @@ def landmark_triples(landmarks, visibility, clothes_type, width, height, pad_to_
     return "".join(out)
 
 
+def landmark_pairs(landmarks, clothes_type, width, height):
+    """Anno_fine's `<split>_landmarks.txt` row: `x y` per landmark of the type in its
+    own order, padded with `0 0` to 8 (mmfashion's layout; no visibility)."""
+    out = []
+    for slot in schema.SLOTS_BY_CLOTHES_TYPE[clothes_type]:
+        x = int(np.clip(np.round(landmarks[slot][0]), 0, width - 1))
+        y = int(np.clip(np.round(landmarks[slot][1]), 0, height - 1))
+        out.append(f"{x} {y}")
+    return " ".join(out + ["0 0"] * (schema.NUM_LANDMARKS - len(out)))
+
+
+def write_lines(path, rows, eol="\n"):
+    """A file of plain rows: no count line, no header (Anno_fine's per-split files)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("".join(row + eol for row in rows))
+    return path
+
+
 def bbox_fields(bbox):
     return " ".join(f"{c:03d}" for c in bbox)
 

@@ -63,6 +63,7 @@ class GarmentSpec:
     fit: str = "fitted"              # fitted | loose
     neckline: str = "crew"           # vocab.NECKLINES key (upper, full)
     parts: tuple = ()                # subset of vocab.PARTS
+    trims: tuple = ()                # subset of vocab.TRIMS: local, at their landmarks
     rgb: tuple = (50, 90, 200)       # exact primary colour
     width_scale: float = 1.0         # per-item shape jitter
     length_scale: float = 1.0
@@ -77,7 +78,7 @@ class GarmentSpec:
 
     def attributes(self):
         """Names of the attributes this garment shows (its positives)."""
-        names = [self.texture, self.fabric, self.colour, self.fit, *self.parts]
+        names = [self.texture, self.fabric, self.colour, self.fit, *self.parts, *self.trims]
         fam = self.family
         if fam["top"]:
             names += [vocab.SLEEVES[self.sleeve], vocab.NECKLINES[self.neckline]]
@@ -85,6 +86,20 @@ class GarmentSpec:
             names.append(vocab.SKIRT_LENGTHS[self.length])
         elif fam["bottom"] is None:
             names.append(vocab.TOP_LENGTHS[self.length])
+        return tuple(sorted(set(names)))
+
+    def fine_attributes(self):
+        """Its positives among the 26 Anno_fine attributes (vocab.FINE_ATTRIBUTES)."""
+        fam = self.family
+        names = [vocab.FINE_TEXTURES[self.texture], vocab.FINE_FABRICS[self.fabric],
+                 vocab.FINE_FITS[self.fit],
+                 vocab.FINE_NECKLINES[self.neckline] if fam["top"] else "no_neckline"]
+        if fam["top"]:
+            names.append(vocab.FINE_SLEEVES[self.sleeve])
+        if self.clothes_type == schema.FULL and fam["bottom"] in ("skirt", "robe"):
+            names += [vocab.FINE_DRESS_LENGTHS[self.length]] if self.length != "regular" else []
+        else:
+            names.append("no_dress")
         return tuple(sorted(set(names)))
 
 
@@ -101,6 +116,10 @@ def random_spec(rng, category=None):
     if category in ("Blazer", "Cardigan", "Coat"):
         parts = sorted(set(parts) - {"zip"} | {"button"})
     fit = "fitted" if category == "Leggings" else vocab.FITS[rng.integers(2)]
+    # Collars and cuffs need an upper part; every garment has a hem.
+    has = {"contrast collar": bool(fam["top"]), "contrast cuff": bool(fam["top"]),
+           "trimmed hem": True}
+    trims = tuple(t for t in vocab.TRIMS if rng.random() < 0.35 and has[t])
     return GarmentSpec(
         category=category, colour=colour,
         texture=vocab.TEXTURES[rng.integers(len(vocab.TEXTURES))],
@@ -108,7 +127,7 @@ def random_spec(rng, category=None):
         sleeve=_pick(rng, fam.get("sleeves", ("long",))),
         length=_pick(rng, ("short", "regular", "long")),
         fit=fit, neckline=_pick(rng, fam.get("necks", ("crew",))),
-        parts=tuple(parts), rgb=tuple(int(c) for c in rgb),
+        parts=tuple(parts), trims=trims, rgb=tuple(int(c) for c in rgb),
         width_scale=float(rng.uniform(0.92, 1.08)),
         length_scale=float(rng.uniform(0.92, 1.08)))
 

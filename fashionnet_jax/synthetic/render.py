@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from fashionnet_jax import schema
 from fashionnet_jax.synthetic import garments
+from fashionnet_jax.synthetic import vocab
 
 MARKER_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0),
                   (255, 0, 255), (0, 255, 255), (255, 255, 255), (0, 0, 0))
@@ -104,6 +105,7 @@ def render(spec, size, seed, scene=None, markers=False):
     image[ys, xs] = _cloth(spec, u, v, rng)
     pil = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     _draw_details(ImageDraw.Draw(pil), geom, spec, scene, to_image, scale)
+    _draw_trims(ImageDraw.Draw(pil), geom, spec, to_image, scale)
 
     landmarks = to_image(geom.landmarks)
     landmarks[~geom.used] = 0.0
@@ -236,6 +238,24 @@ def _draw_details(draw, geom, spec, scene, to_image, scale):
         (x, y), = to_image([(cx, cy)])
         rr = max(1.5, r * scale)
         draw.ellipse([x - rr, y - rr, x + rr, y + rr], fill=dark)
+
+
+# Half-diagonal of a trim's patch, in garment units (a garment is about 0.5-1 tall):
+# a few pixels at the demo's 64 px, so a trim shows only close to its landmarks.
+TRIM_SIZE = 0.035
+
+
+def _draw_trims(draw, geom, spec, to_image, scale):
+    """The local attributes: a contrast diamond at each of the trim's landmarks."""
+    bright = np.mean(spec.rgb) > 140
+    colour = (20, 20, 25) if bright else (245, 245, 240)
+    r = max(1.5, TRIM_SIZE * scale)
+    for trim in spec.trims:
+        for slot in vocab.LOCAL_SLOTS[trim]:
+            if not geom.used[slot]:
+                continue
+            (x, y), = to_image(geom.landmarks[slot:slot + 1])
+            draw.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill=colour)
 
 
 def _occluders(pil, scene, points, rng, width, height, redraw=None):

@@ -34,14 +34,27 @@ NECKLINES = {"crew": "crew neck", "v": "v-neck", "scoop": "scoop neck",
              "hood": "hooded", "turtle": "turtleneck", "lapel": "lapel",
              "wrap": "wrap"}
 PARTS = ("pocket", "button", "zip")
+# Local attributes: a small contrast patch drawn only at these landmark slots
+# (schema.LANDMARK_NAMES: 0/1 collars, 2/3 sleeves, 6/7 hems), nowhere else, so
+# that only a look near the landmarks tells them apart.
+LOCAL_SLOTS = {"contrast collar": (0, 1), "contrast cuff": (2, 3), "trimmed hem": (6, 7)}
+TRIMS = tuple(LOCAL_SLOTS)
 
 DRAWN_ATTRIBUTES = {
     1: TEXTURES,
     2: FABRICS,
     3: tuple(SLEEVES.values()) + FITS + tuple(TOP_LENGTHS.values())
        + tuple(SKIRT_LENGTHS.values()),
-    4: tuple(NECKLINES.values()) + PARTS,
+    4: tuple(NECKLINES.values()) + PARTS + TRIMS,
     5: tuple(COLOURS),
+}
+# Where each drawn attribute shows: "local" (a patch at its LOCAL_SLOTS only),
+# "global" (the cloth of the whole garment: texture, fabric, colour) or "shape"
+# (the silhouette, the neckline, the front parts). Fillers are never drawn.
+ATTRIBUTE_EXTENT = {
+    **{name: "shape" for names in DRAWN_ATTRIBUTES.values() for name in names},
+    **{name: "global" for name in TEXTURES + FABRICS + tuple(COLOURS)},
+    **{name: "local" for name in TRIMS},
 }
 # Per-type counts of the real list_attr_cloth.txt.
 ATTRIBUTE_TYPE_COUNTS = {1: 156, 2: 218, 3: 180, 4: 216, 5: 230}
@@ -99,3 +112,33 @@ def attribute_list():
 
 ATTRIBUTES = tuple(attribute_list())
 ATTRIBUTE_INDEX = {name: i for i, (name, _) in enumerate(ATTRIBUTES)}
+
+
+# Anno_fine (2020): the real 26 attributes in file order, types 1-6
+# (schema.FINE_ATTRIBUTE_TYPE_NAMES), and the fine name of what a garment shows
+# (the nearest one: the fine list has no polka dot, plaid, lace or scoop neck).
+FINE_ATTRIBUTES = (
+    ("floral", 1), ("graphic", 1), ("striped", 1), ("embroidered", 1), ("pleated", 1),
+    ("solid", 1), ("lattice", 1), ("long_sleeve", 2), ("short_sleeve", 2), ("sleeveless", 2),
+    ("maxi_length", 3), ("mini_length", 3), ("no_dress", 3), ("crew_neckline", 4),
+    ("v_neckline", 4), ("square_neckline", 4), ("no_neckline", 4), ("denim", 5),
+    ("chiffon", 5), ("cotton", 5), ("leather", 5), ("faux", 5), ("knit", 5), ("tight", 6),
+    ("loose", 6), ("conventional", 6),
+)
+FINE_ATTRIBUTE_INDEX = {name: i for i, (name, _) in enumerate(FINE_ATTRIBUTES)}
+FINE_TEXTURES = {"solid": "solid", "striped": "striped", "floral": "floral",
+                 "plaid": "lattice", "polka dot": "graphic"}
+FINE_FABRICS = {"cotton": "cotton", "knit": "knit", "denim": "denim", "lace": "chiffon",
+                "leather": "leather"}
+FINE_SLEEVES = {"none": "sleeveless", "short": "short_sleeve", "long": "long_sleeve"}
+FINE_NECKLINES = {"crew": "crew_neckline", "v": "v_neckline", "wrap": "v_neckline",
+                  "lapel": "v_neckline", "scoop": "square_neckline", "hood": "no_neckline",
+                  "turtle": "no_neckline"}
+FINE_DRESS_LENGTHS = {"short": "mini_length", "long": "maxi_length"}  # regular: neither
+FINE_FITS = {"fitted": "tight", "loose": "loose"}
+FINE_ATTRIBUTE_EXTENT = {name: "global" if t in (1, 5) else "shape" for name, t in FINE_ATTRIBUTES}
+
+
+def attribute_extent(name):
+    """'local', 'global' or 'shape' for a drawn (coarse or fine) attribute; None for a filler."""
+    return ATTRIBUTE_EXTENT.get(name) or FINE_ATTRIBUTE_EXTENT.get(name)

@@ -3,7 +3,8 @@
 `generate(out_dir, images, seed, ...)` writes, under out_dir, `Category and
 Attribute Prediction Benchmark`, `In-shop Clothes Retrieval Benchmark`,
 `Consumer-to-shop Clothes Retrieval Benchmark` and `Fashion Landmark
-Detection Benchmark`, each with `Anno/`, `Eval/` and
+Detection Benchmark` (the first with the 2020 `Anno_fine/` too), each with
+`Anno/`, `Eval/` and
 `Img/` (`img.zip` for Category and Consumer-to-shop, the extracted `img/` for
 the others), in the real file formats (../shared/deepfashion/FORMATS.md), so
 the TFDS builder reads it with `--manual_dir`. The garments (17 categories
@@ -28,6 +29,10 @@ from fashionnet_jax.synthetic import render
 from fashionnet_jax.synthetic import vocab
 
 ZIPPED = ("category_attribute", "consumer2shop")
+# Builder configs whose files another benchmark's folder holds: Anno_fine/ is
+# written with the Category and Attribute benchmark.
+WRITTEN_WITH = {"category_attribute_fine": "category_attribute"}
+FINE_SPLIT_FILES = ("train", "val", "test")  # Anno_fine/<split>.txt, in Eval's names
 JPEG_QUALITY = 90
 # In-shop views: file suffix -> pose_type (1 front, 2 side, 3 back, 4 zoom-out, 5 zoom-in, 6 flat).
 INSHOP_VIEWS = {"1_front": 1, "2_side": 2, "3_back": 3, "4_full": 4, "7_additional": 5, "6_flat": 6}
@@ -240,6 +245,7 @@ def _write_benchmark(key, out_dir, n, seed, pool, eol, verbose):
     partition = os.path.join(root, "Eval", "list_eval_partition.txt")
     if key == "category_attribute":
         files += _write_category_files(anno, shots, rng, eol)
+        files += _write_fine_files(os.path.join(root, "Anno_fine"), shots, results, eol)
     if key in ("category_attribute", "landmarks"):
         files.append(fmt.write_list(partition, "image_name  evaluation_status",
                                     [fmt.pad(s.name) + s.split for s in shots], eol))
@@ -283,6 +289,33 @@ def _write_category_files(anno, shots, rng, eol):
     return [cloth, img, attr_cloth, attr_img]
 
 
+def _write_fine_files(fine_dir, shots, results, eol):
+    """Anno_fine/ (2020): the 26 fine attributes of every image, split as in Eval/."""
+    cloth = fmt.write_list(os.path.join(fine_dir, "list_category_cloth.txt"),
+                           "category_name  category_type",
+                           [f"{name:<15}{ctype}" for name, ctype in schema.CATEGORIES], eol)
+    attr_cloth = fmt.write_list(os.path.join(fine_dir, "list_attr_cloth.txt"),
+                                "attribute_name   attribute_type",
+                                [f"{name:<21}{t}" for name, t in vocab.FINE_ATTRIBUTES], eol)
+    files = [cloth, attr_cloth]
+    for split in FINE_SPLIT_FILES:
+        rows = {k: [] for k in ("", "_cate", "_attr", "_bbox", "_landmarks")}
+        for shot, (_, lm, _, bbox) in zip(shots, results):
+            if shot.split != split:
+                continue
+            h, w = shot.size
+            values = np.zeros(len(vocab.FINE_ATTRIBUTES), int)
+            values[[vocab.FINE_ATTRIBUTE_INDEX[a] for a in shot.spec.fine_attributes()]] = 1
+            rows[""].append(shot.name)
+            rows["_cate"].append(str(vocab.CATEGORY_LABEL[shot.spec.category]))
+            rows["_attr"].append(" ".join(map(str, values)))
+            rows["_bbox"].append(" ".join(map(str, bbox)))
+            rows["_landmarks"].append(fmt.landmark_pairs(lm, shot.spec.clothes_type, w, h))
+        files += [fmt.write_lines(os.path.join(fine_dir, f"{split}{suffix}.txt"), lines, eol)
+                  for suffix, lines in rows.items()]
+    return files
+
+
 def generate(out_dir, images=500, seed=0, benchmarks=None, crlf=False, workers=1,
              verbose=False, overwrite=False):
     """Writes the synthetic benchmarks under `out_dir`.
@@ -294,6 +327,8 @@ def generate(out_dir, images=500, seed=0, benchmarks=None, crlf=False, workers=1
     unknown = [b for b in benchmarks if b not in BENCHMARK_DIRS]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARK_DIRS)}")
+    # One folder each: a config written with another benchmark's folder names that one.
+    benchmarks = list(dict.fromkeys(WRITTEN_WITH.get(b, b) for b in benchmarks))
     if images < 1:
         raise ValueError(f"images must be at least 1, got {images}")
     for key in benchmarks:
