@@ -177,3 +177,64 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
                  "  evaluation_status", pairs, crlf)
   write_images(root / "Img", images, as_zip)
   return truth
+
+
+FINE_SPLIT_FILES = {"train": "train", "validation": "val", "test": "test"}
+
+
+def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0):
+  """Writes `Category and Attribute Prediction Benchmark/Anno_fine/` (2020) and
+  Img/; returns {split: [truth dict per line of <split>.txt]}.
+
+  Per split: `<split>.txt` (image names, no count line) and, line for line,
+  `_cate` (1-based label), `_attr` (26 values, 1 / 0), `_bbox` (x_1 y_1 x_2 y_2)
+  and `_landmarks` (`x y` per landmark of the category's clothes type, padded to
+  8 with `0 0`; `vis x y` triples with `triples=True`).
+  """
+  rng = np.random.default_rng(seed)
+  root = pathlib.Path(manual_dir) / records.BENCHMARK_DIRS["category_attribute"]
+  a = root / "Anno_fine"
+  eol = "\r\n" if crlf else "\n"
+  write_list(a / "list_category_cloth.txt", "category_name  category_type",
+             [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)], crlf)
+  write_list(a / "list_attr_cloth.txt", "attribute_name   attribute_type",
+             [f"{'fine_' + str(k):<21}{1 + k % 6}" for k in range(26)], crlf)
+  # Categories of each clothes type: Blouse (upper), Skirt (lower), Dress (full).
+  labels = {1: 3, 2: 48, 3: 49}
+  truth, images = {}, {}
+  for s, (split, stem) in enumerate(FINE_SPLIT_FILES.items()):
+    lines = {k: [] for k in ("", "_cate", "_attr", "_bbox", "_landmarks")}
+    truth[split] = []
+    for i in range(n // 3 + (s < n % 3)):
+      k = 10 * s + i
+      ct = 1 + k % 3
+      w, h = 48 + 8 * (k % 3), 40 + 8 * (k % 2)
+      name = f"img/Striped_Fine_Dress_{k % 2}/img_{k:08d}.jpg"
+      x1, y1 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+      x2, y2 = int(rng.integers(w // 2, w)), int(rng.integers(h // 2, h))
+      attrs = rng.integers(0, 2, 26).astype(np.int8)
+      xy = np.zeros((8, 2), np.float32)
+      vis = np.full((8,), 3, np.int8)
+      fields = []
+      for j, slot in enumerate(SLOTS[ct]):
+        x, y = int(rng.integers(1, w)), int(rng.integers(1, h))
+        v = int(rng.integers(0, 3)) if triples else 0
+        if not triples and j == 1 and k % 4 == 0:  # (0, 0): no position
+          x, y, v = 0, 0, 1
+        xy[slot], vis[slot] = (x, y), v
+        fields.append(f"{v} {x} {y}" if triples else f"{x} {y}")
+      fields += ["0 0 0" if triples else "0 0"] * (8 - len(fields))
+      lines[""].append(name)
+      lines["_cate"].append(str(labels[ct]))
+      lines["_attr"].append(" ".join(str(v) for v in attrs) + " ")
+      lines["_bbox"].append(f"{x1} {y1} {x2} {y2}")
+      lines["_landmarks"].append(" ".join(fields) + " ")
+      truth[split].append(dict(name=name, width=w, height=h, bbox=(x1, y1, x2, y2),
+                               clothes_type=ct, category=labels[ct], xy=xy, vis=vis,
+                               attributes=np.where(attrs == 1, 1, -1)))
+      images[name] = jpeg(w, h, seed + k)
+    for suffix, rows in lines.items():
+      a.mkdir(parents=True, exist_ok=True)
+      (a / f"{stem}{suffix}.txt").write_bytes("".join(r + eol for r in rows).encode())
+  write_images(root / "Img", images, as_zip=True)
+  return truth

@@ -17,6 +17,7 @@ from fashionnet_jax.data.annotations import DeepFashionFormatError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = list(records.BENCHMARK_DIRS)
+FINE = "category_attribute_fine"
 STATUS = records.STATUS_TO_SPLIT
 
 
@@ -204,6 +205,67 @@ def test_beam_path_gives_the_same_examples(tmp_path):
           "item_id"]
 
 
+# ------------------------------------------------- Anno_fine (2020 re-release)
+
+
+@pytest.mark.parametrize("layout", [dict(crlf=True), dict(triples=True)])
+def test_fine_build_and_read_back(tmp_path, layout):
+  truth = tiny.write_fine(tmp_path / "manual", 8, **layout)
+  builder = build(tmp_path, FINE)
+  got = read_back(tmp_path, FINE)
+  assert builder.info.metadata["attribute_types"] == [1 + k % 6 for k in range(26)]
+  assert builder.info.features["attributes"].shape == (26,)
+  for split, examples in got.items():
+    by_name = {t["name"]: t for t in truth[split]}
+    assert sorted(e["image/filename"].decode() for e in examples) == sorted(by_name)
+    for ex in examples:
+      t = by_name[ex["image/filename"].decode()]
+      w, h = t["width"], t["height"]
+      x1, y1, x2, y2 = t["bbox"]
+      np.testing.assert_allclose(ex["bbox"], [y1 / h, x1 / w, y2 / h, x2 / w], rtol=1e-6)
+      np.testing.assert_allclose(ex["landmarks"], t["xy"] / [w, h], rtol=1e-6)
+      np.testing.assert_array_equal(ex["landmark_visibility"], t["vis"])
+      assert ex["clothes_type"] == t["clothes_type"] - 1
+      assert ex["category"] == t["category"] - 1
+      np.testing.assert_array_equal(ex["attributes"], t["attributes"])
+  assert {k: len(v) for k, v in got.items()} == {"train": 3, "validation": 3, "test": 2}
+
+
+@pytest.mark.parametrize("file,lineno,new,match", [
+    ("val_attr.txt", 2, "1 0 1", r"val_attr.txt:2: expected 26 attribute labels, got 3"),
+    ("train_attr.txt", 1, " ".join(["2"] * 26),
+     r"train_attr.txt:1: attribute labels must be 1 or 0, got '2'"),
+    ("test_landmarks.txt", 1, "1 2 3", r"test_landmarks.txt:1: clothes_type 3 .* needs 8 `x y` pairs, got 3 values"),
+    ("train_cate.txt", 3, "51", r"train_cate.txt:3: category_label must be one of"),
+    ("train_bbox.txt", 2, "9 9 1 1", r"train_bbox.txt:2: bbox has x_1 > x_2"),
+])
+def test_fine_bad_line_fails_naming_file_and_line(tmp_path, file, lineno, new, match):
+  from fashionnet_jax.data import fine
+  tiny.write_fine(tmp_path / "manual", 8)
+  _replace_line(_anno(tmp_path, FINE, "Anno_fine/" + file), lineno, new)
+  bench = fine.FineBenchmark(tmp_path / "manual")
+  split = {"train": "train", "val": "validation", "test": "test"}[file.split("_")[0]]
+  with pytest.raises(DeepFashionFormatError, match=match) as info:
+    list(bench.examples(split))
+  assert "\n" not in str(info.value)
+
+
+def test_fine_build_fails_on_a_short_file_and_skips_bad_lines(tmp_path):
+  tiny.write_fine(tmp_path / "manual", 8)
+  path = _anno(tmp_path, FINE, "Anno_fine/train_bbox.txt")
+  path.write_bytes(b"".join(path.read_bytes().splitlines(True)[:2]))
+  with pytest.raises(DeepFashionFormatError,
+                     match=r"train.txt:3: no matching line in .*train_bbox.txt, which"
+                     r" ended earlier") as info:
+    build(tmp_path, FINE)
+  assert "\n" not in str(info.value)
+  tiny.write_fine(tmp_path / "manual", 8)
+  _replace_line(_anno(tmp_path, FINE, "Anno_fine/train_landmarks.txt"), 2, "1 2 x 4")
+  builder = build(tmp_path, FINE, skip_bad_examples=True)
+  assert builder.info.splits["train"].num_examples == 2
+  assert "train_landmarks.txt:2:" in (builder.data_path / "skipped_examples.tsv").read_text()
+
+
 def test_tfds_build_cli_from_the_datasets_folder(tmp_path):
   tiny.write_benchmark(tmp_path / "manual", "landmarks", 9)
   _break_images(tmp_path, "landmarks")
@@ -256,6 +318,8 @@ def test_builds_every_config_from_synthetic_deepfashion(tmp_path):
   synthetic = pytest.importorskip("fashionnet_jax.synthetic")
   synthetic.generate(tmp_path / "manual", images=40, seed=3)
   for config in CONFIGS:
+    if config == FINE:  # Anno_fine/: checked against the coarse build below
+      continue
     build(tmp_path, config)
     got = read_back(tmp_path, config)
     _, bbox, marks, splits, items = _parse_truth(tmp_path / "manual", config)
@@ -289,3 +353,18 @@ def test_builds_every_config_from_synthetic_deepfashion(tmp_path):
       for left, right in ((0, 1), (6, 7)):
         if vis[left] == 0 and vis[right] == 0:
           assert ex["landmarks"][left, 0] <= ex["landmarks"][right, 0] + 0.25
+  # Anno_fine: the same images, splits, boxes and points; 26 attributes, one per type.
+  build(tmp_path, FINE)
+  coarse = {e["image/filename"]: (s, e) for s, v in read_back(tmp_path, "category_attribute").items()
+            for e in v}
+  for split, examples in read_back(tmp_path, FINE).items():
+    assert len(examples) == sum(s == split for s, _ in coarse.values())
+    for ex in examples:
+      s, twin = coarse[ex["image/filename"]]
+      assert s == split and ex["category"] == twin["category"]
+      np.testing.assert_array_equal(ex["bbox"], twin["bbox"])
+      used = twin["landmark_visibility"] != 3
+      np.testing.assert_array_equal(ex["landmark_visibility"] != 3, used)
+      np.testing.assert_allclose(ex["landmarks"], twin["landmarks"], atol=1e-6)
+      assert ex["attributes"].shape == (26,) and set(ex["attributes"]) <= {1, -1}
+      assert 4 <= (ex["attributes"] == 1).sum() <= 6

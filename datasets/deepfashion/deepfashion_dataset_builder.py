@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from fashionnet_jax import schema
 from fashionnet_jax.data import annotations as anno
+from fashionnet_jax.data import fine
 from fashionnet_jax.data import records
 
 SKIP_ENV = "DEEPFASHION_SKIP_BAD_EXAMPLES"
@@ -30,7 +31,8 @@ SKIPPED_FILE = "skipped_examples.tsv"
 class DeepFashionConfig(tfds.core.BuilderConfig):
   """One benchmark; the label counts are those of the released files."""
 
-  def __init__(self, *, num_categories: int = 50, num_attributes: int = 1000,
+  def __init__(self, *, num_categories: int = 50,
+               num_attributes: int = schema.NUM_ATTRIBUTES,
                **kwargs):
     super().__init__(**kwargs)
     self.num_categories = num_categories
@@ -69,6 +71,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           name="landmarks",
           description="Fashion Landmark Detection Benchmark (FLD): 123,016"
           " images."),
+      DeepFashionConfig(
+          name=fine.CONFIG, num_attributes=schema.NUM_FINE_ATTRIBUTES,
+          description="Category and Attribute Prediction Benchmark, the 2020"
+          " Anno_fine/ re-labelling: 26 attributes of 6 types, its own"
+          " train / val / test files."),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   DeepFashion is released behind an agreement form (non-commercial research
@@ -83,7 +90,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       Fashion Landmark Detection Benchmark/          -> config landmarks
 
   each holding `Anno/` (or `Anno_coarse/` in the 2020 re-release), `Eval/`
-  and `Img/img.zip` (or the extracted `Img/img/`). Some zips are password
+  and `Img/img.zip` (or the extracted `Img/img/`); config
+  category_attribute_fine reads the first one's `Anno_fine/` (2020). Some zips are password
   protected: the password comes with the agreement form; unzip them yourself
   (`cd Img && unzip img.zip`, giving `Img/img/...`) or keep an unencrypted
   zip. Encrypted zips are refused with a message naming them.
@@ -112,7 +120,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         "clothes_type": tfds.features.ClassLabel(
             names=list(schema.CLOTHES_TYPE_NAMES)),
     }
-    if config.name == "category_attribute":
+    if config.name in schema.ATTRIBUTE_TYPES_BY_CONFIG:
       # Names come from Anno/list_category_cloth.txt at build time.
       features["category"] = tfds.features.ClassLabel(
           num_classes=config.num_categories)
@@ -151,9 +159,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
-    bench = records.Benchmark(config.name, dl_manager.manual_dir,
-                              num_attributes=config.num_attributes)
-    if config.name == "category_attribute":
+    if config.name == fine.CONFIG:
+      bench = fine.FineBenchmark(dl_manager.manual_dir,
+                                 num_attributes=config.num_attributes)
+    else:
+      bench = records.Benchmark(config.name, dl_manager.manual_dir,
+                                num_attributes=config.num_attributes)
+    if config.name in schema.ATTRIBUTE_TYPES_BY_CONFIG:
       names = bench.category_names()
       if len(names) != config.num_categories:
         raise anno.DeepFashionFormatError(
@@ -164,7 +176,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       attributes = bench.attribute_names()
       self.info.metadata["attribute_names"] = [n for n, _ in attributes]
       self.info.metadata["attribute_types"] = [t for _, t in attributes]
-    if self._use_beam:
+    if self._use_beam and config.name == fine.CONFIG:
+      logging.info("%s: a subset of the images, built without Beam", config.name)
+    elif self._use_beam:
       chunks = bench.chunks(self.beam_chunk_rows)
       return {split: _beam_examples(bench, split, chunks,
                                     self.skip_bad_examples)

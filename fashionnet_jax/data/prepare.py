@@ -13,7 +13,7 @@ from absl import logging
 from etils import epath
 
 from fashionnet_jax.errors import ConfigError
-from fashionnet_jax.schema import BUILDER_CONFIGS
+from fashionnet_jax.schema import BENCHMARK_DIRS, BUILDER_CONFIGS
 
 # Synthetic DeepFashion is kept apart from real TFDS data: both are `deepfashion`.
 SYNTHETIC_DATA_DIR = "~/.cache/fashionnet_jax/synthetic_tfds"
@@ -64,10 +64,15 @@ def ensure_dataset(config) -> epath.Path:
     if not manual_dir:
       from fashionnet_jax import synthetic
       manual_dir = root / "synthetic_deepfashion"
-      logging.info("No %s in %s: writing synthetic DeepFashion to %s", builder_config, root,
-                   manual_dir)
-      synthetic.generate(str(manual_dir), images=int(config.dataset.synthetic_images),
-                         seed=int(config.seed), benchmarks=[builder_config])
+      # Two configs share the Category benchmark's folder: a written one is reused
+      # when it holds the config's annotations (older trees lack Anno_fine/).
+      needed = manual_dir / BENCHMARK_DIRS[builder_config] / (
+          "Anno_fine" if builder_config == "category_attribute_fine" else "Anno")
+      if not needed.is_dir():
+        logging.info("No %s in %s: writing synthetic DeepFashion to %s", builder_config, root,
+                     manual_dir)
+        synthetic.generate(str(manual_dir), images=int(config.dataset.synthetic_images),
+                           seed=int(config.seed), benchmarks=[builder_config], overwrite=True)
     tfds_build.build(builder_config, manual_dir=str(manual_dir), data_dir=str(root))
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils

@@ -30,6 +30,7 @@ SPLITS = {
     "inshop": ("train", "query", "gallery"),
     "consumer2shop": ("train", "validation", "test"),
     "landmarks": ("train", "validation", "test"),
+    "category_attribute_fine": ("train", "validation", "test"),  # data/fine.py
 }
 # evaluation_status as written → split name.
 STATUS_TO_SPLIT = {"train": "train", "val": "validation", "test": "test",
