@@ -2,16 +2,17 @@
 import pytest
 from tiny import ROOT  # noqa: F401  (puts the repository root on sys.path)
 
-from configs import consumer2shop, default, fld, full_size, gpu, inshop, no_landmarks, resnet50, tpu_v3
+from configs import (consumer2shop, default, fine, fld, full_size, gpu, inshop, no_landmarks,
+                     resnet50, tpu_v3)
 from fashionnet_jax.training.config_checks import validate_config
 from fashionnet_jax.training.schedule import GROUPS
 
 BENCHMARKS = {default: "category_attribute", inshop: "inshop", consumer2shop: "consumer2shop",
-              fld: "landmarks"}
+              fld: "landmarks", fine: "category_attribute_fine"}
 
 
-@pytest.mark.parametrize("module", [default, inshop, consumer2shop, fld, gpu, tpu_v3, resnet50,
-                                    no_landmarks])
+@pytest.mark.parametrize("module", [default, inshop, consumer2shop, fld, fine, gpu, tpu_v3,
+                                    resnet50, no_landmarks])
 def test_every_config_validates(module):
   validate_config(module.get_config())
 
@@ -35,7 +36,8 @@ def test_full_size_config_of_every_benchmark(module, platform):
     assert tuple(stage.train) == GROUPS
   # Model selection on validation wherever the benchmark has a validation split.
   want = {"inshop": None, "consumer2shop": "retrieval_top20", "landmarks": "landmark_ne",
-          "category_attribute": "attribute_top3_recall"}[BENCHMARKS[module]]
+          "category_attribute": "attribute_top3_recall",
+          "category_attribute_fine": "attribute_top3_recall"}[BENCHMARKS[module]]
   assert config.get("select_metric") == want
 
 

@@ -1,7 +1,7 @@
 """The evaluation loop: run a FashionNet over a split, score it with the paper's protocols.
 
-`category_attribute`: category top-k and attribute top-k recall (overall and per
-type); every dataset with landmarks: normalised error per landmark; `inshop`: the
+`category_attribute` (and `category_attribute_fine`): category top-k and attribute
+top-k recall (overall and per type); every dataset with landmarks: normalised error per landmark; `inshop`: the
 query split against the gallery split; `consumer2shop`: the split's consumer
 images against its shop images. Retrieval runs on the accelerator
 (`evaluation.search`). Results go to the metric writer and to `workdir/eval/`
@@ -21,6 +21,7 @@ from fashionnet_jax.data import labels, pipeline, transforms
 from fashionnet_jax.data.prepare import dataset_builder_config
 from fashionnet_jax.evaluation import metrics as metrics_lib
 from fashionnet_jax.evaluation import report
+from fashionnet_jax.schema import ATTRIBUTE_TYPES_BY_CONFIG
 
 _OUTPUT_KEYS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits",
                 "embedding")
@@ -70,11 +71,12 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
       metrics.update(metrics_lib.retrieval_metrics(
           arrays["pred_embedding"][consumer], arrays["item"][consumer],
           arrays["pred_embedding"][~consumer], arrays["item"][~consumer], mesh=mesh))
-  if builder_config == "category_attribute":
+  if builder_config in ATTRIBUTE_TYPES_BY_CONFIG:  # coarse (5 types) or Anno_fine (6)
     metrics.update(metrics_lib.category_metrics(arrays["pred_category_logits"], arrays["category"]))
     types = labels.dataset_labels(config)["attribute_types"] or None
     metrics.update(metrics_lib.attribute_metrics(
-        arrays["pred_attribute_logits"], arrays["attributes"], attribute_types=types))
+        arrays["pred_attribute_logits"], arrays["attributes"], attribute_types=types,
+        type_names=ATTRIBUTE_TYPES_BY_CONFIG[builder_config]))
   if _has_landmarks(arrays):
     # NE is measured in the released image's normalised coordinates, not the crop's.
     metrics.update(metrics_lib.landmark_metrics(

@@ -21,6 +21,8 @@ from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from fashionnet_jax.schema import FINE_ATTRIBUTE_TYPE_NAMES
+
 # FashionNet (Liu et al., CVPR 2016), by builder config; in the paper's units.
 _ATTRIBUTES = {"texture": (37.46, 49.52), "fabric": (39.30, 49.84),
                "shape": (39.47, 48.59), "part": (44.13, 54.02),
@@ -192,6 +194,10 @@ TABLE_ROWS = {
     "inshop": ("retrieval_top1", "retrieval_top20", "retrieval_top50"),
     "consumer2shop": ("retrieval_top1", "retrieval_top20", "retrieval_top50"),
     "landmarks": ("landmark_ne",),
+    # Anno_fine (2020): no FashionNet numbers; its six types (schema.FINE_ATTRIBUTE_TYPE_NAMES).
+    "category_attribute_fine": ("category_top3", "category_top5",
+                                *(f"attribute_top{k}_recall{'_' + t if t else ''}"
+                                  for k in (3, 5) for t in ("", *FINE_ATTRIBUTE_TYPE_NAMES.values()))),
 }
 
 
