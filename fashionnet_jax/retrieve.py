@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax.inference.index import Index
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CHUNKS_DIR = "chunks"
@@ -153,28 +154,6 @@ def build_index(predictor, images_root: str, out: str, *, chunk_size: int = 1024
   with open(meta_path, "w") as f:
     json.dump(meta, f, indent=1)
   return meta
-
-
-class Index:
-  """A finished index folder: embeddings [N, D], relative paths, meta."""
-
-  def __init__(self, folder: str):
-    meta_path = os.path.join(folder, "meta.json")
-    if not os.path.exists(meta_path):
-      raise UsageError(f"--index {folder}: no meta.json (build it with `retrieve index`)")
-    self.folder = folder
-    self.meta = json.loads(open(meta_path).read())
-    if not self.meta.get("complete"):
-      raise UsageError(f"--index {folder}: unfinished; rerun `retrieve index` to complete it")
-    self.embeddings = np.load(os.path.join(folder, "embeddings.npy"))
-    with open(os.path.join(folder, "paths.txt")) as f:
-      self.paths = [line.rstrip("\n") for line in f]
-    if len(self.paths) != len(self.embeddings):
-      raise UsageError(f"{folder}/paths.txt: {len(self.paths)} paths for "
-                       f"{len(self.embeddings)} embeddings")
-
-  def absolute(self, relative: str) -> str:
-    return os.path.join(self.meta["images"], relative)
 
 
 def query_index(predictor, index: Index, query_paths, k: int, batch_size: int = 32):

@@ -1,9 +1,10 @@
 """Arbitrary image files for the network: read, crop and resize as evaluation does.
 
-`load_image(path, image_size, bbox)` reads any PIL image (EXIF rotation
-applied), crops it to the bbox plus the eval margin (or takes it whole) and
-resizes it to the network input; `landmarks_to_pixels` maps the network's
-landmarks back to the file's pixels. Used by `predict`, `retrieve` and serving.
+`load_image(path, image_size, bbox)` (or `load_image_bytes` for an upload)
+reads any PIL image (EXIF rotation applied), crops it to the bbox plus the eval
+margin (or takes it whole) and resizes it to the network input;
+`landmarks_to_pixels` maps the network's landmarks back to the file's pixels.
+Used by `predict`, `retrieve` and serving.
 """
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ from fashionnet_jax.errors import FashionNetError
 
 class ImageError(FashionNetError, ValueError):
   """An input file that is not a readable image, or a bbox that misses it."""
+
+
+class BBoxError(ImageError):
+  """A bbox that does not overlap its image."""
+
+
+class ImageTooLargeError(ImageError):
+  """An image whose pixel count is over the caller's limit (read from its header)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +53,34 @@ def load_image(path, image_size: int, bbox=None, crop_margin: float = 0.1) -> Lo
   path = str(path)
   try:
     data = epath.Path(path).read_bytes()
+  except OSError as e:
+    raise ImageError(f"{path}: not a readable image ({_one_line(e)})") from None
+  return load_image_bytes(data, path, image_size, bbox, crop_margin)
+
+
+def load_image_bytes(data: bytes, name: str, image_size: int, bbox=None,
+                     crop_margin: float = 0.1, max_pixels: int | None = None) -> LoadedImage:
+  """`load_image` of a file's bytes (an upload); `name` stands for the path in errors.
+
+  `max_pixels` refuses larger images from their header, before any decoding
+  (decompression bombs), with `ImageTooLargeError`.
+  """
+  path = name
+  if not data:
+    raise ImageError(f"{path}: empty (0 bytes)")
+  try:
     img = Image.open(io.BytesIO(data))
+    if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
+      raise ImageTooLargeError(f"{path}: {img.size[0]}x{img.size[1]} pixels, over the limit of "
+                               f"{max_pixels}")
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
       img = ImageOps.exif_transpose(img.convert("RGB"))
       source = np.asarray(img)  # decoded already: no JPEG draft for rotated photos
     else:
       source = data  # decoded once, below, at reduced (draft) scale where it can be
     width, height = img.size
+  except ImageError:
+    raise
   except UnidentifiedImageError:
     raise ImageError(f"{path}: not an image (no format PIL can read)") from None
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -59,7 +89,7 @@ def load_image(path, image_size: int, bbox=None, crop_margin: float = 0.1) -> Lo
   if bbox is not None:
     x1, y1, x2, y2 = (float(v) for v in bbox)
     if min(x2, width) - max(x1, 0) < 1 or min(y2, height) - max(y1, 0) < 1:
-      raise ImageError(f"{path}: bbox {x1:g},{y1:g},{x2:g},{y2:g} does not overlap the "
+      raise BBoxError(f"{path}: bbox {x1:g},{y1:g},{x2:g},{y2:g} does not overlap the "
                        f"{width}x{height} image")
     crop = transforms.bbox_crop((y1 / height, x1 / width, y2 / height, x2 / width), crop_margin)
   try:
