@@ -29,6 +29,10 @@ EXTRAS = {
     # ImageNet weight import from torchvision .pth files (keras .h5 goes through h5py).
     "torch": ["torch>=2.1", "h5py"],
     "test": ["pytest>=8", "pytest-xdist", "h5py"],
+    # `python -m fashionnet_jax.serve` / `.export` and their tests (the browser test drives
+    # Debian's chromium + chromedriver through selenium; httpx is FastAPI's TestClient).
+    "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx",
+              "orbax-export>=0.0.6", "selenium>=4.20"],
 }
 
 setuptools.setup(
@@ -39,6 +43,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["fashionnet_jax", "fashionnet_jax.*"]),
+    package_data={"fashionnet_jax.serve": ["static/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

@@ -1,7 +1,27 @@
-"""Test setup: 8 forced CPU devices (sharding tests), shared synthetic data."""
+"""Test setup: 8 forced CPU devices (sharding tests), shared synthetic data and trained run."""
 import os
+
+import pytest
 
 # Must precede the first `import jax` anywhere in the test session.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+  """A tiny trained category/attribute run (synthetic data, ~30 s on 2 cores).
+
+  Shared by the predict, serve and export tests.
+  """
+  from tiny import tiny_config
+
+  from fashionnet_jax import train
+  root = tmp_path_factory.mktemp("predict_run")
+  config = tiny_config(**{"dataset.data_dir": str(root / "data"), "dataset.synthetic_images": 60,
+                          "eval_at_start": False, "model.num_attributes": 1000,
+                          "loss.attribute_weighting": True,
+                          "checkpoint_every_steps": 1000})  # one (final) save: ~6 s each
+  train.train_and_evaluate(config, root / "workdir")
+  return root

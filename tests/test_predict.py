@@ -11,26 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny import ROOT, tiny_config
+from tiny import ROOT
 
 from fashionnet_jax.inference import describe
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "deepfashion" / "samples"
 ATTRIBUTE_TYPES = {"texture", "fabric", "shape", "part", "style"}
 APPLIES = {"upper": {0, 1, 2, 3, 6, 7}, "lower": {4, 5, 6, 7}, "full": set(range(8))}
-
-
-@pytest.fixture(scope="session")
-def run_dir(tmp_path_factory):
-  """A tiny trained category/attribute run (synthetic data, ~30 s on 2 cores)."""
-  from fashionnet_jax import train
-  root = tmp_path_factory.mktemp("predict_run")
-  config = tiny_config(**{"dataset.data_dir": str(root / "data"), "dataset.synthetic_images": 60,
-                          "eval_at_start": False, "model.num_attributes": 1000,
-                          "loss.attribute_weighting": True,
-                          "checkpoint_every_steps": 1000})  # one (final) save: ~6 s each
-  train.train_and_evaluate(config, root / "workdir")
-  return root
 
 
 @pytest.fixture(scope="session")

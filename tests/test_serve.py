@@ -1,0 +1,323 @@
+"""`python -m fashionnet_jax.serve`: the JSON API, the micro-batcher, bad input, and the page in chromium.
+
+One Service (tiny trained run, batch buckets 1, 2, 4) and one uvicorn server per module.
+"""
+import concurrent.futures
+import http.client
+import io
+import json
+import shutil
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="pip install -e '.[serve]'")
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "deepfashion" / "samples"
+SAMPLE = SAMPLES / "attr_pred_demo2.jpg"
+MAX_PIXELS = 1_000_000
+MAX_BODY = 2**20
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+needs_samples = pytest.mark.skipif(not SAMPLE.exists(), reason=f"no DeepFashion samples at {SAMPLES}")
+
+
+@pytest.fixture(scope="module")
+def gallery(run_dir, tmp_path_factory):
+  """The real samples and five synthetic photos, as a folder to index."""
+  out = tmp_path_factory.mktemp("gallery")
+  for path in sorted(SAMPLES.glob("*.jpg")):
+    shutil.copy(path, out / path.name)
+  archive = next((run_dir / "data" / "synthetic_deepfashion").glob("Category*/Img/img.zip"))
+  with zipfile.ZipFile(archive) as z:
+    for i, name in enumerate(sorted(n for n in z.namelist() if n.endswith(".jpg"))[:5]):
+      (out / f"synthetic_{i}.jpg").write_bytes(z.read(name))
+  return out
+
+
+@pytest.fixture(scope="module")
+def service(run_dir, gallery, tmp_path_factory):
+  from fashionnet_jax import retrieve
+  from fashionnet_jax.inference.index import Index
+  from fashionnet_jax.inference.predictor import Predictor
+  from fashionnet_jax.serve.service import Service
+  predictor = Predictor(workdir=run_dir / "workdir")
+  folder = tmp_path_factory.mktemp("index")
+  retrieve.build_index(predictor, str(gallery), str(folder), batch_size=4, log=io.StringIO())
+  service = Service(predictor, Index(str(folder)), max_batch=4, max_wait_ms=20,
+                    max_pixels=MAX_PIXELS).start()
+  yield service
+  service.close()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+  from fastapi.testclient import TestClient
+  from fashionnet_jax.serve.app import create_app
+  return TestClient(create_app(service, max_body_bytes=MAX_BODY))
+
+
+@pytest.fixture(scope="module")
+def server(service):
+  from fashionnet_jax.serve.app import create_app
+  from fashionnet_jax.serve.server import BackgroundServer
+  with BackgroundServer(create_app(service, max_body_bytes=MAX_BODY)) as running:
+    yield running
+
+
+def upload(client, path, data=None, route="/v1/predict", **fields):
+  data = Path(path).read_bytes() if data is None else data
+  return client.post(route, files={"image": (Path(path).name, data, "image/jpeg")},
+                     data={k: str(v) for k, v in fields.items()})
+
+
+@needs_samples
+def test_predict_is_the_predict_commands_record(client, service):
+  from fashionnet_jax.inference import describe
+  response = upload(client, SAMPLE, bbox="72,79,232,273", top_k=3)
+  assert response.status_code == 200, response.text
+  record = response.json()
+  [(_, expected, error)] = describe.predict_files(service.predictor, [str(SAMPLE)],
+                                                  [(72, 79, 232, 273)], top_k=3)
+  assert error is None
+  assert record["image"] == SAMPLE.name and record["bbox"] == [72, 79, 232, 273]
+  expected["image"] = SAMPLE.name
+  # Batch-of-1 vs batch-of-4 forward passes: float rounding only.
+  assert [c["name"] for c in record["category"]] == [c["name"] for c in expected["category"]]
+  for key in ("category", "attributes"):
+    np.testing.assert_allclose([c["probability"] for c in record[key]],
+                               [c["probability"] for c in expected[key]], atol=1e-4)
+  np.testing.assert_allclose([[m["x"], m["y"]] for m in record["landmarks"]],
+                             [[m["x"], m["y"]] for m in expected["landmarks"]], atol=0.05)
+  assert {k: v for k, v in record.items() if k not in ("category", "attributes", "landmarks")} == \
+         {k: v for k, v in expected.items() if k not in ("category", "attributes", "landmarks")}
+
+
+@needs_samples
+def test_retrieve_finds_the_query_itself_and_serves_thumbnails_by_number(client):
+  response = upload(client, SAMPLE, route="/v1/retrieve", k=3)
+  assert response.status_code == 200, response.text
+  results = response.json()["results"]
+  assert [r["rank"] for r in results] == [1, 2, 3]
+  assert results[0]["path"] == SAMPLE.name and results[0]["score"] == pytest.approx(1, abs=1e-3)
+  thumb = client.get(results[0]["thumbnail"])
+  assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+  assert max(Image.open(io.BytesIO(thumb.content)).size) <= 192
+  for bad in ("999", "-1", "..%2F..%2Fetc%2Fpasswd", "1e3", "%2Fetc%2Fpasswd"):
+    response = client.get(f"/v1/gallery/{bad}/thumbnail")
+    assert response.status_code == 404 and set(response.json()) == {"error"}
+
+
+def _bomb() -> bytes:
+  """A 2000x2000 PNG (4 MP, over the test's 1 MP limit) that compresses to a few KB."""
+  out = io.BytesIO()
+  Image.new("1", (2000, 2000)).save(out, "PNG")
+  return out.getvalue()
+
+
+@needs_samples
+def test_bad_input_gets_a_one_line_json_4xx_and_the_server_stays_up(client, service):
+  good = SAMPLE.read_bytes()
+  cases = [  # (what, response, status)
+      ("0 bytes", upload(client, "a.jpg", b""), 400),
+      ("not an image", upload(client, "a.jpg", b"this is not a picture\n"), 400),
+      ("truncated JPEG", upload(client, "a.jpg", good[:len(good) // 2]), 400),
+      ("no image field", client.post("/v1/predict", data={"bbox": "1,2,3,4"}), 400),
+      ("not multipart", client.post("/v1/predict", content=b"{}",
+                                    headers={"content-type": "application/json"}), 400),
+      ("pixel bomb", upload(client, "bomb.png", _bomb()), 413),
+      ("body over the limit", upload(client, "big.jpg", good + b"\0" * MAX_BODY), 413),
+      ("chunked body over the limit", client.post(
+          "/v1/predict", content=iter([b"x" * 65536] * (MAX_BODY // 65536 + 2)),
+          headers={"content-type": "multipart/form-data; boundary=x"}), 413),
+      ("bbox syntax", upload(client, SAMPLE, good, bbox="1,2,3"), 422),
+      ("bbox upside down", upload(client, SAMPLE, good, bbox="50,50,10,10"), 422),
+      ("bbox outside", upload(client, SAMPLE, good, bbox="5000,5000,5100,5100"), 422),
+      ("top_k 0", upload(client, SAMPLE, good, top_k=0), 422),
+      ("k 0", upload(client, SAMPLE, good, route="/v1/retrieve", k=0), 422),
+      ("k over the gallery", upload(client, SAMPLE, good, route="/v1/retrieve", k=10**6), 422),
+      ("k not a number", upload(client, SAMPLE, good, route="/v1/retrieve", k="ten"), 422),
+  ]
+  for what, response, status in cases:
+    assert response.status_code == status, (what, response.text)
+    body = response.json()
+    assert set(body) == {"error"} and body["error"] and "\n" not in body["error"], what
+  assert "2000x2000" in cases[5][1].json()["error"]
+  assert client.get("/healthz").json()["status"] == "ok"
+  assert upload(client, SAMPLE).status_code == 200
+
+
+def test_a_full_queue_answers_503(client, service, monkeypatch):
+  from fashionnet_jax.serve.batcher import Overloaded
+
+  def full(loaded):
+    raise Overloaded("server busy: 128 requests already queued")
+  monkeypatch.setattr(service, "submit", full)
+  response = upload(client, "a.png", _small_png())
+  assert response.status_code == 503 and "busy" in response.json()["error"]
+
+
+def _small_png() -> bytes:
+  out = io.BytesIO()
+  Image.new("RGB", (40, 60), (200, 30, 30)).save(out, "PNG")
+  return out.getvalue()
+
+
+def test_batcher_pads_to_buckets_and_bounds_its_queue():
+  from fashionnet_jax.serve.batcher import MicroBatcher, Overloaded, buckets
+  assert buckets(1) == [1] and buckets(4) == [1, 2, 4] and buckets(5) == [1, 2, 4, 8]
+  release, shapes = threading.Event(), []
+
+  def predict(batch):
+    shapes.append(batch.shape[0])
+    release.wait(10)
+    return {"sum": batch.reshape(len(batch), -1).sum(axis=1)}
+
+  batcher = MicroBatcher(predict, (2, 2, 3), max_batch=4, max_wait_ms=50, queue_size=2).start()
+  first = batcher.submit(np.full((2, 2, 3), 1))
+  deadline = time.monotonic() + 5
+  while not shapes and time.monotonic() < deadline:  # the worker holds the first batch
+    time.sleep(0.005)
+  queued = [batcher.submit(np.full((2, 2, 3), v)) for v in (2, 3)]
+  with pytest.raises(Overloaded):
+    batcher.submit(np.zeros((2, 2, 3)))
+  release.set()
+  assert first.result(5)["sum"] == 12
+  assert [f.result(5)["sum"] for f in queued] == [24, 36]
+  batcher.close()
+  assert shapes == [1, 2]  # the two queued requests shared one batch
+
+
+@needs_samples
+def test_concurrent_requests_are_batched_without_recompiling(server, service):
+  """16 concurrent HTTP requests on 3 images: all answered, each with its own image's
+  record, in batches larger than 1, and the jitted function never compiles again."""
+  forward = service.predictor._forward
+  compiled = forward._cache_size()
+  assert compiled >= len(service.batcher.buckets)
+  paths = sorted(SAMPLES.glob("*.jpg"))
+  singles = {p.name: _post(server, p)[1] for p in paths}
+  before = dict(service.batcher.batch_sizes)
+  jobs = [paths[i % len(paths)] for i in range(16)]
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    answers = list(pool.map(lambda p: _post(server, p), jobs))
+  assert [status for status, _ in answers] == [200] * 16
+  for path, (_, record) in zip(jobs, answers):
+    assert record["image"] == path.name
+    assert record["category"][0]["name"] == singles[path.name]["category"][0]["name"]
+    np.testing.assert_allclose(record["category"][0]["probability"],
+                               singles[path.name]["category"][0]["probability"], atol=1e-4)
+  grew = {n: c - before.get(n, 0) for n, c in service.batcher.batch_sizes.items()}
+  assert sum(n * c for n, c in grew.items()) == 16
+  assert max(n for n, c in grew.items() if c) > 1
+  assert forward._cache_size() == compiled
+
+
+def _post(server, path, route="/v1/predict"):
+  """A multipart POST over a real socket (what a client on loopback does)."""
+  boundary = "fashionnetboundary"
+  body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+          f"filename=\"{path.name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+  body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+  connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+  connection.request("POST", route, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+  response = connection.getresponse()
+  answer = (response.status, json.loads(response.read()))
+  connection.close()
+  return answer
+
+
+def test_the_command_refuses_a_bad_workdir_or_index_in_one_line(tmp_path, capsys):
+  from fashionnet_jax.serve.__main__ import main
+  for argv in (["--workdir", str(tmp_path / "nothing")], ["--workdir", str(tmp_path), "--index", str(tmp_path)]):
+    with pytest.raises(SystemExit) as exit_:
+      main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+@needs_samples
+def test_benchmark_smoke(service):
+  from fashionnet_jax.benchmarks import serve as bench
+  results = bench.measure(service.predictor, sorted(SAMPLES.glob("*.jpg")), requests=12,
+                          concurrencies=(1, 4), max_batch=4, max_wait_ms=5)
+  rows = {row["concurrency"]: row for row in results["server"]}
+  assert set(rows) == {1, 4} and all(r["errors"] == 0 for r in rows.values())
+  assert results["direct"]["images_per_s"] > 0 and rows[4]["images_per_s"] > 0
+
+
+# The page, in Debian's chromium (installed by .ci/run), through selenium.
+
+@pytest.fixture(scope="module")
+def browser():
+  webdriver = pytest.importorskip("selenium.webdriver")
+  if not CHROMEDRIVER.exists():
+    pytest.skip("no /usr/bin/chromedriver (apt-get install chromium chromium-driver)")
+  from selenium.webdriver.chrome.service import Service as DriverService
+  options = webdriver.ChromeOptions()
+  for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+               "--window-size=1100,900"):
+    options.add_argument(flag)
+  driver = webdriver.Chrome(options=options, service=DriverService(str(CHROMEDRIVER)))
+  yield driver
+  driver.quit()
+
+
+def _analyse(browser, server, path, width, height):
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+  browser.set_window_size(width, height)
+  browser.get(server.url + "/")
+  browser.find_element(By.ID, "file").send_keys(str(path))
+  wait = WebDriverWait(browser, 60)
+  wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#gallery img")) > 0)
+  wait.until(lambda b: b.execute_script(
+      "return [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth > 0)"))
+  return By
+
+
+@needs_samples
+def test_the_page_shows_categories_landmarks_and_similar_items(browser, server, service, tmp_path):
+  By = _analyse(browser, server, SAMPLE, 1100, 900)
+  record = upload_record(service)
+  names = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#categories li")]
+  assert len(names) == service.top_k and names[0].startswith(record["category"][0]["name"])
+  assert len(browser.find_elements(By.CSS_SELECTOR, "#attributes tbody tr")) == service.top_k
+  marks = browser.find_elements(By.CSS_SELECTOR, "#marks g.mark")
+  assert len(marks) == sum(m["applies"] for m in record["landmarks"]) >= 4
+  visible = {m["name"] for m in record["landmarks"] if m["applies"] and m["visible"]}
+  assert {g.get_attribute("data-name") for g in marks if "visible" in g.get_attribute("class").split()} == visible
+  assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == min(8, service.max_k)
+  assert browser.find_element(By.ID, "status").text == ""
+  browser.save_screenshot(str(tmp_path / "desktop.png"))
+  # A phone: one column, nothing wider than the screen.
+  _analyse(browser, server, SAMPLE, 390, 844)
+  assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+  photo = browser.find_element(By.ID, "photo").rect
+  assert photo["width"] <= 390 and photo["width"] > 300
+  browser.save_screenshot(str(tmp_path / "phone.png"))
+
+
+def upload_record(service):
+  from fashionnet_jax.inference import describe
+  [(_, record, _)] = describe.predict_files(service.predictor, [str(SAMPLE)], top_k=service.top_k)
+  return record
+
+
+@needs_samples
+def test_the_page_reports_a_bad_file(browser, server, tmp_path):
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+  bad = tmp_path / "notes.jpg"
+  bad.write_text("not a picture")
+  browser.set_window_size(1100, 900)
+  browser.get(server.url + "/")
+  browser.find_element(By.ID, "file").send_keys(str(bad))
+  WebDriverWait(browser, 30).until(lambda b: "not an image" in b.find_element(By.ID, "status").text)
+  assert "error" in browser.find_element(By.ID, "status").get_attribute("class")
