@@ -24,7 +24,7 @@ from fashionnet_jax.evaluation import report
 from fashionnet_jax.schema import ATTRIBUTE_TYPES_BY_CONFIG
 
 _OUTPUT_KEYS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits",
-                "embedding")
+                "embedding", "embedding_levels")
 _LABEL_KEYS = ("landmarks", "landmark_visibility", "category", "attributes", "item", "source",
                "crop")
 
@@ -42,7 +42,7 @@ def collect(config, predict, mesh, split: str) -> dict[str, np.ndarray]:
   for host_batch in pipeline.create_eval_iterator(config, split):
     batch = pipeline.make_global_batch(host_batch, mesh)
     out = predict(batch["image"])
-    rows = {f"pred_{k}": _gather(out[k]) for k in _OUTPUT_KEYS}
+    rows = {f"pred_{k}": _gather(out[k]) for k in _OUTPUT_KEYS if k in out}
     rows.update({k: _gather(batch[k]) for k in _LABEL_KEYS if k in batch})
     acc.update(mask=_gather(batch["mask"]), **rows)
   return acc.arrays()
@@ -50,6 +50,25 @@ def collect(config, predict, mesh, split: str) -> dict[str, np.ndarray]:
 
 def _has_landmarks(arrays) -> bool:
   return "landmark_visibility" in arrays and bool(np.any(arrays["landmark_visibility"] == 0))
+
+
+def _retrieval(config, query, gallery, mesh) -> dict[str, float]:
+  """retrieval_top<k> of the embedding; with HDC's cascade (models/cascade.py) also each
+  level's, retrieval_<level>_top<k> ('embedding' is then the levels' concatenation)."""
+  def score(q, g, prefix="retrieval"):
+    found = metrics_lib.retrieval_metrics(q, query["item"], g, gallery["item"], mesh=mesh)
+    return {k.replace("retrieval", prefix, 1): v for k, v in found.items()}
+
+  metrics = score(query["pred_embedding"], gallery["pred_embedding"])
+  if "pred_embedding_levels" in query:
+    for i, level in enumerate(config.model.cascade_levels):
+      metrics.update(score(query["pred_embedding_levels"][:, i],
+                           gallery["pred_embedding_levels"][:, i], f"retrieval_{level}"))
+  return metrics
+
+
+def _rows(arrays, keep):
+  return {k: v[keep] for k, v in arrays.items()}
 
 
 def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
@@ -60,17 +79,13 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
   if builder_config == "inshop":
     query = collect(config, predict, mesh, "query")
     gallery = collect(config, predict, mesh, "gallery")
-    metrics.update(metrics_lib.retrieval_metrics(
-        query["pred_embedding"], query["item"], gallery["pred_embedding"], gallery["item"],
-        mesh=mesh))
+    metrics.update(_retrieval(config, query, gallery, mesh))
     arrays = query
   else:
     arrays = collect(config, predict, mesh, split)
     if builder_config == "consumer2shop":
       consumer = arrays["source"] == 1
-      metrics.update(metrics_lib.retrieval_metrics(
-          arrays["pred_embedding"][consumer], arrays["item"][consumer],
-          arrays["pred_embedding"][~consumer], arrays["item"][~consumer], mesh=mesh))
+      metrics.update(_retrieval(config, _rows(arrays, consumer), _rows(arrays, ~consumer), mesh))
   if builder_config in ATTRIBUTE_TYPES_BY_CONFIG:  # coarse (5 types) or Anno_fine (6)
     metrics.update(metrics_lib.category_metrics(arrays["pred_category_logits"], arrays["category"]))
     types = labels.dataset_labels(config)["attribute_types"] or None

@@ -81,7 +81,34 @@ def markdown_table(metrics, step, split, dataset) -> str:
     if theirs is not None:  # already in the paper's units
       theirs = f"{theirs:.2f}" if name.startswith(_PERCENT_PREFIXES) else f"{theirs:g}"
     lines.append(f"| {name} | {_in_paper_units(name, float(value))} | {theirs or ''} |")
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines + _cascade_table(metrics)) + "\n"
+
+
+def cascade_levels(metrics) -> dict[str, list]:
+  """{level: sorted (k, top-k)} of HDC's per-level keys retrieval_<level>_top<k>."""
+  levels = {}
+  for name in metrics:
+    m = re.fullmatch(r"retrieval_(.+)_top\d+", name)
+    if m:
+      levels[m.group(1)] = _series(metrics, rf"retrieval_{m.group(1)}_top(\d+)")
+  return levels
+
+
+def _cascade_table(metrics) -> list[str]:
+  """Each cascade level's retrieval top-k beside the concatenation's (what is retrieved with)."""
+  levels = cascade_levels(metrics)
+  if not levels:
+    return []
+  rows = dict(levels, concatenation=_series(metrics, r"retrieval_top(\d+)"))
+  ks = [int(k) for k, _ in rows["concatenation"]]
+  lines = ["", "Cascaded embedding (HDC), retrieval top-k per level:", "",
+           "| level | " + " | ".join(f"top-{k}" for k in ks) + " |",
+           "|---|" + "---:|" * len(ks)]
+  for level, points in rows.items():
+    values = dict(points)
+    lines.append(f"| {level} | " + " | ".join(
+        f"{values[k]:.4f}" if k in values else "n/a" for k in ks) + " |")
+  return lines
 
 
 def _series(metrics, pattern):
@@ -101,11 +128,13 @@ def _save(fig, path):
   path.write_bytes(buffer.getvalue())
 
 
-def _retrieval_plot(points, paper, title):
+def _retrieval_plot(points, paper, title, levels=None):
   fig = Figure(figsize=(5, 3.5))
   ax = fig.add_subplot()
   ks, acc = zip(*points)
-  ax.plot(ks, acc, "o-", label="ours")
+  ax.plot(ks, acc, "o-", label="ours (levels concatenated)" if levels else "ours")
+  for level, level_points in (levels or {}).items():
+    ax.plot(*zip(*level_points), ".--", alpha=0.7, label=f"level {level}")
   if "retrieval_top20" in paper:
     ax.plot([20], [paper["retrieval_top20"]], "r*", markersize=12,
             label="FashionNet (paper), top-20")
@@ -172,7 +201,8 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
   retrieval = _series(metrics, r"retrieval_top(\d+)")
   if retrieval:
     written["retrieval_plot"] = out_dir / f"{step}_retrieval.png"
-    _save(_retrieval_plot(retrieval, paper, title), written["retrieval_plot"])
+    _save(_retrieval_plot(retrieval, paper, title, cascade_levels(metrics)),
+          written["retrieval_plot"])
   if any(n.startswith("landmark_ne_") for n in metrics):
     written["landmark_ne_plot"] = out_dir / f"{step}_landmark_ne.png"
     _save(_landmark_ne_plot(metrics, paper, title), written["landmark_ne_plot"])

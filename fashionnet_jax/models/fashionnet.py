@@ -9,6 +9,7 @@ from flax import nnx
 from fashionnet_jax.models import resnet, vgg
 from fashionnet_jax.schema import BACKBONES
 from fashionnet_jax.models.activations import relu
+from fashionnet_jax.models.cascade import CascadeEmbedding
 from fashionnet_jax.models.landmark_pooling import landmark_pool
 
 
@@ -104,7 +105,9 @@ class GlobalBranch(nnx.Module):
                              rngs=rngs)
 
   def __call__(self, trunk_features, pool, *, train=False):
-    return self.fc6_global(pool(self.conv5(trunk_features, train=train)), train=train)
+    """(fc6_global, conv5_global's feature map)."""
+    conv5 = self.conv5(trunk_features, train=train)
+    return self.fc6_global(pool(conv5), train=train), conv5
 
 
 class Fusion(nnx.Module):
@@ -122,23 +125,31 @@ class Heads(nnx.Module):
 
   All three compute in float32 whatever the trunk's dtype: in bf16 the 1,000
   attribute logits collapse onto a few hundred values (top-k ties then break
-  toward low indices), and the embedding feeds distance comparisons.
+  toward low indices), and the embedding feeds distance comparisons. With a
+  `cascade` (models/cascade.py) 'embedding_levels' [B, K, D] holds each level's
+  embedding and 'embedding' their concatenation, what HDC retrieves with.
   """
 
-  def __init__(self, fc_dim, num_categories, num_attributes, embedding_dim, *, rngs):
+  def __init__(self, fc_dim, num_categories, num_attributes, embedding_dim, *, rngs,
+               cascade=None):
     self.category = _linear(fc_dim, num_categories, jnp.float32, rngs)
     self.attributes = _linear(fc_dim, num_attributes, jnp.float32, rngs)
     self.embedding = _linear(fc_dim, embedding_dim, jnp.float32, rngs)
+    self.cascade = cascade
 
-  def __call__(self, x):
+  def __call__(self, x, level_features=None):
     x = x.astype(jnp.float32)
     embedding = self.embedding(x)
     norm = jnp.sqrt(jnp.sum(jnp.square(embedding), axis=-1, keepdims=True))
-    return {
+    outputs = {
         'category_logits': self.category(x),
         'attribute_logits': self.attributes(x),
         'embedding': embedding / jnp.maximum(norm, 1e-12),
     }
+    if self.cascade is not None:
+      outputs['embedding_levels'], outputs['embedding'] = self.cascade(
+          level_features, outputs['embedding'])
+    return outputs
 
 
 class FashionNet(nnx.Module):
@@ -146,7 +157,8 @@ class FashionNet(nnx.Module):
 
   `config` is `config.model` (backbone, width_multiplier, fc6_dim, fc6_local_dim,
   num_landmarks, num_categories, num_attributes, embedding_dim,
-  use_landmark_branch, pooling_window, dropout_rate, dtype).
+  use_landmark_branch, pooling_window, dropout_rate, dtype; optional
+  cascade_levels: HDC's embedding depths, models/cascade.py).
   """
 
   def __init__(self, config, *, rngs: nnx.Rngs):
@@ -168,21 +180,26 @@ class FashionNet(nnx.Module):
                                       get('pooling_window', 3), dropout, self.dtype, rngs=rngs)
     fusion_in = fc_dim + (local_dim if self.use_landmark_branch else 0)
     self.fusion = Fusion(fusion_in, fc_dim, dropout, self.dtype, rngs=rngs)
+    levels = tuple(get('cascade_levels', ()) or ())
+    cascade = CascadeEmbedding(
+        levels, {'pool4': channels, 'conv5_global': self.global_branch.conv5.out_channels},
+        get('embedding_dim', 128), rngs=rngs) if levels else None
     self.heads = Heads(fc_dim, get('num_categories', 50), get('num_attributes', 1000),
-                       get('embedding_dim', 128), rngs=rngs)
+                       get('embedding_dim', 128), rngs=rngs, cascade=cascade)
 
   def pool(self, conv5):
     return pool_conv5(self.backbone, conv5)
 
   def __call__(self, images, *, train: bool = False):
     """images [B, H, W, 3] -> dict of landmarks, visibility_logits, category_logits,
-    attribute_logits, embedding (all float32).
+    attribute_logits, embedding (all float32); with cascade_levels also
+    embedding_levels [B, K, D] ('embedding' is then their concatenation).
 
     Without the landmark branch, 'landmarks' and 'visibility_logits' are constant
     zeros (no parameters, no gradient) so every variant returns the same keys.
     """
     x = self.trunk(images.astype(self.dtype), train=train)
-    fc6_global = self.global_branch(x, self.pool, train=train)
+    fc6_global, conv5_global = self.global_branch(x, self.pool, train=train)
     batch = images.shape[0]
     if self.use_landmark_branch:
       landmarks, visibility_logits = self.pose_branch(x, self.pool, train=train)
@@ -193,6 +210,7 @@ class FashionNet(nnx.Module):
       landmarks = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
       visibility_logits = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
       fused = fc6_global
-    outputs = self.heads(self.fusion(fused, train=train))
+    outputs = self.heads(self.fusion(fused, train=train),
+                         level_features=dict(pool4=x, conv5_global=conv5_global))
     outputs.update(landmarks=landmarks, visibility_logits=visibility_logits)
     return outputs

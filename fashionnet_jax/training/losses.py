@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.schema import VISIBLE
 
 
@@ -158,3 +159,87 @@ def random_triplet_loss(embeddings, item_ids, margin, rng, mask=None):
   d_an = jnp.take_along_axis(d, pick_neg[:, None], axis=1)[:, 0]
   anchors = valid & jnp.any(pos, axis=1) & jnp.any(neg, axis=1)
   return _masked_mean(jax.nn.relu(margin + d_ap - d_an), anchors)
+
+
+# The Hard-Aware Deeply Cascaded embedding (HDC: Yuan, Yang, Zhang, ICCV 2017), as its
+# released Caffe code trains it (caffe_layers/pair_fast_loss_layer.cpp; the three
+# PairFastLoss layers of script/*/HDC_train_deploy.prototxt).
+HDC_KEPT_FRACTIONS = (1.0, 0.5, 0.2)  # hard_ratio of the three levels
+HDC_CONTRASTIVE_MARGIN = 1.0  # pair_fast_loss_param margin, on squared distances
+HDC_NEGATIVE_FACTOR = 10.0  # PairFastLossParameter.factor's default: negatives weigh 10x
+# "nested": level k ranks only what level k-1 kept, by level k-1's losses (the paper:
+# each model is trained on the samples the one before it found hard); "per_level": each
+# level ranks every pair by its own loss (the released layer, which sees only its level).
+CASCADE_SELECTIONS = ("nested", "per_level")
+CASCADE_PAIR_LOSSES = ("contrastive", "triplet")
+
+
+def _hardest(scores, candidates, count):
+  """The `count` highest-scoring candidates (ties: lower flat index first), as a mask."""
+  flat = jnp.where(candidates, scores, -jnp.inf).reshape(-1)
+  order = jnp.argsort(-flat, stable=True)
+  rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.size, dtype=order.dtype))
+  return (rank.reshape(scores.shape) < count) & candidates
+
+
+def _contrastive_sets(d, pos, neg, margin, negative_factor):
+  """HDC's pair losses: positives d, negatives factor·max(0, margin − d); each pair once (i < j)."""
+  upper = jnp.triu(jnp.ones(d.shape, bool), k=1)
+  losses = (jnp.where(pos, d, 0.0), negative_factor * jax.nn.relu(margin - d))
+  return losses, (pos & upper, neg & upper)
+
+
+def _triplet_sets(d, pos, neg, margin):
+  """Every triplet (a, p, n) of the batch: max(0, m + d(a, p) − d(a, n)), [B, B, B]."""
+  loss = jax.nn.relu(margin + d[:, :, None] - d[:, None, :])
+  return (loss,), (pos[:, :, None] & neg[:, None, :],)
+
+
+def cascaded_embedding_loss(levels, item_ids, kept_fractions=HDC_KEPT_FRACTIONS,
+                            selection="nested", pair_loss="contrastive",
+                            margin=HDC_CONTRASTIVE_MARGIN,
+                            negative_factor=HDC_NEGATIVE_FACTOR, mask=None):
+  """HDC's cascaded loss: (sum over levels, [K] per level).
+
+  levels: [B, K, D], each level L2-normalised; d = squared Euclidean distance.
+  Level k keeps ⌊kept_fractions[k]·N⌋ of the batch's N candidates, the hardest
+  (highest loss) first: for "contrastive" positive and negative pairs are ranked
+  and counted apart (as the released layer does); for "triplet" the triplets.
+  Which losses rank them is `selection` (CASCADE_SELECTIONS). A level's loss is
+  the sum over what it kept divided by how many of those have a non-zero loss
+  (the released layer's hard_loss / all_hard_cnt); 0 when none has.
+  """
+  levels = jnp.asarray(levels, jnp.float32)
+  pos, neg, _ = _pairs(item_ids, mask)
+  kept, previous, per_level = None, None, []
+  for k in range(levels.shape[1]):
+    d = pairwise_squared_distances(levels[:, k])
+    if pair_loss == "contrastive":
+      losses, candidates = _contrastive_sets(d, pos, neg, margin, negative_factor)
+    else:
+      losses, candidates = _triplet_sets(d, pos, neg, margin)
+    scores = [jax.lax.stop_gradient(x) for x in losses]
+    fraction = jnp.float32(kept_fractions[k])
+    counts = [jnp.floor(jnp.sum(c) * fraction) for c in candidates]
+    if selection == "per_level" or kept is None:
+      kept = [_hardest(s, c, n) for s, c, n in zip(scores, candidates, counts)]
+    else:  # nested: among what level k-1 kept, the hardest by level k-1's losses
+      kept = [_hardest(s, c, n) for s, c, n in zip(previous, kept, counts)]
+    previous = scores
+    total = sum(jnp.sum(jnp.where(m, x, 0.0)) for m, x in zip(kept, losses))
+    hard = sum(jnp.sum(m & (s > 0)) for m, s in zip(kept, scores))
+    per_level.append(total / jnp.maximum(hard, 1).astype(jnp.float32))
+  per_level = jnp.stack(per_level)
+  return jnp.sum(per_level), per_level
+
+
+def check_cascade_loss(cascade, num_levels: int) -> None:
+  """config.loss.cascade: one kept fraction in (0, 1] per level, known selection and loss."""
+  fractions = tuple(cascade.kept_fractions)
+  if len(fractions) != num_levels or not all(0 < float(f) <= 1 for f in fractions):
+    raise ConfigError(f"config.loss.cascade.kept_fractions={fractions}: need one fraction in "
+                      f"(0, 1] per level of config.model.cascade_levels ({num_levels})")
+  for key, choices in (("selection", CASCADE_SELECTIONS), ("pair_loss", CASCADE_PAIR_LOSSES)):
+    if cascade[key] not in choices:
+      raise ConfigError(f"config.loss.cascade.{key}={cascade[key]!r}: use one of "
+                        f"{', '.join(choices)}")

@@ -78,7 +78,12 @@ def loss_terms(outputs, batch, aux, loss_config, rng) -> dict[str, jax.Array]:
       attribute=losses.attribute_loss(
           outputs["attribute_logits"], batch["attributes"], aux["w_pos"], aux["w_neg"],
           mask=mask))
-  if loss_config.triplet_mining == "batch_hard":
+  if "embedding_levels" in outputs:  # HDC's cascade (config.model.cascade_levels)
+    c = loss_config.cascade
+    terms["triplet"], _ = losses.cascaded_embedding_loss(
+        outputs["embedding_levels"], batch["item"], tuple(c.kept_fractions), c.selection,
+        c.pair_loss, float(c.margin), float(c.negative_factor), mask=mask)
+  elif loss_config.triplet_mining == "batch_hard":
     terms["triplet"] = losses.batch_hard_triplet_loss(
         outputs["embedding"], batch["item"], loss_config.triplet_margin, mask=mask)
   else:
@@ -130,6 +135,9 @@ def jit_train_step(config, graphdef, tx, state_shardings, mesh):
 
   Called as step_fn(state, batch, loss_weights, group_mask, aux) -> (state, metrics).
   """
+  levels = config.model.get("cascade_levels", ())
+  if levels:
+    losses.check_cascade_loss(config.loss.cascade, len(levels))
   repl = sharding.replicated(mesh)
   step = lambda state, batch, w, m, aux: train_step(
       state, batch, w, m, aux, graphdef=graphdef, tx=tx, loss_config=config.loss)
