@@ -1,0 +1,75 @@
+"""The study presets: which configs run side by side, on what budget, and which rows the table shows.
+
+A variant is a config file (`configs/*.py`, taken with the study's `:gpu` / `:tpu`
+argument for full size) plus overrides. A file whose get_config takes no argument
+(the demo-only ablations) names the full-size config it varies and the fields
+that make it the variant (`full_size`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from fashionnet_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  name: str
+  config: str  # configs/<file>.py, relative to the repository root
+  overrides: dict = dataclasses.field(default_factory=dict)  # flattened config fields
+  # Full size when `config` has no full-size argument: (base config file, its overrides).
+  full_size: tuple | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  name: str
+  question: str
+  variants: tuple
+  rows: tuple  # metric keys, or regular expressions (re.fullmatch) for families of them
+  steps: int  # the demo budget, the same for every variant (full size: the first variant's)
+  overrides: dict = dataclasses.field(default_factory=dict)  # for every variant (demo only)
+
+
+_RETRIEVAL = ("retrieval_top1", "retrieval_top5", "retrieval_top20", "retrieval_top50")
+_CATEGORY = ("category_top1", "category_top3", "category_top5")
+_ATTRIBUTES = ("attribute_top3_recall", "attribute_top5_recall",
+               r"attribute_top5_recall_[a-z]+")  # per type, the paper's protocol
+_NO_LANDMARKS = Variant("no_landmarks", "configs/no_landmarks.py",
+                        full_size=("configs/default.py", {"model.use_landmark_branch": False}))
+# Tiny widths and images (tests/tiny.py's): two variants in well under 3 minutes on 2 cores.
+_TINY = {
+    "image_size": 32, "batch_size": 8, "eval_batch_size": 16, "model.width_multiplier": 1 / 16,
+    "model.fc6_dim": 32, "model.fc6_local_dim": 16, "model.embedding_dim": 16,
+    "dataset.synthetic_images": 60, "optimizer.warmup_steps": 0, "log_every_steps": 4,
+    "checkpoint_every_steps": 1000,  # the final save only
+}
+
+PRESETS = {p.name: p for p in (
+    Preset("landmarks", "Does the landmark branch help? FashionNet vs the global branch alone "
+           "(the source notes' question 4)",
+           (Variant("fashionnet", "configs/default.py"), _NO_LANDMARKS),
+           _CATEGORY + _ATTRIBUTES + ("landmark_ne",) + _RETRIEVAL, steps=800),
+    Preset("mining", "Which triplets to learn from, on In-shop: random, batch-hard (P x K), "
+           "or the hard-aware cascade (HDC, ICCV 2017)",
+           (Variant("random", "configs/inshop.py", {"loss.triplet_mining": "random"}),
+            Variant("batch_hard", "configs/inshop.py"),
+            Variant("cascaded", "configs/inshop_cascaded.py")),
+           _RETRIEVAL + (r"retrieval_(pool4|conv5_global|fc7_fusion)_top(1|20)", "landmark_ne"),
+           steps=800),
+    Preset("backbone", "VGG-16 (the paper's) vs ResNet-50 (the source notes' first proposal)",
+           (Variant("vgg16", "configs/default.py"),
+            Variant("resnet50", "configs/resnet50.py",
+                    full_size=("configs/default.py", {"model.backbone": "resnet50"}))),
+           _CATEGORY + _ATTRIBUTES[:2] + ("landmark_ne",), steps=800),
+    Preset("smoke", "Two tiny variants, for the tests",
+           (Variant("fashionnet", "configs/default.py"), _NO_LANDMARKS),
+           ("category_top1", "category_top5", "attribute_top5_recall", "landmark_ne"),
+           steps=8, overrides=_TINY),
+)}
+
+
+def get_preset(name: str) -> Preset:
+  if name not in PRESETS:
+    raise ConfigError(f"--preset={name!r}: unknown, use one of {', '.join(PRESETS)}")
+  return PRESETS[name]
