@@ -29,6 +29,8 @@ class Preset:
   rows: tuple  # metric keys, or regular expressions (re.fullmatch) for families of them
   steps: int  # the demo budget, the same for every variant (full size: the first variant's)
   overrides: dict = dataclasses.field(default_factory=dict)  # for every variant (demo only)
+  # Also score attributes by extent (local / global / shape; synthetic data only, study/extent.py).
+  by_extent: bool = False
 
 
 _RETRIEVAL = ("retrieval_top1", "retrieval_top5", "retrieval_top20", "retrieval_top50")
@@ -49,7 +51,8 @@ PRESETS = {p.name: p for p in (
     Preset("landmarks", "Does the landmark branch help? FashionNet vs the global branch alone "
            "(the source notes' question 4)",
            (Variant("fashionnet", "configs/default.py"), _NO_LANDMARKS),
-           _CATEGORY + _ATTRIBUTES + ("landmark_ne",) + _RETRIEVAL, steps=800),
+           _CATEGORY + _ATTRIBUTES + (r"attribute_top5_recall_extent_[a-z]+", "landmark_ne")
+           + _RETRIEVAL, steps=800, by_extent=True),
     Preset("mining", "Which triplets to learn from, on In-shop: random, batch-hard (P x K), "
            "or the hard-aware cascade (HDC, ICCV 2017)",
            (Variant("random", "configs/inshop.py", {"loss.triplet_mining": "random"}),

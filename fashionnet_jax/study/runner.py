@@ -16,7 +16,7 @@ import sys
 import time
 
 from fashionnet_jax.errors import ConfigError
-from fashionnet_jax.study import table
+from fashionnet_jax.study import extent, table
 from fashionnet_jax.study.presets import Preset, Variant
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository: configs/ lives here
@@ -119,10 +119,12 @@ def run_study(preset: Preset, folder, train_fn, *, steps=None, seed=0, data_dir=
     if not metrics:  # preempted: the checkpoint is saved, the same command resumes
       log(f"{variant.name}: stopped before the end; run the same command again to resume")
       return results
-    results[variant.name] = dict(
-        config=variant.config, overrides=dict(variant.overrides), steps=total, seed=seed,
-        wall_s=time.perf_counter() - start,
-        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    wall = time.perf_counter() - start  # training and its evaluation
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    if preset.by_extent:
+      metrics.update(extent.recall_by_extent(config, workdir))
+    results[variant.name] = dict(config=variant.config, overrides=dict(variant.overrides),
+                                 steps=total, seed=seed, wall_s=wall, metrics=metrics)
     done.write_text(json.dumps(results[variant.name], indent=1) + "\n")
     log(f"{variant.name}: done in {results[variant.name]['wall_s']:.0f} s")
   written = table.write(preset, results, folder)
