@@ -144,9 +144,12 @@ def test_loss_config_errors(bad, message):
     losses.check_cascade_loss(cascade, 3)
 
 
-@pytest.mark.parametrize("module", [inshop_cascaded, consumer2shop_cascaded])
-def test_full_size_config_new_layers_and_shapes(module):
+@pytest.mark.parametrize("module,backbone", [(inshop_cascaded, "vgg16"),
+                                             (consumer2shop_cascaded, "vgg16"),
+                                             (inshop_cascaded, "resnet50")])
+def test_full_size_config_new_layers_and_shapes(module, backbone):
   config = module.get_config("gpu")
+  config.model.backbone = backbone
   assert config.image_size == 224 and config.model.dtype == "bfloat16"
   model = nnx.eval_shape(lambda: create_model(config.model))
   flat = nnx.state(model, nnx.Param).flat_state()
