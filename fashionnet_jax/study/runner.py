@@ -15,6 +15,7 @@ import pathlib
 import sys
 import time
 
+from fashionnet_jax.data.prepare import ensure_dataset
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.study import extent, table
 from fashionnet_jax.study.presets import Preset, Variant
@@ -114,6 +115,7 @@ def run_study(preset: Preset, folder, train_fn, *, steps=None, seed=0, data_dir=
     total = sum(int(s.steps) for s in config.stages) * int(config.num_rounds)
     log(f"[{i}/{len(preset.variants)}] {variant.name}: {variant.config}, {total} steps "
         f"-> {workdir}")
+    ensure_dataset(config)  # outside the wall time: the first variant would pay for it
     start = time.perf_counter()
     metrics = train_fn(config, workdir)
     if not metrics:  # preempted: the checkpoint is saved, the same command resumes
