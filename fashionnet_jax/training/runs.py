@@ -16,7 +16,7 @@ import jax
 import ml_collections
 from etils import epath
 
-from fashionnet_jax.errors import FashionNetError
+from fashionnet_jax.errors import FashionNetError, one_line
 from fashionnet_jax.models import create_model
 from fashionnet_jax.training.checkpointing import Checkpointer, abstract_like
 from fashionnet_jax.training.optim import make_optimizer
@@ -48,7 +48,10 @@ def read_config(workdir) -> ml_collections.ConfigDict:
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     raise RunNotFoundError(f"{path}: no training run here ({CONFIG_FILE} missing)")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  try:
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+  except ValueError as e:
+    raise RunNotFoundError(f"{path}: not a readable run config ({one_line(e)})") from None
 
 
 def model_fn(config):
@@ -66,14 +69,17 @@ def load_run(workdir, step=None) -> Run:
                                   int(config.seed))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = abstract_like(abstract, jax.tree.map(lambda _: device, abstract))
-  ckpt = Checkpointer(workdir, every_steps=0, keep=1 << 30, async_save=False)
+  ckpt = Checkpointer(workdir, every_steps=0, keep=1 << 30, async_save=False, read_only=True)
   try:
-    step = ckpt.latest_step() if step is None else int(step)
     if step is None:
-      raise RunNotFoundError(f"{workdir / 'checkpoints'}: no checkpoint")
-    if step not in ckpt.manager.all_steps():
-      raise RunNotFoundError(f"{workdir / 'checkpoints' / str(step)}: no such checkpoint")
-    state = ckpt.restore_state_only(abstract, step)
+      step, state = ckpt.restore_newest(lambda s: ckpt.restore_state_only(abstract, s))
+      if step is None:
+        raise RunNotFoundError(f"{workdir / 'checkpoints'}: no checkpoint")
+    else:
+      step = int(step)
+      if step not in ckpt.manager.all_steps():
+        raise RunNotFoundError(f"{workdir / 'checkpoints' / str(step)}: no such checkpoint")
+      state = ckpt.restore_state_only(abstract, step)
   finally:
     ckpt.close()
   return Run(workdir, config, int(step), state.params, state.model_state)
