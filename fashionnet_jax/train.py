@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import tempfile
 import threading
 import time
 
@@ -21,7 +22,10 @@ from fashionnet_jax.data import labels, pipeline
 from fashionnet_jax.data.prepare import ensure_dataset
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.evaluation import loop as eval_loop
+from fashionnet_jax.training import workdir as run_workdir
 from fashionnet_jax.training.checkpointing import Checkpointer
+from fashionnet_jax.training.config_checks import check_init_from, validate_config
+from fashionnet_jax.training.runs import CONFIG_FILE
 from fashionnet_jax.training.schedule import LOSS_TERMS
 from fashionnet_jax.training.selection import BestCheckpoint
 from fashionnet_jax.training.trainer import Trainer
@@ -29,6 +33,15 @@ from fashionnet_jax.training.trainer import Trainer
 
 class NonFiniteLossError(RuntimeError):
   """Too many consecutive updates had a non-finite loss or gradient."""
+
+
+class Preempted(Exception):
+  """SIGTERM stopped training after a checkpoint; the same command resumes it."""
+
+  def __init__(self, step: int, workdir):
+    super().__init__(f"preempted at step {step}: checkpoint saved in {workdir}; rerun the same "
+                     "command to resume")
+    self.step = step
 
 
 class _Preemption:
@@ -53,11 +66,12 @@ class _Preemption:
 VALIDATION_FOLDER = "eval/validation"
 
 
-def _evaluate(config, trainer, writer, step: int, state=None, **kwargs) -> dict:
-  """The paper-protocol evaluation of `state` (default: the trainer's current one)."""
+def _evaluate(config, trainer, writer, step: int, state=None, out_dir=None, **kwargs) -> dict:
+  """The paper-protocol evaluation of `state` (default: the trainer's current one),
+  written to `out_dir` (default: the workdir)."""
   state = trainer.state if state is None else state
   predict = lambda images: trainer.predict_fn(state.params, state.model_state, images)
-  return eval_loop.evaluate_and_report(config, predict, trainer.mesh, trainer.workdir,
+  return eval_loop.evaluate_and_report(config, predict, trainer.mesh, out_dir or trainer.workdir,
                                        writer, step, **kwargs)
 
 
@@ -103,7 +117,22 @@ def _check_nonfinite(metrics, step, limit):
 
 
 def train_and_evaluate(config, workdir) -> dict:
-  """Trains (resuming from the latest checkpoint in workdir) and evaluates."""
+  """Trains (resuming from the newest restorable checkpoint in workdir) and evaluates.
+
+  Raises Preempted after saving when SIGTERM stopped it before the end.
+  """
+  validate_config(config)
+  check_init_from(config)
+  # Before anything is written: one writer per workdir, and a resumed run keeps its config.
+  lock = run_workdir.claim(workdir, config, writer=jax.process_index() == 0)
+  try:
+    return _train_and_evaluate(config, workdir)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train_and_evaluate(config, workdir) -> dict:
   # clu's metric writers import TensorFlow: imported here, not at module level,
   # so the Trainer (benchmarks) loads without TensorFlow.
   from clu import metric_writers, periodic_actions
@@ -111,10 +140,9 @@ def train_and_evaluate(config, workdir) -> dict:
   ensure_dataset(config)
   trainer = Trainer(config, workdir)
   workdir = trainer.workdir
-  workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     # What predict/retrieve need to rebuild the network without the dataset.
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+    (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=1))
     labels.save(labels.dataset_labels(config), workdir)
   writer = metric_writers.create_default_writer(
       str(workdir), just_logging=jax.process_index() > 0)
@@ -124,8 +152,10 @@ def train_and_evaluate(config, workdir) -> dict:
   selection = (BestCheckpoint(workdir, config.select_metric, config.select_mode)
                if config.get("select_metric") else None)
   start = 0
-  if ckpt.latest_step() is not None:
-    trainer.state, meta = ckpt.restore(trainer.abstract_state(), train_iter)
+  restored, state_meta = ckpt.restore_newest(
+      lambda s: ckpt.restore(trainer.abstract_state(), train_iter, s))
+  if restored is not None:
+    trainer.state, meta = state_meta
     start = int(meta["step"])
     logging.info("Resumed from step %d (round %d, stage %s).", start, meta["round"],
                  meta["stage_name"])
@@ -186,7 +216,7 @@ def train_and_evaluate(config, workdir) -> dict:
     preemption.restore()
   if preemption.requested:
     writer.flush()
-    return {}
+    raise Preempted(step + 1 if start < total else start, workdir)
   logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
                parameter_fingerprint(trainer.state.params))
   try:
@@ -216,18 +246,31 @@ def _summarise(history) -> dict:
   return out
 
 
-def evaluate_checkpoint(config, workdir) -> dict[str, float]:
-  """--mode=evaluate: restore the latest checkpoint of workdir and evaluate it."""
+def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
+  """--mode=evaluate: restore the newest checkpoint of workdir and evaluate it.
+
+  A reader: it takes no lock and writes nothing into a run it may not write;
+  the evaluation (JSON, table, plots, events) goes to `out_dir`, by default the
+  workdir when writable, else a new temporary folder (said once).
+  """
   from clu import metric_writers
 
   ensure_dataset(config)
   trainer = Trainer(config, workdir, initialise=False)  # the checkpoint replaces the state
-  ckpt = Checkpointer(trainer.workdir, every_steps=0, keep=config.keep_checkpoints)
-  step = ckpt.latest_step()
+  ckpt = Checkpointer(trainer.workdir, every_steps=0, keep=config.keep_checkpoints,
+                      read_only=True)
+  try:
+    step, trainer.state = ckpt.restore_newest(
+        lambda s: ckpt.restore_state_only(trainer.abstract_state(), s))
+  finally:
+    ckpt.close()
   if step is None:
     raise ConfigError(f"no checkpoint in {trainer.workdir / 'checkpoints'} to evaluate")
-  trainer.state = ckpt.restore_state_only(trainer.abstract_state(), step)
-  ckpt.close()
+  if out_dir is None and not run_workdir.writable(trainer.workdir):
+    out_dir = tempfile.mkdtemp(prefix="fashionnet_eval_")
+    logging.warning("%s is read-only: writing the evaluation to %s instead.",
+                    trainer.workdir, out_dir)
+  out_dir = run_workdir.prepare(out_dir) if out_dir is not None else trainer.workdir
   writer = metric_writers.create_default_writer(
-      str(trainer.workdir), just_logging=jax.process_index() > 0)
-  return _evaluate(config, trainer, writer, int(step))
+      str(out_dir), just_logging=jax.process_index() > 0)
+  return _evaluate(config, trainer, writer, int(step), out_dir=out_dir)
