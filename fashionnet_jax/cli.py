@@ -1,7 +1,10 @@
-"""What the command-line tools share: their usage error and an argparse with one-line errors."""
+"""What the command-line tools share: their usage error, an argparse with one-line errors,
+and absl flag parsing whose mistakes are one line too."""
 import argparse
+import re
+import sys
 
-from fashionnet_jax.errors import FashionNetError
+from fashionnet_jax.errors import USER_ERROR_EXIT, ConfigError, FashionNetError, one_line
 
 
 class UsageError(FashionNetError, ValueError):
@@ -13,3 +16,38 @@ class Parser(argparse.ArgumentParser):
 
   def error(self, message):
     self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_absl_flags(argv):
+  """absl's flag parsing for `app.run(..., flags_parser=parse_absl_flags)`: a bad flag or
+  a --config.FIELD override the config lacks is one line and exit 2, not a traceback."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = one_line(e)
+  except (AttributeError, KeyError) as e:  # ml_collections: an unknown --config.FIELD
+    field = one_line(e).strip("\"'")
+    named = [a.split("=")[0] for a in argv[1:]
+             if a.startswith("--") and field in a.split("=")[0].split(".")[1:]]
+    message = (f"{named[0] if named else '--config.' + field}: the config has no field "
+               f"{field!r} (check the spelling against the config file)")
+  except (TypeError, ValueError) as e:  # ... or a value of the wrong type
+    message = f"a --config.FIELD override does not fit the config: {one_line(e)}"
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(USER_ERROR_EXIT)
+
+
+def config_flag(name: str = "config"):
+  """The config of an ml_collections config-file flag; a file that does not load is
+  a ConfigError naming it (the flag loads lazily, so the error surfaces here)."""
+  from absl import flags
+  try:
+    config = getattr(flags.FLAGS, name)
+    config.keys()  # a file that failed to load raises on first use
+    return config
+  except OSError as e:
+    text = one_line(e)
+    reason = re.search(r"\[Errno \d+\] (.*)", text)  # the file's own error, if that was it
+    raise ConfigError(f"--{name}: cannot load the config: "
+                      f"{reason.group(1) if reason else text[-300:]}") from None

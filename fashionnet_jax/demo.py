@@ -11,10 +11,14 @@ numbers side by side.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from fashionnet_jax.cli import config_flag, parse_absl_flags
+from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/default.py", "Demo config.")
@@ -42,18 +46,19 @@ def table(untrained: dict, trained: dict) -> str:
   return "\n".join(lines)
 
 
+@exit_on_user_error
 def main(argv):
   del argv
   from etils import epath
 
   from fashionnet_jax import train
-  from fashionnet_jax.errors import ConfigError
-  config = FLAGS.config
+  config = config_flag()
   start = time.perf_counter()
   try:
     train.train_and_evaluate(config, FLAGS.workdir)
-  except ConfigError as e:
-    raise app.UsageError(str(e))
+  except train.Preempted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT)
   evals = epath.Path(FLAGS.workdir) / "eval"
   steps = sorted(int(p.stem) for p in evals.glob("*.json"))
   untrained = json.loads((evals / "0.json").read_text()) if 0 in steps else {}
@@ -69,4 +74,4 @@ def main(argv):
 
 if __name__ == "__main__":
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  app.run(main, flags_parser=parse_absl_flags)

@@ -12,6 +12,9 @@ import sys
 
 # A user mistake (argparse and absl use 2 for usage errors too).
 USER_ERROR_EXIT = 2
+# Preempted (SIGTERM): a checkpoint was saved and the same command resumes the run.
+# sysexits' EX_TEMPFAIL, "try again later"; launch/ scripts requeue on it.
+PREEMPTED_EXIT = 75
 
 
 class FashionNetError(Exception):

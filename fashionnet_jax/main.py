@@ -8,6 +8,10 @@ r"""FashionNet training and evaluation entry point.
 Multi-host: on Cloud TPU pods and under SLURM `jax.distributed.initialize()` finds
 its peers itself; elsewhere pass --coordinator_address/--num_processes/--process_id
 (or FASHIONNET_COORDINATOR_ADDRESS, FASHIONNET_NUM_PROCESSES, FASHIONNET_PROCESS_ID).
+
+Exit status: 0 done; 2 a user mistake (one line on stderr: config, data, weights,
+checkpoint, workdir); 75 preempted by SIGTERM after saving a checkpoint (rerun the
+same command to resume; launch/ scripts requeue on it); 1 training diverged.
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from fashionnet_jax.cli import UsageError, config_flag, parse_absl_flags
+from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
@@ -29,6 +36,8 @@ flags.DEFINE_integer("num_processes", int(os.environ.get("FASHIONNET_NUM_PROCESS
 flags.DEFINE_integer("process_id", int(os.environ["FASHIONNET_PROCESS_ID"])
                      if "FASHIONNET_PROCESS_ID" in os.environ else None,
                      "This process's index in a multi-process run.")
+flags.DEFINE_string("eval_dir", None, "--mode=evaluate: where the evaluation goes (default: the "
+                    "workdir when writable, else a temporary folder).")
 flags.DEFINE_bool("distributed", None,
                   "Force (True) or skip (False) jax.distributed.initialize(); default: "
                   "initialise when a coordinator is given or a TPU pod/SLURM job is detected.")
@@ -68,28 +77,28 @@ def initialize_distributed():
                jax.device_count())
 
 
+@exit_on_user_error
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  config = FLAGS.config
+    raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = config_flag()
   if config.get("xla_flags"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + config.xla_flags).strip()
   from fashionnet_jax import train
-  from fashionnet_jax.errors import ConfigError
+  initialize_distributed()
   try:
-    initialize_distributed()
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
     else:
-      train.evaluate_checkpoint(config, FLAGS.workdir)
-  except ConfigError as e:
-    # A user mistake: one clear line, no traceback.
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+      train.evaluate_checkpoint(config, FLAGS.workdir, out_dir=FLAGS.eval_dir)
+  except train.Preempted as e:
+    # Not a failure: a scheduler (launch/, SLURM requeue) restarts the same command.
+    print(str(e), file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT)
   except train.NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_absl_flags)

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax.errors import exit_on_user_error
 from fashionnet_jax.inference.describe import predict_files
 
 
@@ -126,6 +127,7 @@ def run(argv: Iterable[str] | None = None, stdout=None, stderr=None) -> int:
   return 1 if failed else 0
 
 
+@exit_on_user_error
 def main():
   sys.exit(run())
 

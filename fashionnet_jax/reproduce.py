@@ -26,6 +26,7 @@ import subprocess
 import sys
 
 from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 # Benchmark (builder config) -> its config file (configs/<file>.py:<platform>).
 CONFIGS = {"category_attribute": "default", "inshop": "inshop",
@@ -140,6 +141,9 @@ def run(argv=None, stdout=None, stderr=None) -> int:
     if args.dry_run:
       continue
     status = subprocess.call(argv_, cwd=ROOT)
+    if status == PREEMPTED_EXIT:  # a checkpoint was saved: the same command resumes
+      print(f"{parser.prog}: {what} was preempted; rerun to resume", file=stderr)
+      return PREEMPTED_EXIT
     if status:
       print(f"{parser.prog}: error: {what} failed (exit status {status}); rerun to resume",
             file=stderr)
@@ -151,6 +155,7 @@ def run(argv=None, stdout=None, stderr=None) -> int:
   return 0
 
 
+@exit_on_user_error
 def main():
   sys.exit(run())
 

@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax.errors import exit_on_user_error
 from fashionnet_jax.inference.index import Index
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -236,6 +237,10 @@ def _run_query(args, stdout, stderr) -> int:
     model = index.meta["model"]
     predictor = _predictor(checkpoint=os.path.join(model["workdir"], "checkpoints",
                                                    str(model["step"])))
+  dim = int(predictor.config.model.embedding_dim)
+  if index.embeddings.shape[1] != dim:
+    raise UsageError(f"--index {args.index}: its embeddings have {index.embeddings.shape[1]} "
+                     f"dimensions, this model's {dim}: rebuild the index with this model")
   failed, rows = 0, []
   for path, results, error in query_index(predictor, index, args.images, args.k,
                                           args.batch_size):
@@ -266,6 +271,7 @@ def run(argv=None, stdout=None, stderr=None) -> int:
     return 2
 
 
+@exit_on_user_error
 def main():
   sys.exit(run())
 

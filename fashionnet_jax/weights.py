@@ -11,10 +11,12 @@ import argparse
 import os
 import sys
 
+from fashionnet_jax.errors import exit_on_user_error
 from fashionnet_jax.models.pretrained import WeightImportError, convert, guess_backbone, save_converted
 from fashionnet_jax.schema import BACKBONES
 
 
+@exit_on_user_error
 def main(argv=None):
   parser = argparse.ArgumentParser(
       prog='python -m fashionnet_jax.weights',
@@ -27,12 +29,11 @@ def main(argv=None):
                       help='default: resnet50 if the file name says resnet, else vgg16')
   args = parser.parse_args(argv)
   backbone = args.backbone or guess_backbone(args.source)
+  params = convert(args.source, backbone)  # a WeightImportError is one line, exit 2
   try:
-    params = convert(args.source, backbone)
-  except WeightImportError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  out = save_converted(params, os.path.join(args.out, f'{backbone}_imagenet.npz'))
+    out = save_converted(params, os.path.join(args.out, f'{backbone}_imagenet.npz'))
+  except OSError as e:
+    raise WeightImportError(f'--out {args.out}: cannot write there ({e.strerror or e})') from None
   count = sum(v.size for v in params.values())
   print(f'{backbone}: {len(params)} tensors, {count:,} values -> {out}')
   if backbone == 'vgg16' and 'fc6/kernel' not in params:

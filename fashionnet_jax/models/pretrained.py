@@ -19,6 +19,7 @@ The command line is `python -m fashionnet_jax.weights` (no download anywhere).
 import logging
 import os
 import re
+import zipfile
 
 import numpy as np
 from flax import nnx, traverse_util
@@ -197,8 +198,13 @@ def convert(path, backbone=None):
     raise WeightImportError(f'{path}: no such file')
   ext = os.path.splitext(path)[1].lower()
   if ext == '.npz':
-    with np.load(path) as f:
-      return {k: f[k] for k in f.files}
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as e:
+      # A text file, a truncated download, pickled data: numpy's errors name no file.
+      raise WeightImportError(f'{path}: not a readable .npz of converted weights '
+                              f'({type(e).__name__}: {str(e)[:120]})') from None
   if ext in ('.pth', '.pt', '.bin'):
     sd = _read_torch(path)
     params = _convert_vgg_torch(path, sd) if backbone == 'vgg16' else _convert_resnet_torch(path, sd)

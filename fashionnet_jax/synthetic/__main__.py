@@ -6,10 +6,12 @@ import argparse
 import os
 import sys
 
+from fashionnet_jax.errors import USER_ERROR_EXIT, exit_on_user_error
 from fashionnet_jax.schema import BENCHMARK_DIRS
 from fashionnet_jax.synthetic.writer import generate
 
 
+@exit_on_user_error
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fashionnet_jax.synthetic",
                                      description=__doc__.split("\n\n")[0])
@@ -34,9 +36,9 @@ def main(argv=None):
     try:
         summary = generate(args.out, args.images, args.seed, benchmarks, args.crlf,
                            max(1, args.workers), not args.quiet, args.overwrite)
-    except (FileExistsError, OSError) as e:
+    except OSError as e:  # --out exists, is a file, or cannot be written
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return USER_ERROR_EXIT
     for key, s in summary.items():
         print(f"{BENCHMARK_DIRS[key]}: {s['images']} images, splits {s['splits']}")
     return 0
