@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 
+from fashionnet_jax.errors import PREEMPTED_EXIT
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 TPU_VM = LAUNCH / "tpu_vm.sh"
@@ -399,6 +401,7 @@ printf 'gpu-a17\\ngpu-a18\\n'
 FAKE_PYTHON = """#!/bin/bash
 { echo "$*"; env | grep -E '^(FASHIONNET_[A-Z_]+|JAX_[A-Z_]+|TFDS_DATA_DIR)=' | sort; } \
   > "$FAKE_LOG/process.$FASHIONNET_PROCESS_ID"
+exit "${FAKE_EXIT:-0}"
 """
 
 
@@ -466,11 +469,27 @@ def test_slurm_spooled_copy_finds_the_checkout_through_the_submit_dir(tmp_path):
       "or set FASHIONNET_ROOT")
 
 
+@pytest.mark.parametrize("exit_status", [PREEMPTED_EXIT, 1])
+def test_slurm_requeues_a_preempted_run_and_passes_other_failures_on(tmp_path, exit_status):
+  r, log, _ = run_sbatch(tmp_path, FAKE_EXIT=str(exit_status))
+  requeued = (log / "scontrol.args").read_text().split() == ["requeue", "4242"]
+  if exit_status == PREEMPTED_EXIT:
+    assert r.returncode == 0 and requeued, r.stderr
+    assert "requeueing job 4242" in r.stdout
+  else:
+    assert r.returncode == 1 and not requeued
+
+
+def test_the_scripts_preempted_status_is_mains():
+  assert f"PREEMPTED_EXIT={PREEMPTED_EXIT}\n" in (LAUNCH / "gpu" / "common.sh").read_text()
+
+
 def test_slurm_header_and_outside_slurm():
   header = [l for l in SBATCH.read_text().splitlines() if l.startswith("#SBATCH")]
   assert "#SBATCH --ntasks-per-node=1" in header
   assert any(l.startswith("#SBATCH --gpus-per-node=") for l in header)
   assert any(l.startswith("#SBATCH --nodes=") for l in header)
+  assert "#SBATCH --requeue" in header and "#SBATCH --signal=TERM@120" in header
   r = sh(["bash", SBATCH, "--workdir=gs://b/run"])
   assert r.returncode == 2 and r.stderr.strip() == (
       "error: SLURM_JOB_ID is not set: submit this script with sbatch (or run it inside salloc)")

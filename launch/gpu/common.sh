@@ -6,6 +6,10 @@
 
 die() { echo "error: $*" >&2; exit 2; }
 
+# fashionnet_jax.main's exit status after SIGTERM once a checkpoint is saved
+# (fashionnet_jax.errors.PREEMPTED_EXIT): the same command resumes the run.
+PREEMPTED_EXIT=75
+
 # Shell-quote one word (bare when safe) so printed commands paste back into a shell.
 q() {
   if [[ $1 =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then printf '%s' "$1"
