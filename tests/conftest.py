@@ -25,3 +25,23 @@ def run_dir(tmp_path_factory):
                           "checkpoint_every_steps": 1000})  # one (final) save: ~6 s each
   train.train_and_evaluate(config, root / "workdir")
   return root
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """Synthetic DeepFashion category_attribute for tests/tiny_train_config.py, built once."""
+  import tiny_train_config
+  from fashionnet_jax.data.prepare import ensure_dataset
+  config = tiny_train_config.get_config()
+  config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
+  ensure_dataset(config)
+  return config.dataset.data_dir
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, data_dir):
+  """One uninterrupted `main` run of tests/tiny_train_config.py: (workdir, its log).
+  Tests that change it work on a copy."""
+  import e2e
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  return workdir, e2e.finish(e2e.main_process(workdir, data_dir))

@@ -328,7 +328,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert synthetic_cli.main(["--out", str(tmp_path), "--images", "2", "--benchmarks",
                            "landmarks", "--quiet", "--workers", "1"]) == 0
     assert synthetic_cli.main(["--out", str(tmp_path), "--images", "2", "--benchmarks",
-                           "landmarks", "--quiet", "--workers", "1"]) == 1
+                           "landmarks", "--quiet", "--workers", "1"]) == 2  # a user mistake
     err = capsys.readouterr().err.strip()
     assert "exists and is not empty" in err and len(err.splitlines()) == 1
 

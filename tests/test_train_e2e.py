@@ -3,61 +3,17 @@
 Each test runs `python -m fashionnet_jax.main` in subprocesses, as a user would.
 """
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = "tests/tiny_train_config.py"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  """Synthetic DeepFashion category_attribute, generated and built once."""
-  sys.path.insert(0, str(ROOT / "tests"))
-  import tiny_train_config
-  from fashionnet_jax.data.prepare import ensure_dataset
-  config = tiny_train_config.get_config()
-  config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
-  ensure_dataset(config)
-  return config.dataset.data_dir
-
-
-def _main(workdir, data_dir, *flags, env=None):
-  cmd = [sys.executable, "-m", "fashionnet_jax.main", f"--config={CONFIG}",
-         f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}", *flags]
-  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env={**os.environ, **(env or {})})
-
-
-def _finish(proc, timeout=300):
-  out, _ = proc.communicate(timeout=timeout)
-  assert proc.returncode == 0, out[-3000:]
-  return out
-
-
-def _fingerprints(log):
-  return re.findall(r"process (\d+): final parameter fingerprint (\w+)", log)
-
-
-def _wait_for_checkpoint(workdir, proc, after=-1, timeout=240):
-  deadline = time.time() + timeout
-  ckpt = Path(workdir) / "checkpoints"
-  while time.time() < deadline:
-    steps = [int(p.name) for p in ckpt.glob("*") if p.name.isdigit()] if ckpt.exists() else []
-    if steps and max(steps) > after:
-      return max(steps)
-    assert proc.poll() is None, proc.communicate()[0][-3000:]
-    time.sleep(0.05)
-  raise TimeoutError("no checkpoint appeared")
+from fashionnet_jax.errors import PREEMPTED_EXIT
+from e2e import (ROOT, fingerprints as _fingerprints, finish as _finish, main_process as _main,
+                 wait_for_checkpoint as _wait_for_checkpoint)
 
 
 def _final_params(workdir):
@@ -66,23 +22,17 @@ def _final_params(workdir):
   return jax.tree.leaves(jax.device_get(Predictor(workdir=workdir).params))
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir):
-  """An uninterrupted run: (workdir, its log)."""
-  workdir = tmp_path_factory.mktemp("uninterrupted")
-  return workdir, _finish(_main(workdir, data_dir))
-
-
 def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_dir, trained):
   reference_dir, reference = trained
   (_, want), = _fingerprints(reference)
 
-  # Preemption: SIGTERM saves a checkpoint and exits cleanly before the end.
+  # Preemption: SIGTERM saves a checkpoint and exits with the status schedulers requeue on.
   proc = _main(tmp_path / "b", data_dir)
   _wait_for_checkpoint(tmp_path / "b", proc)
   proc.send_signal(signal.SIGTERM)
-  out = _finish(proc)
+  out = _finish(proc, returncode=PREEMPTED_EXIT)
   assert "SIGTERM received" in out and not _fingerprints(out)
+  assert re.search(r"preempted at step \d+: checkpoint saved", out)
   preempted_at = _wait_for_checkpoint(tmp_path / "b", proc)
   assert preempted_at < 24
 
@@ -100,20 +50,32 @@ def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_d
     np.testing.assert_array_equal(a, b)  # bitwise on CPU
 
 
-def test_evaluate_mode_writes_json_table_and_plots(trained, data_dir):
-  workdir, _ = trained
-  for f in (workdir / "eval").glob("*"):
-    f.unlink()
-  out = _finish(_main(workdir, data_dir, "--mode=evaluate"))
-  assert "Traceback" not in out
-  result = json.loads((workdir / "eval" / "24.json").read_text())
+def test_evaluate_mode_on_a_read_only_run_writes_json_table_and_plots_elsewhere(trained, data_dir,
+                                                                               tmp_path):
+  # --mode=evaluate is a reader: it writes nothing into the run, and a run it cannot
+  # write into (a read-only mount: EROFS, even for root) sends its evaluation elsewhere.
+  from test_faults import _files, _read_only_mount, _unmount
+  workdir = tmp_path / "ro_run"
+  mounted = _read_only_mount(workdir, source=trained[0])
+  try:
+    assert mounted, "mount -t tmpfs failed: cannot make a read-only run"
+    before = _files(workdir)
+    out = _finish(_main(workdir, data_dir, "--mode=evaluate"))
+    assert "Traceback" not in out
+    (out_dir,) = re.findall(r"is read-only: writing the evaluation to (\S+) instead", out)
+    assert _files(workdir) == before
+  finally:
+    _unmount(workdir)
+  out_dir = Path(out_dir)
+  result = json.loads((out_dir / "eval" / "24.json").read_text())
   assert result["step"] == 24 and result["split"] == "test"
   for key in ("category_top1", "category_top3", "attribute_top5_recall",
               "attribute_top5_recall_texture", "landmark_ne", "landmark_ne_left_collar"):
     assert 0.0 <= result[key] <= 1.0, key
-  table = (workdir / "eval" / "24.md").read_text()
+  assert result == json.loads((trained[0] / "eval" / "24.json").read_text())
+  table = (out_dir / "eval" / "24.md").read_text()
   assert "82.58" in table  # the paper's category top-3 beside ours
-  assert list((workdir / "eval").glob("*.png"))
+  assert list((out_dir / "eval").glob("*.png"))
 
 
 def _free_port():
