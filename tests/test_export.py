@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("orbax.export", reason="pip install -e '.[serve]'")
+import orbax.export  # noqa: F401,E402  (pip install -e '.[serve]')
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "deepfashion" / "samples"
 
