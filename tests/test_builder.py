@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -128,6 +129,15 @@ def test_bad_input_fails_naming_file_and_line(tmp_path, config, file, edit,
   with pytest.raises(DeepFashionFormatError, match=match) as info:
     build(tmp_path, config)
   assert "\n" not in str(info.value)
+
+
+def test_benchmark_without_its_annotation_folder_names_both_spellings(tmp_path):
+  tiny.write_benchmark(tmp_path / "manual", "landmarks", 6)
+  shutil.rmtree(_anno(tmp_path, "landmarks", "Anno"))
+  with pytest.raises(DeepFashionFormatError,
+                     match=r"Landmark Detection Benchmark: no Anno/ \(or Anno_coarse/, as the "
+                           r"2020 re-release names it\)"):
+    build(tmp_path, "landmarks")
 
 
 def _first_line(path, lineno):

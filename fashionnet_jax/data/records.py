@@ -88,6 +88,10 @@ class Benchmark:
           " the manual download instructions)")
     # The 2020 re-release renamed Anno/ to Anno_coarse/ (and added Anno_fine/).
     anno_dir = "Anno" if (self.root / "Anno").is_dir() else "Anno_coarse"
+    if not (self.root / anno_dir).is_dir() and _LOCKSTEP[config]:
+      raise DeepFashionFormatError(
+          f"{self.root}: no Anno/ (or Anno_coarse/, as the 2020 re-release names it): "
+          "unpack the benchmark's annotation archive there")
     self.files = {
         key: ListFile(self.root / path.replace("Anno/", anno_dir + "/", 1))
         for key, path in _LOCKSTEP[config].items()
