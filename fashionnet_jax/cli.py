@@ -18,6 +18,13 @@ class Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def add_model_arguments(parser) -> None:
+  """--workdir RUN | --checkpoint RUN/checkpoints/STEP: the trained model a command reads."""
+  model = parser.add_mutually_exclusive_group(required=True)
+  model.add_argument("--workdir", help="training run folder (newest checkpoint that restores)")
+  model.add_argument("--checkpoint", help="one checkpoint: WORKDIR/checkpoints/STEP")
+
+
 def parse_absl_flags(argv):
   """absl's flag parsing for `app.run(..., flags_parser=parse_absl_flags)`: a bad flag or
   a --config.FIELD override the config lacks is one line and exit 2, not a traceback."""

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
 from fashionnet_jax.errors import exit_on_user_error
 from fashionnet_jax.inference.describe import predict_files
 
@@ -53,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser = Parser(prog="python -m fashionnet_jax.predict",
                    description="Category, attributes and landmarks of photos (one JSON line each).")
   parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any PIL format)")
-  model = parser.add_mutually_exclusive_group(required=True)
-  model.add_argument("--workdir", help="training run folder (latest checkpoint)")
-  model.add_argument("--checkpoint", help="one checkpoint: WORKDIR/checkpoints/STEP")
+  add_model_arguments(parser)
   parser.add_argument("--bbox", action="append", metavar="x1,y1,x2,y2",
                       help="clothes bounding box in pixels; once for all images or once per "
                            "image, in order (default: the whole image)")

@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
 from fashionnet_jax.errors import exit_on_user_error
 from fashionnet_jax.inference.index import Index
 
@@ -179,9 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Index a folder of clothes images, then find the nearest ones.")
   sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
   index = sub.add_parser("index", help="embed every image under a folder (resumable)")
-  model = index.add_mutually_exclusive_group(required=True)
-  model.add_argument("--workdir", help="training run folder (latest checkpoint)")
-  model.add_argument("--checkpoint", help="one checkpoint: WORKDIR/checkpoints/STEP")
+  add_model_arguments(index)
   index.add_argument("--images", required=True, help="gallery folder, walked recursively")
   index.add_argument("--out", required=True, help="index folder to write (or resume)")
   index.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int, default=1024,

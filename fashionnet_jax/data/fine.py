@@ -31,13 +31,13 @@ from typing import Iterator
 
 from etils import epath
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fashionnet_jax.data import annotations as anno
 from fashionnet_jax.data.annotations import BadExampleError
 from fashionnet_jax.data.annotations import DeepFashionFormatError
 from fashionnet_jax.data.annotations import Row
 from fashionnet_jax.data.images import ImageStore
+from fashionnet_jax.data.records import with_image
 from fashionnet_jax.schema import BENCHMARK_DIRS, NUM_FINE_ATTRIBUTES, NUM_LANDMARKS
 from fashionnet_jax.schema import OCCLUDED, SLOTS_BY_CLOTHES_TYPE, UNUSED, VISIBLE
 
@@ -184,18 +184,8 @@ class FineBenchmark:
                                                  self.num_attributes)}
 
   def example(self, split: str, rows: dict[str, Row]) -> dict:
-    ex = self.annotation(split, rows)
-    name, box, marks = ex.pop("name"), ex.pop("bbox"), ex.pop("landmarks")
-    where = anno.where(os.fspath(self.files(split)["image"]), rows["image"].lineno)
-    image, width, height = self.images.read(name, where)
-    ex.update({
-        "image": image,
-        "image/filename": name,
-        "bbox": tfds.features.BBox(*anno.normalized_bbox(box, width, height)),
-        "landmarks": anno.normalized_landmarks(marks, width, height),
-        "landmark_visibility": marks.visibility,
-    })
-    return ex
+    return with_image(self.annotation(split, rows), self.images,
+                      anno.where(os.fspath(self.files(split)["image"]), rows["image"].lineno))
 
   def examples(self, split: str, on_bad=None) -> Iterator[tuple[str, dict]]:
     """Streams (key, example) of one split; `on_bad(split, rows, error)` decides

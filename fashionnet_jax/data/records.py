@@ -64,6 +64,21 @@ _BBOX_HEAD = {"category_attribute": 1, "inshop": 3, "consumer2shop": 3,
               "landmarks": 1}  # Columns before x_1.
 
 
+def with_image(ex: dict, images: ImageStore, where: str) -> dict:
+  """An annotation (name, pixel bbox and landmarks) made a feature dict: the image read,
+  bbox and landmarks normalised by its size. BadExampleError names `where`."""
+  name, box, marks = ex.pop("name"), ex.pop("bbox"), ex.pop("landmarks")
+  image, width, height = images.read(name, where)
+  ex.update({
+      "image": image,
+      "image/filename": name,
+      "bbox": tfds.features.BBox(*anno.normalized_bbox(box, width, height)),
+      "landmarks": anno.normalized_landmarks(marks, width, height),
+      "landmark_visibility": marks.visibility,
+  })
+  return ex
+
+
 @dataclasses.dataclass
 class Chunk:
   """A run of `num_rows` joined rows, starting at `positions` (Beam work)."""
@@ -280,18 +295,8 @@ class Benchmark:
 
   def example(self, rows: dict[str, Row]) -> dict:
     """One image's feature dict; BadExampleError if the row or image is bad."""
-    ex = self.annotation(rows)
-    name, box, marks = ex.pop("name"), ex.pop("bbox"), ex.pop("landmarks")
-    where = anno.where(self.files["bbox"].name, rows["bbox"].lineno)
-    image, width, height = self.images.read(name, where)
-    ex.update({
-        "image": image,
-        "image/filename": name,
-        "bbox": tfds.features.BBox(*anno.normalized_bbox(box, width, height)),
-        "landmarks": anno.normalized_landmarks(marks, width, height),
-        "landmark_visibility": marks.visibility,
-    })
-    return ex
+    return with_image(self.annotation(rows), self.images,
+                      anno.where(self.files["bbox"].name, rows["bbox"].lineno))
 
   def _examples_of(self, rows_iter, split: str, on_bad) -> Iterator:
     for rows in rows_iter:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 import os
 
-from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
 from fashionnet_jax.errors import exit_on_user_error
 
 
 def build_parser():
   parser = Parser(prog="python -m fashionnet_jax.export",
                   description="Write a trained FashionNet as a TF SavedModel.")
-  model = parser.add_mutually_exclusive_group(required=True)
-  model.add_argument("--workdir", help="training run folder (latest checkpoint)")
-  model.add_argument("--checkpoint", help="one checkpoint: WORKDIR/checkpoints/STEP")
+  add_model_arguments(parser)
   parser.add_argument("--out", required=True, help="SavedModel folder to write (new or empty)")
   return parser
 

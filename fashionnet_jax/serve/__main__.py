@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import sys
 
-from fashionnet_jax.cli import Parser
+from fashionnet_jax.cli import Parser, add_model_arguments
 from fashionnet_jax.errors import exit_on_user_error
 
 
 def build_parser():
   parser = Parser(prog="python -m fashionnet_jax.serve",
                   description="A web page and a JSON API for a trained FashionNet.")
-  model = parser.add_mutually_exclusive_group(required=True)
-  model.add_argument("--workdir", help="training run folder (latest checkpoint)")
-  model.add_argument("--checkpoint", help="one checkpoint: WORKDIR/checkpoints/STEP")
+  add_model_arguments(parser)
   parser.add_argument("--index", help="gallery index from `retrieve index` (enables retrieval)")
   parser.add_argument("--host", default="127.0.0.1",
                       help="address to bind (default 127.0.0.1: this machine only)")
