@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.models.cascade import CASCADE_LEVELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,8 @@ PRESETS = {p.name: p for p in (
            (Variant("random", "configs/inshop.py", {"loss.triplet_mining": "random"}),
             Variant("batch_hard", "configs/inshop.py"),
             Variant("cascaded", "configs/inshop_cascaded.py")),
-           _RETRIEVAL + (r"retrieval_(pool4|conv5_global|fc7_fusion)_top(1|20)", "landmark_ne"),
+           _RETRIEVAL + tuple(f"retrieval_{level}_top{k}" for level in CASCADE_LEVELS
+                              for k in (1, 20)) + ("landmark_ne",),
            steps=800),
     Preset("backbone", "VGG-16 (the paper's) vs ResNet-50 (the source notes' first proposal)",
            (Variant("vgg16", "configs/default.py"),
