@@ -55,10 +55,13 @@ PRESETS = {p.name: p for p in (
            _CATEGORY + _ATTRIBUTES + (r"attribute_top5_recall_extent_[a-z]+", "landmark_ne")
            + _RETRIEVAL, steps=800, by_extent=True),
     Preset("mining", "Which triplets to learn from, on In-shop: random, batch-hard (P x K), "
-           "or the hard-aware cascade (HDC, ICCV 2017)",
+           "or the hard-aware cascade (HDC, ICCV 2017; nested as in the paper, or per level "
+           "as its released code)",
            (Variant("random", "configs/inshop.py", {"loss.triplet_mining": "random"}),
             Variant("batch_hard", "configs/inshop.py"),
-            Variant("cascaded", "configs/inshop_cascaded.py")),
+            Variant("cascaded", "configs/inshop_cascaded.py"),  # the paper's nested selection
+            Variant("cascaded_per_level", "configs/inshop_cascaded.py",
+                    {"loss.cascade.selection": "per_level"})),  # the released code's
            _RETRIEVAL + tuple(f"retrieval_{level}_top{k}" for level in CASCADE_LEVELS
                               for k in (1, 20)) + ("landmark_ne",),
            steps=800),
