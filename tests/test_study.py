@@ -63,6 +63,7 @@ def test_every_preset_builds_demo_and_full_size_configs(name):
     assert demo.model.use_landmark_branch == full.model.use_landmark_branch
     assert demo.model.get("cascade_levels", ()) == full.model.get("cascade_levels", ())
     assert demo.loss.triplet_mining == full.loss.triplet_mining
+    assert full.optimizer.name == "sgd"  # demo-only overrides stay out of full size
 
 
 def test_table_bolds_the_best_and_lower_is_better_for_ne():

@@ -53,7 +53,7 @@ def variant_config(variant: Variant, preset: Preset, *, steps: int | None, seed:
   """The variant's config: demo size (the preset's overrides) or full size (`platform`)."""
   if platform is None:
     config = load_config(variant.config)
-    config.update_from_flattened_dict(dict(preset.overrides))
+    config.update_from_flattened_dict(dict(preset.overrides, **variant.demo))
   elif _takes_argument(variant.config):
     config = load_config(variant.config, platform)
   elif variant.full_size:
