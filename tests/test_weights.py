@@ -201,8 +201,10 @@ def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
     np.testing.assert_array_equal(from_pth[k], from_npz[k])
   np.testing.assert_array_equal(from_npz['conv2_1/kernel'],
                                 ref.features[5].weight.detach().numpy().transpose(2, 3, 1, 0))
-  assert weights.main(['--source', str(tmp_path / 'nope.pth'), '--out', str(tmp_path)]) == 2
-  assert capsys.readouterr().err.strip().endswith('nope.pth: no such file')
+  with pytest.raises(SystemExit) as e:  # the command's error boundary: one line, exit 2
+    weights.main(['--source', str(tmp_path / 'nope.pth'), '--out', str(tmp_path)])
+  assert e.value.code == 2
+  assert capsys.readouterr().err.strip() == f'error: {tmp_path / "nope.pth"}: no such file'
 
 
 def test_init_from_through_the_trainer_keeps_batchnorm_statistics(tmp_path, x):
