@@ -1,17 +1,19 @@
 r"""FashionNet with a ResNet-50 backbone (stages 1-3 shared, stage 4 per branch).
 
-The source notes' first proposed improvement. CPU demo size here:
+The source notes' first proposed improvement. CPU demo size (the demo's optimiser:
+AdamW at 1e-3, which trains both backbones on the synthetic data):
 
   python -m fashionnet_jax.main --config=configs/resnet50.py --workdir=/tmp/fashionnet_resnet50
 
-For full size: --config.model.width_multiplier=1 --config.image_size=224 (see gpu.py).
+Full size (configs/full_size.py; torchvision's resnet50 weights, converted):
+
+  python -m fashionnet_jax.main --config=configs/resnet50.py:gpu --workdir=RUN \
+      --config.init_from=resnet50_imagenet.npz
 """
 from configs import default
 
 
-def get_config():
-  config = default.get_config()
+def get_config(arg=None):
+  config = default.get_config(arg)
   config.model.backbone = "resnet50"
-  config.model.width_multiplier = 0.125
-  config.optimizer.learning_rate = 0.05
   return config

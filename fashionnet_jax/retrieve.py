@@ -32,6 +32,7 @@ import numpy as np
 from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
 from fashionnet_jax.errors import exit_on_user_error
 from fashionnet_jax.inference.index import Index
+from fashionnet_jax.models import embedding_width
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CHUNKS_DIR = "chunks"
@@ -74,7 +75,7 @@ def embed_files(predictor, paths, batch_size=32, progress=None):
       rows.append(predictor.predict_uint8(np.stack(images))["embedding"])
     if progress is not None:
       progress.update(min(batch_size, len(paths) - start))
-  dim = int(predictor.config.model.embedding_dim)
+  dim = embedding_width(predictor.config.model)
   embeddings = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
   return embeddings.astype(np.float32), kept, errors
 
@@ -140,7 +141,7 @@ def build_index(predictor, images_root: str, out: str, *, chunk_size: int = 1024
                   [f"{chunk[i]}\t{e}" for i, e in errors])
 
   parts = [np.load(f) for f in files]
-  dim = int(predictor.config.model.embedding_dim)
+  dim = embedding_width(predictor.config.model)
   embeddings = (np.concatenate([p["embeddings"] for p in parts]) if parts
                 else np.zeros((0, dim), np.float32))
   paths = [str(p) for part in parts for p in part["paths"]]
@@ -235,10 +236,7 @@ def _run_query(args, stdout, stderr) -> int:
     model = index.meta["model"]
     predictor = _predictor(checkpoint=os.path.join(model["workdir"], "checkpoints",
                                                    str(model["step"])))
-  dim = int(predictor.config.model.embedding_dim)
-  if index.embeddings.shape[1] != dim:
-    raise UsageError(f"--index {args.index}: its embeddings have {index.embeddings.shape[1]} "
-                     f"dimensions, this model's {dim}: rebuild the index with this model")
+  index.check_width(embedding_width(predictor.config.model))
   failed, rows = 0, []
   for path, results, error in query_index(predictor, index, args.images, args.k,
                                           args.batch_size):

@@ -57,3 +57,14 @@ def test_the_demo_stages_are_the_papers_too():
 def test_an_unknown_platform_is_a_clear_error():
   with pytest.raises(ValueError, match="config argument 'cpu': use one of gpu, tpu"):
     inshop.get_config("cpu")
+
+
+@pytest.mark.parametrize("platform", full_size.PLATFORMS)
+def test_resnet50_at_full_size_is_the_vgg16_recipe_on_another_trunk(platform):
+  config, vgg = resnet50.get_config(platform), default.get_config(platform)
+  validate_config(config)
+  assert config.model.backbone == "resnet50" and config.require_init_from
+  config.model.backbone = vgg.model.backbone
+  assert config.to_dict() == vgg.to_dict()
+  demo = resnet50.get_config()
+  assert demo.optimizer.to_dict() == default.get_config().optimizer.to_dict()

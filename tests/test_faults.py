@@ -317,7 +317,7 @@ def test_second_process_on_a_workdir_fails_at_once(tmp_path, data_dir):
     first.wait()
 
 
-def test_retrieve_query_on_an_index_of_another_embedding_size(run_dir, tmp_path):
+def test_retrieve_and_serve_refuse_an_index_of_another_embedding_size(run_dir, tmp_path, capsys):
   from PIL import Image
 
   from fashionnet_jax import retrieve
@@ -336,3 +336,10 @@ def test_retrieve_query_on_an_index_of_another_embedding_size(run_dir, tmp_path)
   lines = [l for l in err.getvalue().splitlines() if "error:" in l]
   assert lines == [f"python -m fashionnet_jax.retrieve query: error: --index {index}: its embeddings "
                    "have 7 dimensions, this model's 16: rebuild the index with this model"], err.getvalue()
+  from fashionnet_jax.serve.__main__ import main as serve
+  with pytest.raises(SystemExit) as e:
+    serve(["--workdir", str(run_dir / "workdir"), "--index", str(index), "--port", "1"])
+  assert e.value.code == USER_ERROR_EXIT
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      f"error: --index {index}: its embeddings have 7 dimensions, this model's 16: rebuild the "
+      "index with this model")

@@ -36,5 +36,12 @@ class Index:
       raise GalleryIndexError(f"{folder}/paths.txt: {len(self.paths)} paths for "
                               f"{len(self.embeddings)} embeddings")
 
+  def check_width(self, width: int) -> None:
+    """The querying model's embedding must have the index's width."""
+    if self.embeddings.shape[1] != width:
+      raise GalleryIndexError(
+          f"--index {self.folder}: its embeddings have {self.embeddings.shape[1]} dimensions, "
+          f"this model's {width}: rebuild the index with this model")
+
   def absolute(self, relative: str) -> str:
     return os.path.join(self.meta["images"], relative)

@@ -8,7 +8,7 @@ never training/, evaluation/ or inference/.
 """
 from flax import nnx
 
-from fashionnet_jax.models.fashionnet import FashionNet
+from fashionnet_jax.models.fashionnet import FashionNet, embedding_width
 from fashionnet_jax.models.landmark_pooling import landmark_pool
 
 
@@ -17,4 +17,4 @@ def create_model(model_config, seed=0):
   return FashionNet(model_config, rngs=nnx.Rngs(seed))
 
 
-__all__ = ['FashionNet', 'create_model', 'landmark_pool']
+__all__ = ['FashionNet', 'create_model', 'embedding_width', 'landmark_pool']

@@ -152,6 +152,13 @@ class Heads(nnx.Module):
     return outputs
 
 
+def embedding_width(config) -> int:
+  """Columns of outputs['embedding'] for `config.model`: embedding_dim, times the number
+  of cascade levels when HDC's levels are concatenated."""
+  levels = tuple(config.get('cascade_levels', ()) or ())
+  return int(config.get('embedding_dim', 128)) * max(len(levels), 1)
+
+
 class FashionNet(nnx.Module):
   """FashionNet on a VGG-16 or ResNet-50 backbone; see the module docstring and DESIGN.md.
 

@@ -55,10 +55,13 @@ def main(argv=None):
 
   from fashionnet_jax.inference.index import Index
   from fashionnet_jax.inference.predictor import Predictor
+  from fashionnet_jax.models import embedding_width
   from fashionnet_jax.serve.app import create_app
   from fashionnet_jax.serve.service import Service
   index = Index(args.index) if args.index else None
   predictor = Predictor(workdir=args.workdir, checkpoint=args.checkpoint)
+  if index is not None:
+    index.check_width(embedding_width(predictor.config.model))
   if index is not None and index.meta.get("model", {}).get("step") != predictor.step:
     print(f"warning: the index was built with {index.meta.get('model')}; its embeddings may not "
           "be comparable with this model's", file=sys.stderr)

@@ -15,10 +15,12 @@ resumes. The table: STUDY_DIR/study.md (+ study.json, study.png).
 """
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags, logging
 
 from fashionnet_jax.cli import UsageError, parse_absl_flags
-from fashionnet_jax.errors import exit_on_user_error
+from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", None, "landmarks | mining | backbone | smoke")
@@ -40,10 +42,14 @@ def main(argv):
     raise UsageError(f"--preset is required: one of {', '.join(presets.PRESETS)}")
   preset = presets.get_preset(FLAGS.preset)
   from fashionnet_jax import train
-  runner.run_study(preset, FLAGS.study_dir or f"/tmp/fashionnet_study/{preset.name}",
-                   train.train_and_evaluate, steps=FLAGS.steps, seed=FLAGS.seed,
-                   data_dir=FLAGS.data_dir, platform=FLAGS.platform, init_from=FLAGS.init_from,
-                   log=lambda line: print(line, flush=True))
+  try:
+    runner.run_study(preset, FLAGS.study_dir or f"/tmp/fashionnet_study/{preset.name}",
+                     train.train_and_evaluate, steps=FLAGS.steps, seed=FLAGS.seed,
+                     data_dir=FLAGS.data_dir, platform=FLAGS.platform, init_from=FLAGS.init_from,
+                     log=lambda line: print(line, flush=True))
+  except train.Preempted as e:  # finished variants are kept; the same command goes on
+    print(str(e), file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ class Variant:
   name: str
   config: str  # configs/<file>.py, relative to the repository root
   overrides: dict = dataclasses.field(default_factory=dict)  # flattened config fields
-  demo: dict = dataclasses.field(default_factory=dict)  # ... at demo size only
   # Full size when `config` has no full-size argument: (base config file, its overrides).
   full_size: tuple | None = None
 
@@ -68,10 +67,7 @@ PRESETS = {p.name: p for p in (
            steps=800),
     Preset("backbone", "VGG-16 (the paper's) vs ResNet-50 (the source notes' first proposal)",
            (Variant("vgg16", "configs/default.py"),
-            # configs/resnet50.py's rate (0.05) stalls AdamW at chance on the demo (category
-            # loss flat at 2.8 from step 200): the study gives both backbones the demo's rate.
-            Variant("resnet50", "configs/resnet50.py", demo={"optimizer.learning_rate": 1e-3},
-                    full_size=("configs/default.py", {"model.backbone": "resnet50"}))),
+            Variant("resnet50", "configs/resnet50.py")),
            _CATEGORY + _ATTRIBUTES[:2] + ("landmark_ne",), steps=800),
     Preset("smoke", "Two tiny variants, for the tests",
            (Variant("fashionnet", "configs/default.py"), _NO_LANDMARKS),

@@ -53,7 +53,7 @@ def variant_config(variant: Variant, preset: Preset, *, steps: int | None, seed:
   """The variant's config: demo size (the preset's overrides) or full size (`platform`)."""
   if platform is None:
     config = load_config(variant.config)
-    config.update_from_flattened_dict(dict(preset.overrides, **variant.demo))
+    config.update_from_flattened_dict(dict(preset.overrides))
   elif _takes_argument(variant.config):
     config = load_config(variant.config, platform)
   elif variant.full_size:
@@ -117,10 +117,7 @@ def run_study(preset: Preset, folder, train_fn, *, steps=None, seed=0, data_dir=
         f"-> {workdir}")
     ensure_dataset(config)  # outside the wall time: the first variant would pay for it
     start = time.perf_counter()
-    metrics = train_fn(config, workdir)
-    if not metrics:  # preempted: the checkpoint is saved, the same command resumes
-      log(f"{variant.name}: stopped before the end; run the same command again to resume")
-      return results
+    metrics = train_fn(config, workdir)  # train.Preempted propagates: rerun to resume
     wall = time.perf_counter() - start  # training and its evaluation
     metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     if preset.by_extent:
