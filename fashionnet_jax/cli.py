@@ -19,10 +19,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_model_arguments(parser) -> None:
-  """--workdir RUN | --checkpoint RUN/checkpoints/STEP: the trained model a command reads."""
+  """--workdir RUN | --checkpoint RUN/{checkpoints,best}/STEP: the trained model a command reads."""
   model = parser.add_mutually_exclusive_group(required=True)
-  model.add_argument("--workdir", help="training run folder (newest checkpoint that restores)")
-  model.add_argument("--checkpoint", help="one checkpoint: WORKDIR/checkpoints/STEP")
+  model.add_argument("--workdir", help="training run folder: its model, the step chosen on "
+                     "validation (best/) when the run selects one, else the newest checkpoint")
+  model.add_argument("--checkpoint",
+                     help="one step: WORKDIR/checkpoints/STEP or WORKDIR/best/STEP")
 
 
 def parse_absl_flags(argv):

@@ -22,12 +22,12 @@ from fashionnet_jax.data import labels, pipeline
 from fashionnet_jax.data.prepare import ensure_dataset
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.evaluation import loop as eval_loop
+from fashionnet_jax.training import selection as selection_lib
 from fashionnet_jax.training import workdir as run_workdir
 from fashionnet_jax.training.checkpointing import Checkpointer
 from fashionnet_jax.training.config_checks import check_init_from, validate_config
 from fashionnet_jax.training.runs import CONFIG_FILE
 from fashionnet_jax.training.schedule import LOSS_TERMS
-from fashionnet_jax.training.selection import BestCheckpoint
 from fashionnet_jax.training.trainer import Trainer
 
 
@@ -94,11 +94,15 @@ def _final_evaluation(config, trainer, writer, total: int, selection) -> dict:
   best = selection.restore(trainer.abstract_state())
   logging.info("Testing the step chosen on validation: %d (%s=%.4f).", selection.step,
                selection.metric, selection.value)
-  chosen = dict(selected_step=selection.step, selected_by=selection.metric,
-                selected_value=selection.value)
+  chosen = _chosen(selection.step, selection.metric, selection.value)
   results = _evaluate(config, trainer, writer, selection.step, state=best, extra=chosen)
   results.update(chosen)
   return results
+
+
+def _chosen(step, metric, value) -> dict:
+  """What a test evaluation of the selected step records about the choice."""
+  return dict(selected_step=int(step), selected_by=metric, selected_value=float(value))
 
 
 def _stage_meta(trainer: Trainer, step: int) -> dict:
@@ -149,7 +153,7 @@ def _train_and_evaluate(config, workdir) -> dict:
   train_iter = pipeline.create_train_iterator(config)
   ckpt = Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
                       keep=config.keep_checkpoints)
-  selection = (BestCheckpoint(workdir, config.select_metric, config.select_mode)
+  selection = (selection_lib.BestCheckpoint(workdir, config.select_metric, config.select_mode)
                if config.get("select_metric") else None)
   start = 0
   restored, state_meta = ckpt.restore_newest(
@@ -247,25 +251,36 @@ def _summarise(history) -> dict:
 
 
 def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
-  """--mode=evaluate: restore the newest checkpoint of workdir and evaluate it.
+  """--mode=evaluate: evaluate the run's model, as the run's own final evaluation did.
 
-  A reader: it takes no lock and writes nothing into a run it may not write;
-  the evaluation (JSON, table, plots, events) goes to `out_dir`, by default the
-  workdir when writable, else a new temporary folder (said once).
+  The run's model is the step chosen on validation (`best/`) when the run selects
+  one, else the newest checkpoint that restores; the result then equals the run's
+  own `eval/<step>.json`. A reader: it takes no lock and writes nothing into a run
+  it may not write; the evaluation (JSON, table, plots, events) goes to `out_dir`,
+  by default the workdir when writable, else a new temporary folder (said once).
   """
   from clu import metric_writers
 
   ensure_dataset(config)
   trainer = Trainer(config, workdir, initialise=False)  # the checkpoint replaces the state
+  choice = selection_lib.selected(trainer.workdir)
+  folder = selection_lib.BEST_FOLDER if choice is not None else "checkpoints"
   ckpt = Checkpointer(trainer.workdir, every_steps=0, keep=config.keep_checkpoints,
-                      read_only=True)
+                      folder=folder, read_only=True)
   try:
     step, trainer.state = ckpt.restore_newest(
         lambda s: ckpt.restore_state_only(trainer.abstract_state(), s))
   finally:
     ckpt.close()
   if step is None:
-    raise ConfigError(f"no checkpoint in {trainer.workdir / 'checkpoints'} to evaluate")
+    raise ConfigError(f"no checkpoint in {trainer.workdir / folder} to evaluate")
+  extra = None
+  if choice is not None:
+    extra = _chosen(step, choice["metric"], choice["value"])
+    logging.info("Evaluating the step chosen on validation: %d (%s=%.4f).", step,
+                 choice["metric"], float(choice["value"]))
+  else:
+    logging.info("Evaluating the newest checkpoint: step %d (the run selects none).", step)
   if out_dir is None and not run_workdir.writable(trainer.workdir):
     out_dir = tempfile.mkdtemp(prefix="fashionnet_eval_")
     logging.warning("%s is read-only: writing the evaluation to %s instead.",
@@ -273,4 +288,6 @@ def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
   out_dir = run_workdir.prepare(out_dir) if out_dir is not None else trainer.workdir
   writer = metric_writers.create_default_writer(
       str(out_dir), just_logging=jax.process_index() > 0)
-  return _evaluate(config, trainer, writer, int(step), out_dir=out_dir)
+  results = _evaluate(config, trainer, writer, int(step), out_dir=out_dir, extra=extra)
+  results.update(extra or {})
+  return results

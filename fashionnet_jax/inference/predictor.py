@@ -1,8 +1,10 @@
 """A trained FashionNet, restored from a run's workdir for inference.
 
-`Predictor(workdir=DIR)` (or `checkpoint=DIR/checkpoints/STEP`) rebuilds the
-network from `DIR/config.json`, restores the parameters of the latest (or given)
-Orbax checkpoint onto one device, and runs the jitted eval-mode forward pass
+`Predictor(workdir=DIR)` (or `checkpoint=DIR/checkpoints/STEP` or `DIR/best/STEP`)
+rebuilds the network from `DIR/config.json`, restores the parameters of the run's
+model (the step chosen on validation when the run selects one, else the newest
+checkpoint; `training.runs.load_run`) or of the given step onto one device, says
+which step it loaded (`describe()`), and runs the jitted eval-mode forward pass
 (`models.functional.make_predict_fn`, the one evaluation uses) on
 ImageNet-normalised images. Class names come from `DIR/labels.json`.
 """
@@ -12,12 +14,14 @@ import math
 
 import jax
 import numpy as np
+from absl import logging
 from etils import epath
 
 from fashionnet_jax.data import labels as labels_lib
 from fashionnet_jax.data import transforms
 from fashionnet_jax.models.functional import abstract_graphdef, make_predict_fn
-from fashionnet_jax.training.runs import RunNotFoundError, load_run, model_fn
+from fashionnet_jax.training.runs import CHECKPOINTS_FOLDER, RunNotFoundError, load_run, model_fn
+from fashionnet_jax.training.selection import BEST_FOLDER
 
 
 # The Predictor's "nothing to load here" error is the run reader's.
@@ -25,23 +29,28 @@ CheckpointNotFoundError = RunNotFoundError
 
 
 def _resolve(workdir, checkpoint):
+  """(run folder, step, folder) of --workdir or --checkpoint RUN/{checkpoints,best}/STEP."""
   if checkpoint:
     path = epath.Path(checkpoint)
-    if not path.name.isdigit():
+    if not path.name.isdigit() or path.parent.name not in (CHECKPOINTS_FOLDER, BEST_FOLDER):
       raise CheckpointNotFoundError(
-          f"{path}: not a checkpoint step folder (expected WORKDIR/checkpoints/<step>)")
-    return path.parent.parent, int(path.name)
+          f"{path}: not a checkpoint step folder (expected WORKDIR/{CHECKPOINTS_FOLDER}/<step> "
+          f"or WORKDIR/{BEST_FOLDER}/<step>)")
+    return path.parent.parent, int(path.name), path.parent.name
   if not workdir:
     raise CheckpointNotFoundError("give --workdir or --checkpoint")
-  return epath.Path(workdir), None
+  return epath.Path(workdir), None, None
 
 
 class Predictor:
 
   def __init__(self, workdir=None, checkpoint=None):
-    workdir, step = _resolve(workdir, checkpoint)
-    run = load_run(workdir, step)
+    workdir, step, folder = _resolve(workdir, checkpoint)
+    run = load_run(workdir, step, folder)
     self.workdir, self.config, self.step = run.workdir, run.config, run.step
+    self.selection = run.selection  # best/'s metadata when this is the step chosen on validation
+    self.describe = run.describe
+    logging.info("Loaded %s.", run.describe())
     self.labels = labels_lib.load(workdir)
     self.image_size = int(self.config.image_size)
     self.graphdef = abstract_graphdef(model_fn(self.config))

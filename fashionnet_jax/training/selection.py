@@ -4,7 +4,13 @@
 state of the step whose validation `metric` was best ('max' or 'min'), with the
 step and every validation metric in its metadata, so a resumed run knows the best
 so far. The final test evaluation restores it (train.py): the paper's protocol
-of choosing on validation and reporting test once.
+of choosing on validation and reporting test once. `best/` holds one step, apart
+from `checkpoints/`, so `keep_checkpoints` never prunes the selected model.
+
+`selected(workdir)` reads that choice without writing: every reader of a run
+(training.runs.load_run, hence the Predictor and the commands on it, `init_from=RUN`
+and `--mode=evaluate`) loads the selected step by default, so what is deployed
+is what was reported.
 """
 from __future__ import annotations
 
@@ -12,12 +18,32 @@ import math
 
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.training.checkpointing import Checkpointer
 
 BEST_FOLDER = "best"
 MODES = ("max", "min")
+
+
+def selected(workdir) -> dict | None:
+  """The run's selected step as {step, metric, value, validation}, or None when the run has
+  no selection (no `select_metric`, or no validation yet). Opens `best/` read-only."""
+  directory = epath.Path(workdir) / BEST_FOLDER
+  if not directory.exists():
+    return None
+  ckpt = Checkpointer(workdir, every_steps=0, keep=1, async_save=False, folder=BEST_FOLDER,
+                      read_only=True)
+  try:
+    step = ckpt.latest_step()
+    return None if step is None else _read_meta(ckpt, step)
+  finally:
+    ckpt.close()
+
+
+def _read_meta(ckpt, step) -> dict:
+  return ckpt.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
 class BestCheckpoint:
@@ -31,8 +57,7 @@ class BestCheckpoint:
     self.step, self.value = None, None
     step = self._ckpt.latest_step()
     if step is not None:
-      meta = self._ckpt.manager.restore(
-          step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      meta = _read_meta(self._ckpt, step)
       self.step, self.value = int(meta["step"]), float(meta["value"])
 
   def _better(self, value: float) -> bool:
