@@ -26,10 +26,38 @@ def test_dry_run_prints_every_command_for_the_four_benchmarks(tmp_path):
   trains = [c for c in commands if "fashionnet_jax.main" in c]
   assert len(trains) == 4
   weights = runs / "weights" / "vgg16_imagenet.npz"
+  # The retrieval benchmarks fine-tune the category/attribute run, which trains first.
+  starts = {"category_attribute": weights, "landmarks": weights,
+            "inshop": runs / "category_attribute", "consumer2shop": runs / "category_attribute"}
   for benchmark, name in reproduce.CONFIGS.items():
     (line,) = [c for c in trains if f"--workdir={runs / benchmark}" in c]
-    assert f"configs/{name}.py:gpu" in line and f"--config.init_from={weights}" in line
+    assert f"configs/{name}.py:gpu" in line, line
+    assert line.split("--config.init_from=")[1].split()[0] == str(starts[benchmark]), line
+  order = [c.split("--workdir=")[1].split()[0] for c in trains]
+  assert order.index(str(runs / "category_attribute")) < order.index(str(runs / "inshop"))
   assert not runs.exists()  # nothing ran
+
+
+def test_a_retrieval_benchmark_alone_trains_its_category_attribute_run_first(tmp_path):
+  runs = tmp_path / "runs"
+  argv = ["--manual_dir", "/data/deepfashion", "--imagenet", "/w/vgg16-397923af.pth",
+          "--workdir", str(runs), "--data_dir", str(tmp_path / "tfds"), "--benchmarks",
+          "consumer2shop", "--dry-run"]
+  status, out, err = _run(*argv)
+  assert status == 0, err
+  trains = [c for c in out.splitlines() if "fashionnet_jax.main" in c]
+  assert [c.split("--workdir=")[1].split()[0] for c in trains] == [
+      str(runs / "category_attribute"), str(runs / "consumer2shop")]
+  assert "from the category_attribute run" in out
+  # Once the category/attribute run has its test evaluation, only the retrieval run is left,
+  # and no ImageNet weights are needed for it.
+  (runs / "category_attribute" / "eval").mkdir(parents=True)
+  (runs / "category_attribute" / "eval" / "100.json").write_text(json.dumps(
+      {"step": 100, "split": "test", "selected_step": 100}))
+  status, out, err = _run(*argv)
+  trains = [c for c in out.splitlines() if "fashionnet_jax.main" in c]
+  assert status == 0 and len(trains) == 1 and "--workdir=" + str(runs / "consumer2shop") in trains[0]
+  assert "fashionnet_jax.weights" not in out
 
 
 def test_done_steps_are_skipped_and_the_table_is_written(tmp_path):
