@@ -225,12 +225,34 @@ def test_landmark_detected_percentage_normalised_and_pixels():
 
 def test_landmark_metrics_keys():
   pred, true, visibility = _landmarks()
-  m = evaluate.landmark_metrics(pred, true, visibility, image_sizes=np.full((2, 2), 224),
-                                thresholds=(5, 10))
+  m = evaluate.landmark_metrics(pred, true, visibility, thresholds=(5, 23, 112))
   assert m["landmark_ne"] == pytest.approx(0.4 / 3)
   assert m["landmark_ne_left_collar"] == pytest.approx(0.3)
   assert math.isnan(m["landmark_ne_right_hem"])
-  assert set(m) >= {"landmark_detected_5px", "landmark_detected_10px"}
+  # Pixels of the bbox resized to 224x224: distances 0.5, 0.1, 0.1, 0 -> 112, 22.4, 22.4, 0 px.
+  assert {k: v for k, v in m.items() if k.startswith("landmark_detected")} == pytest.approx({
+      "landmark_detected_bbox224_5px": 0.25, "landmark_detected_bbox224_23px": 0.75,
+      "landmark_detected_bbox224_112px": 1.0})
+
+
+def test_landmark_metrics_in_the_bbox_frame():
+  """x over the bbox's width, y over its height; visible landmarks outside the bbox left out."""
+  true = np.zeros((2, 8, 2), np.float32)
+  pred = np.zeros((2, 8, 2), np.float32)
+  bbox = np.array([[0.2, 0.1, 0.6, 0.3],    # 0.4 wide, 0.2 high
+                   [0.0, 0.5, 0.5, 1.0]])   # 0.5 x 0.5
+  visibility = np.full((2, 8), 3)
+  true[0, 0], pred[0, 0], visibility[0, 0] = (0.3, 0.2), (0.34, 0.23), 0  # (0.1, 0.15) -> 0.18
+  true[1, 0], pred[1, 0], visibility[1, 0] = (0.25, 0.75), (0.25, 0.80), 0  # (0, 0.1) -> 0.1
+  true[0, 1], pred[0, 1], visibility[0, 1] = (0.7, 0.2), (0.7, 0.2), 0  # outside: not counted
+  true[1, 1], pred[1, 1], visibility[1, 1] = (0.1, 0.6), (0.2, 0.6), 0  # (0.2, 0) -> 0.2
+  m = evaluate.landmark_metrics(pred, true, visibility, bbox)
+  assert m["landmark_ne_left_collar"] == pytest.approx((np.hypot(0.1, 0.15) + 0.1) / 2)
+  assert m["landmark_ne_right_collar"] == pytest.approx(0.2)
+  assert m["landmark_ne"] == pytest.approx(((np.hypot(0.1, 0.15) + 0.1) / 2 + 0.2) / 2)
+  # In the image frame the same errors would be about half as large.
+  _, image_ne = evaluate.landmark_normalized_error(pred, true, visibility)
+  assert image_ne < 0.6 * m["landmark_ne"]
 
 
 def test_landmark_shape_error():

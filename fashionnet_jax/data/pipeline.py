@@ -25,7 +25,9 @@ the network input), 'landmark_visibility' [B,8] int32 (0 visible, 1 occluded,
 2 truncated, 3 unused), 'category' [B] int32 (-1 none), 'attributes' [B,A]
 int8, 'clothes_type' [B] int32, 'item' [B] int32 (-1 none), 'source' [B] int32
 (0 shop, 1 consumer, -1 none), 'crop' [B,4] float32 (x0, y0, x1, y1 of the crop in
-the released image, normalised; evaluation maps landmarks back with it), 'mask' [B] bool.
+the released image, normalised; evaluation maps landmarks back with it), 'mask' [B] bool;
+eval batches also 'bbox' [B,4] float32 (x0, y0, x1, y1 of the ground-truth bbox,
+normalised like 'crop'; the whole image when the dataset has none): landmark NE's frame.
 
 Determinism: an example's augmentation is drawn from (config.seed, epoch,
 example index), a P×K batch's from (config.seed, batch index); batching is

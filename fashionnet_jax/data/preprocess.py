@@ -169,9 +169,14 @@ class LoadEvalExample:
   def __call__(self, index):
     index = int(index)
     if index < 0:
-      return self.preprocess.padding()
+      return dict(self.preprocess.padding(), bbox=np.array([0.0, 0.0, 1.0, 1.0], np.float32))
     record = self.source[index]
-    return self.preprocess(record, None, example_name(record, index))
+    example = self.preprocess(record, None, example_name(record, index))
+    # The ground-truth bbox (x0, y0, x1, y1), normalised like 'crop': the frame
+    # evaluation measures landmark NE in, whatever margin the crop adds.
+    ymin, xmin, ymax, xmax = record.get("bbox", (0.0, 0.0, 1.0, 1.0))
+    example["bbox"] = np.array([xmin, ymin, xmax, ymax], np.float32)
+    return example
 
 
 @dataclasses.dataclass(frozen=True)

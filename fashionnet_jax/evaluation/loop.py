@@ -1,10 +1,11 @@
 """The evaluation loop: run a FashionNet over a split, score it with the paper's protocols.
 
 `category_attribute` (and `category_attribute_fine`): category top-k and attribute
-top-k recall (overall and per type); every dataset with landmarks: normalised error per landmark; `inshop`: the
-query split against the gallery split; `consumer2shop`: the split's consumer
-images against its shop images. Retrieval runs on the accelerator
-(`evaluation.search`). Results go to the metric writer and to `workdir/eval/`
+top-k recall (overall and per type); every dataset with landmarks: normalised error per
+landmark in the ground-truth bbox's frame, as the literature reports it
+(`landmark_scores`); `inshop`: the query split against the gallery split;
+`consumer2shop`: the split's consumer images against its shop images. Retrieval runs on
+the accelerator (`evaluation.search`). Results go to the metric writer and to `workdir/eval/`
 (JSON, a Markdown table beside the paper's numbers, PNG plots).
 
 The loop takes what it needs, not a trainer: `predict(images) -> outputs`, a
@@ -26,7 +27,7 @@ from fashionnet_jax.schema import ATTRIBUTE_TYPES_BY_CONFIG
 _OUTPUT_KEYS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits",
                 "embedding", "embedding_levels")
 _LABEL_KEYS = ("landmarks", "landmark_visibility", "category", "attributes", "item", "source",
-               "crop")
+               "crop", "bbox")
 
 
 def _gather(x):
@@ -67,6 +68,37 @@ def _retrieval(config, query, gallery, mesh) -> dict[str, float]:
   return metrics
 
 
+def landmark_scores(arrays) -> dict[str, float]:
+  """Landmark metrics of collected arrays (pred_landmarks and landmarks in the crop's frame,
+  landmark_visibility, crop, bbox; see data/pipeline.py).
+
+  landmark_ne, landmark_ne_<name> and landmark_detected_bbox224_<t>px in the ground-truth
+  bbox's frame (metrics.landmarks_in_bbox_frame: the released DeepFashion-C / FLD NE), and
+  landmark_ne_image: the same error over x / image width, y / image height (smaller for the
+  same pixel error whenever the garment does not fill the photo; no paper reports it).
+  """
+  pred = transforms.uncrop_landmarks(arrays["pred_landmarks"], arrays["crop"])
+  true = transforms.uncrop_landmarks(arrays["landmarks"], arrays["crop"])
+  visibility = arrays["landmark_visibility"]
+  metrics = metrics_lib.landmark_metrics(pred, true, visibility, arrays["bbox"])
+  metrics["landmark_ne_image"] = metrics_lib.landmark_normalized_error(pred, true, visibility)[1]
+  return metrics
+
+
+def eval_protocol(config) -> dict:
+  """How test images were cropped and where landmarks are scored: kept beside the numbers."""
+  margin, size = config.input.get("crop_margin", 0.1), config.image_size
+  return {
+      "crop": f"ground-truth bbox + {margin:g} of its width / height per side, clipped to "
+              f"the image, resized to {size}x{size}",
+      "crop_margin": margin, "image_size": size,
+      "ne_frame": "ground-truth bbox: x / bbox width, y / bbox height, visible landmarks "
+                  "inside the bbox (landmark_ne_image: x / image width, y / image height)",
+      "detected_frame": f"ground-truth bbox resized to {metrics_lib.BBOX_FRAME_SIZE}x"
+                        f"{metrics_lib.BBOX_FRAME_SIZE} pixels",
+  }
+
+
 def _rows(arrays, keep):
   return {k: v[keep] for k, v in arrays.items()}
 
@@ -93,11 +125,7 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
         arrays["pred_attribute_logits"], arrays["attributes"], attribute_types=types,
         type_names=ATTRIBUTE_TYPES_BY_CONFIG[builder_config]))
   if _has_landmarks(arrays):
-    # NE is measured in the released image's normalised coordinates, not the crop's.
-    metrics.update(metrics_lib.landmark_metrics(
-        transforms.uncrop_landmarks(arrays["pred_landmarks"], arrays["crop"]),
-        transforms.uncrop_landmarks(arrays["landmarks"], arrays["crop"]),
-        arrays["landmark_visibility"]))
+    metrics.update(landmark_scores(arrays))
   metrics["num_examples"] = float(len(arrays["pred_embedding"]))
   return metrics
 
@@ -105,7 +133,8 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
 def evaluate_and_report(config, predict, mesh, workdir, writer, step: int, split=None,
                         folder: str = "eval", extra: dict | None = None) -> dict[str, float]:
   """compute_metrics on `split` (default: the config's eval split), written to `writer`
-  (as `<folder>/<metric>`) and (process 0) to workdir/<folder>/<step>.*."""
+  (as `<folder>/<metric>`) and (process 0) to workdir/<folder>/<step>.*, the JSON with the
+  test-time crop protocol (`eval_protocol`) under "protocol"."""
   builder_config = dataset_builder_config(config)
   if builder_config == "inshop":
     split = "query"
@@ -115,8 +144,8 @@ def evaluate_and_report(config, predict, mesh, workdir, writer, step: int, split
   writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items()
                               if np.isfinite(v)})
   if jax.process_index() == 0:
-    report.write_report(metrics, workdir, step=step, split=split,
-                        dataset=builder_config, folder=folder, extra=extra)
+    report.write_report(metrics, workdir, step=step, split=split, dataset=builder_config,
+                        folder=folder, extra={"protocol": eval_protocol(config), **(extra or {})})
   logging.info("eval step %d: %s", step,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
   return metrics

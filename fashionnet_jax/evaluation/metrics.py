@@ -13,8 +13,9 @@ Every metric takes whole-split arrays (NumPy or jax) and returns fractions in
   `..._<type>_within_type`);
 - retrieval: top-k accuracy = a query is a hit when an image of the same item
   is among its k nearest gallery images (cosine similarity);
-- landmarks: normalised error (NE) over visible landmarks only, and the
-  detected percentage at distance thresholds.
+- landmarks: normalised error (NE) in the ground-truth bbox's frame over
+  visible landmarks only, and the detected percentage at pixel thresholds in
+  that bbox resized to 224x224 (`landmarks_in_bbox_frame`, `landmark_metrics`).
 These are not mmfashion's metrics (best-50 attribute recall, fraction of the
 relevant images retrieved, invisible landmarks counted as zero error).
 
@@ -27,12 +28,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fashionnet_jax.evaluation import search
-from fashionnet_jax.schema import ATTRIBUTE_TYPE_NAMES, LANDMARK_NAMES
+from fashionnet_jax.schema import ATTRIBUTE_TYPE_NAMES, LANDMARK_NAMES, TRUNCATED
 RETRIEVAL_KS = (1, 5, 10, 20, 30, 40, 50)
-# Detected-percentage thresholds: pixels when image sizes are known, else
-# fractions of the image side.
+# Detected percentage: pixel thresholds in the ground-truth bbox resized to
+# BBOX_FRAME_SIZE² pixels, the network input of the released code that reports NE
+# (BBOXRESIZE; see landmarks_in_bbox_frame), so 1 px there is 1/224 of NE's unit.
 PIXEL_THRESHOLDS = (5, 10, 15, 20, 25, 30, 35, 40)
-NORMALIZED_THRESHOLDS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14, 0.16)
+BBOX_FRAME_SIZE = 224
 
 
 def _array(x, name, ndim, dtype=None):
@@ -173,16 +175,64 @@ def _landmark_arrays(pred, true, visibility, name):
   return pred, true, visibility == 0
 
 
-def landmark_normalized_error(pred, true, visibility):
-  """Normalised error: mean L2 distance in (x/width, y/height) coordinates.
+def landmarks_in_bbox_frame(pred, true, visibility, bbox):
+  """Landmarks in the ground-truth bbox's frame, where the literature measures NE.
 
-  Only visible landmarks (visibility 0) count; occluded (1), truncated (2) and
-  unused slots (3) are left out, not scored as zero error.
+  The released code that reports DeepFashion-C / FLD NE crops each image to its
+  ground-truth bbox and resizes it to 224x224 (Liu & Lu, ECCV 2018 workshop,
+  github fdjingyuan/Deep-Fashion-Analysis-ECCV2018: src/dataset.py `BBoxCrop`,
+  `Rescale((224, 224))` under `BBOXRESIZE` in src/conf/whole.py and lm.py, then
+  `LandmarksNormalize` divides by 224; GLE, github suminlee94/GLE_FLD:
+  dataset.py, the same transforms). A landmark is thus scored at
+  ((x - x1) / (x2 - x1), (y - y1) / (y2 - y1)): x over the bbox's width, y over
+  its height, whatever margin our own input crop used. Their `CheckLandmarks`
+  drops a landmark whose ground truth falls outside the bbox ([x1, x2) x
+  [y1, y2)); here it becomes truncated (2), which NE leaves out.
+
+  Args:
+    pred, true: [N, L, 2] (x, y) in one frame of the released image (normalised
+      by its width and height, or pixels; only differences and ratios matter).
+    visibility: [N, L] codes (0 visible, 1 occluded, 2 truncated, 3 unused).
+    bbox: [N, 4] ground-truth (x1, y1, x2, y2) in the same frame.
+
+  Returns:
+    (pred, true, visibility) in the bbox's frame (float32, int).
+  """
+  pred, true, _ = _landmark_arrays(pred, true, visibility, "landmarks_in_bbox_frame")
+  visibility = np.array(visibility)
+  bbox = _array(bbox, "landmarks_in_bbox_frame bbox", 2, np.float32)
+  if bbox.shape != (pred.shape[0], 4):
+    raise ValueError(f"landmarks_in_bbox_frame: bbox must be [{pred.shape[0]}, 4] "
+                     f"(x1, y1, x2, y2), got {bbox.shape}")
+  origin, size = bbox[:, None, :2], bbox[:, None, 2:] - bbox[:, None, :2]
+  flat = np.flatnonzero((size <= 0).any(-1))
+  if flat.size:
+    raise ValueError(f"landmarks_in_bbox_frame: example {flat[0]} has an empty bbox "
+                     f"{bbox[flat[0]].tolist()}")
+  pred, true = (pred - origin) / size, (true - origin) / size
+  # Half-open like CheckLandmarks; the slack absorbs float rounding, far below a pixel.
+  slack = 1e-5
+  outside = ((true < -slack) | (true >= 1.0 - slack)).any(-1)
+  visibility[(visibility == 0) & outside] = TRUNCATED
+  return pred, true, visibility
+
+
+def landmark_normalized_error(pred, true, visibility):
+  """Normalised error: mean L2 distance in the given normalised coordinates.
+
+  The frame is the caller's: `landmarks_in_bbox_frame` gives the literature's
+  (x / bbox width, y / bbox height). Only visible landmarks (visibility 0)
+  count; occluded (1), truncated (2) and unused slots (3) are left out, not
+  scored as zero error. The averaging is the released code's (`Evaluator` /
+  `LandmarkEvaluator.evaluate` in Deep-Fashion-Analysis-ECCV2018 src/utils.py,
+  `Evaluator.evaluate` in GLE_FLD utils.py): per landmark Σ distance / Σ
+  visible over the whole split, then the plain mean over landmarks.
 
   Returns:
     (per_landmark [L], mean): per landmark Σ distance / Σ visible (NaN for a
     landmark never visible), and their mean over the landmarks that have any
-    visible instance (NaN when none has).
+    visible instance (NaN when none has; the released code's mean would be NaN
+    as soon as one landmark is never visible).
   """
   pred, true, visible = _landmark_arrays(pred, true, visibility,
                                          "landmark_normalized_error")
@@ -244,18 +294,24 @@ def attribute_metrics(scores, labels, attribute_types=None, ks=(3, 5),
   return out
 
 
-def landmark_metrics(pred, true, visibility, image_sizes=None, thresholds=None):
-  """landmark_ne, landmark_ne_<name>, landmark_detected_<t>px (or _<t>)."""
+def landmark_metrics(pred, true, visibility, bbox=None, thresholds=PIXEL_THRESHOLDS):
+  """NE and detected percentage in the ground-truth bbox's frame.
+
+  Keys: landmark_ne (mean over landmarks), landmark_ne_<name> (per landmark),
+  landmark_detected_bbox224_<t>px (visible landmarks within t pixels in the
+  bbox resized to 224x224). pred/true/bbox as in `landmarks_in_bbox_frame`;
+  without bbox, pred and true are taken to be in the bbox's frame already.
+  """
+  if bbox is not None:
+    pred, true, visibility = landmarks_in_bbox_frame(pred, true, visibility, bbox)
   per_landmark, mean = landmark_normalized_error(pred, true, visibility)
   names = LANDMARK_NAMES if len(per_landmark) == len(LANDMARK_NAMES) else [
       f"landmark{i}" for i in range(len(per_landmark))]
   out = {"landmark_ne": mean}
   out.update({f"landmark_ne_{n}": float(v) for n, v in zip(names, per_landmark)})
-  if thresholds is None:
-    thresholds = NORMALIZED_THRESHOLDS if image_sizes is None else PIXEL_THRESHOLDS
-  detected = landmark_detected_percentage(pred, true, visibility, thresholds, image_sizes)
-  unit = "" if image_sizes is None else "px"
-  out.update({f"landmark_detected_{t:g}{unit}": float(d)
+  frame = np.full((len(pred), 2), BBOX_FRAME_SIZE)
+  detected = landmark_detected_percentage(pred, true, visibility, thresholds, frame)
+  out.update({f"landmark_detected_bbox{BBOX_FRAME_SIZE}_{t:g}px": float(d)
               for t, d in zip(thresholds, detected)})
   return out
 
