@@ -4,11 +4,13 @@
 dict of `evaluation.metrics.*_metrics` (fractions in [0, 1]) and writes, under
 `workdir/eval/` (validation during model selection: `workdir/eval/validation/`;
 any etils.epath path, gs:// included):
-- `<step>.json`: the metrics plus step, split and dataset; NaN (a landmark
-  never visible, an attribute type without positives) is written as null;
+- `<step>.json`: the metrics plus step, split and dataset (and `extra`, e.g.
+  the eval loop's test-time crop protocol); NaN (a landmark never visible, an
+  attribute type without positives) is written as null;
 - `<step>.md`: one row per metric, ours next to FashionNet's published number
   in the paper's units (category and attributes in %, retrieval as a
-  fraction, NE in normalised units);
+  fraction, NE in the bbox-normalised units), each published number with its
+  source (paper, table, protocol: `SOURCES`);
 - `<step>_retrieval.png`, `<step>_landmark_ne.png`,
   `<step>_landmark_detected.png`: whichever the metrics allow.
 """
@@ -21,9 +23,10 @@ from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fashionnet_jax.schema import FINE_ATTRIBUTE_TYPE_NAMES
+from fashionnet_jax.schema import FINE_ATTRIBUTE_TYPE_NAMES, LANDMARK_NAMES
 
-# FashionNet (Liu et al., CVPR 2016), by builder config; in the paper's units.
+# FashionNet's published numbers, by builder config, in the papers' units; where
+# each comes from is `paper_source`.
 _ATTRIBUTES = {"texture": (37.46, 49.52), "fabric": (39.30, 49.84),
                "shape": (39.47, 48.59), "part": (44.13, 54.02),
                "style": (66.43, 73.16), "": (45.52, 54.61)}
@@ -35,11 +38,40 @@ PAPER_FASHIONNET = {
         **{f"attribute_top5_recall{'_' + t if t else ''}": v[1]
            for t, v in _ATTRIBUTES.items()},
         "landmark_ne": 0.0872,
+        **dict(zip((f"landmark_ne_{n}" for n in LANDMARK_NAMES),
+                   (0.0854, 0.0902, 0.0973, 0.0935, 0.0854, 0.0845, 0.0812, 0.0823))),
     },
     "inshop": {"retrieval_top20": 0.764},
     "consumer2shop": {"retrieval_top20": 0.188},
-    "landmarks": {"landmark_ne": 0.0859},
+    "landmarks": {
+        "landmark_ne": 0.0859,
+        **dict(zip((f"landmark_ne_{n}" for n in LANDMARK_NAMES),
+                   (0.0781, 0.0803, 0.0975, 0.0923, 0.0874, 0.0821, 0.0802, 0.0893))),
+    },
 }
+# Where each published number comes from (paper, table, protocol). What could not
+# be checked against the paper itself is said so, not guessed.
+SOURCES = {
+    "cvpr16": "Liu et al., DeepFashion, CVPR 2016: FashionNet's category and attribute "
+              "results (top-k accuracy; top-k recall with all 1000 attribute scores ranked "
+              "once); table number not checked here",
+    "cvpr16_retrieval": "Liu et al., DeepFashion, CVPR 2016: FashionNet's top-20 retrieval "
+                        "accuracy (In-shop / consumer-to-shop); the figure or table it is "
+                        "read from not checked here",
+    "afgn": "FashionNet as re-evaluated by Wang et al., AFGN (Attentive Fashion Grammar "
+            "Network), CVPR 2018, landmark NE table on DeepFashion-C / FLD: NE in the "
+            "ground-truth bbox frame (x / bbox width, y / bbox height), visible landmarks; "
+            "values as repeated by Lee et al., GLE, ICCVW 2019 (README results); AFGN's "
+            "table number not checked here. The DeepFashion paper itself plots detection "
+            "rates, not NE",
+}
+_LANDMARK_FRAMES = (
+    "Landmarks: `landmark_ne` and `landmark_ne_<name>` are in the ground-truth bbox's frame "
+    "(x / bbox width, y / bbox height, visible landmarks inside the bbox), as the published "
+    "NE; `landmark_ne_image` divides by the image's width and height instead (no paper "
+    "reports it); `landmark_detected_bbox224_<t>px` counts visible landmarks within t "
+    "pixels in the bbox resized to 224x224 (the released NE code's input frame; the "
+    "DeepFashion paper's detection-rate plots are not compared here).")
 _PERCENT_PREFIXES = ("category_", "attribute_", "landmark_detected_")
 _PROTOCOLS = (
     "Attribute recall per type, two protocols that are not comparable: "
@@ -47,6 +79,20 @@ _PROTOCOLS = (
     "recall over that type's positives), the one the paper column matches; "
     "`..._<type>_within_type` ranks only the type's attributes, as later papers "
     "(AFGN; Liu & Lu, ECCV 2018 workshop) report it.")
+
+
+def paper_source(benchmark: str, name: str) -> str | None:
+  """The `SOURCES` key of a published number (None: no published number)."""
+  if name not in PAPER_FASHIONNET.get(benchmark, {}):
+    return None
+  if name.startswith("landmark_ne"):
+    return "afgn"
+  return "cvpr16_retrieval" if name.startswith("retrieval_") else "cvpr16"
+
+
+def _sources_legend(used) -> list[str]:
+  return ["", "Sources of the published numbers:", ""] + [
+      f"- [{key}] {SOURCES[key]}." for key in SOURCES if key in used]
 
 
 def _dataset_key(dataset: str) -> str:
@@ -67,20 +113,33 @@ def _json_value(value):
   return None if math.isnan(value) else value
 
 
+def _published(benchmark, name):
+  """(number in the paper's units, source key), or ('', '')."""
+  theirs = PAPER_FASHIONNET.get(benchmark, {}).get(name)
+  if theirs is None:
+    return "", ""
+  number = f"{theirs:.2f}" if name.startswith(_PERCENT_PREFIXES) else f"{theirs:g}"
+  return number, f"[{paper_source(benchmark, name)}]"
+
+
 def markdown_table(metrics, step, split, dataset) -> str:
-  paper = PAPER_FASHIONNET.get(_dataset_key(dataset), {})
+  benchmark = _dataset_key(dataset)
   lines = [f"# Evaluation: {dataset}, split {split}, step {step}", "",
            "Category, attributes and detected percentage in %; retrieval top-k "
-           "accuracy as a fraction; NE in normalised units. Paper = FashionNet "
-           "(Liu et al., CVPR 2016).", ""]
+           "accuracy as a fraction; NE in normalised units. Published = FashionNet's "
+           "number, its source under the table.", ""]
   if any(name.endswith("_within_type") for name in metrics):
     lines += [_PROTOCOLS, ""]
-  lines += ["| metric | ours | FashionNet (paper) |", "|---|---:|---:|"]
+  if any(name.startswith("landmark_") for name in metrics):
+    lines += [_LANDMARK_FRAMES, ""]
+  lines += ["| metric | ours | FashionNet (published) | source |", "|---|---:|---:|---|"]
+  used = set()
   for name, value in metrics.items():
-    theirs = paper.get(name)
-    if theirs is not None:  # already in the paper's units
-      theirs = f"{theirs:.2f}" if name.startswith(_PERCENT_PREFIXES) else f"{theirs:g}"
-    lines.append(f"| {name} | {_in_paper_units(name, float(value))} | {theirs or ''} |")
+    theirs, source = _published(benchmark, name)
+    used.add(paper_source(benchmark, name))
+    lines.append(f"| {name} | {_in_paper_units(name, float(value))} | {theirs} | {source} |")
+  if used - {None}:
+    lines += _sources_legend(used)
   return "\n".join(lines + _cascade_table(metrics)) + "\n"
 
 
@@ -144,8 +203,14 @@ def _retrieval_plot(points, paper, title, levels=None):
   return fig
 
 
+def _landmark_names(metrics):
+  """The per-landmark NE keys' names (landmark_ne_image is another frame, not a landmark)."""
+  return [n[len("landmark_ne_"):] for n in metrics
+          if n.startswith("landmark_ne_") and n != "landmark_ne_image"]
+
+
 def _landmark_ne_plot(metrics, paper, title):
-  names = [n[len("landmark_ne_"):] for n in metrics if n.startswith("landmark_ne_")]
+  names = _landmark_names(metrics)
   values = [float(metrics[f"landmark_ne_{n}"]) for n in names]
   fig = Figure(figsize=(6, 3.5))
   ax = fig.add_subplot()
@@ -157,22 +222,29 @@ def _landmark_ne_plot(metrics, paper, title):
   if "landmark_ne" in metrics and not math.isnan(float(metrics["landmark_ne"])):
     ax.axhline(float(metrics["landmark_ne"]), color="C0", ls="--", label="ours, mean")
   if "landmark_ne" in paper:
-    ax.axhline(paper["landmark_ne"], color="r", ls=":", label="FashionNet (paper)")
+    ax.axhline(paper["landmark_ne"], color="r", ls=":", label="FashionNet (AFGN's table)")
   ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=7)
-  ax.set(ylabel="normalised error", title=title)
+  ax.set(ylabel="NE (x / bbox width, y / bbox height)", title=title)
   ax.legend(fontsize=8)
   return fig
 
 
-def _detected_plot(points, pixels, title):
+def _detected_plot(points, frame, title):
   fig = Figure(figsize=(5, 3.5))
   ax = fig.add_subplot()
   thresholds, detected = zip(*points)
   ax.plot(thresholds, [100 * d for d in detected], "o-")
-  ax.set(xlabel="distance threshold (" + ("pixels" if pixels else "normalised") + ")",
+  ax.set(xlabel=f"distance threshold (pixels, ground-truth bbox resized to {frame}x{frame})",
          ylabel="detected percentage (%)", ylim=(0, 102), title=title)
   ax.grid(alpha=0.3)
   return fig
+
+
+def _line(value) -> str:
+  """One Markdown line for an `extra` field (a dict, e.g. the protocol, as 'key: value; ...')."""
+  if isinstance(value, dict):
+    return "; ".join(f"{k}: {v}" for k, v in value.items())
+  return str(value)
 
 
 def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
@@ -195,7 +267,7 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
   table = markdown_table(metrics, step, split, dataset)
   if extra:
     title, rest = table.split("\n", 1)
-    table = "\n".join([title, ""] + [f"{k}: {v}" for k, v in extra.items()]) + "\n" + rest
+    table = "\n".join([title, ""] + [f"{k}: {_line(v)}" for k, v in extra.items()]) + "\n" + rest
   written["markdown"].write_text(table)
 
   retrieval = _series(metrics, r"retrieval_top(\d+)")
@@ -203,15 +275,15 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
     written["retrieval_plot"] = out_dir / f"{step}_retrieval.png"
     _save(_retrieval_plot(retrieval, paper, title, cascade_levels(metrics)),
           written["retrieval_plot"])
-  if any(n.startswith("landmark_ne_") for n in metrics):
+  if _landmark_names(metrics):
     written["landmark_ne_plot"] = out_dir / f"{step}_landmark_ne.png"
     _save(_landmark_ne_plot(metrics, paper, title), written["landmark_ne_plot"])
-  for pixels in (True, False):
-    detected = _series(metrics, r"landmark_detected_([\d.]+)" + ("px" if pixels else ""))
-    if detected:
-      written["landmark_detected_plot"] = out_dir / f"{step}_landmark_detected.png"
-      _save(_detected_plot(detected, pixels, title), written["landmark_detected_plot"])
-      break
+  frames = sorted({m.group(1) for n in metrics
+                   if (m := re.fullmatch(r"landmark_detected_bbox(\d+)_.+", n))})
+  for frame in frames[:1]:
+    detected = _series(metrics, rf"landmark_detected_bbox{frame}_([\d.]+)px")
+    written["landmark_detected_plot"] = out_dir / f"{step}_landmark_detected.png"
+    _save(_detected_plot(detected, frame, title), written["landmark_detected_plot"])
   return written
 
 
@@ -233,21 +305,23 @@ TABLE_ROWS = {
 
 def reproduction_table(results: dict) -> str:
   """One Markdown table: {benchmark: final test metrics (or None: not run)} beside the paper."""
-  lines = ["| benchmark | metric | ours | FashionNet (paper) |", "|---|---|---:|---:|"]
+  lines = ["| benchmark | metric | ours | FashionNet (published) | source |",
+           "|---|---|---:|---:|---|"]
+  used = set()
   for benchmark, rows in TABLE_ROWS.items():
     if benchmark not in results:
       continue
     metrics = results[benchmark]
-    paper = PAPER_FASHIONNET.get(benchmark, {})
     for name in rows:
       if metrics is None:
         ours = "not run"
       else:
         value = metrics.get(name)
         ours = "n/a" if value is None else _in_paper_units(name, float(value))
-      theirs = paper.get(name)
-      theirs = "" if theirs is None else (
-        f"{theirs:.2f}" if name.startswith(_PERCENT_PREFIXES) else f"{theirs:g}")
-      lines.append(f"| {benchmark} | {name} | {ours} | {theirs} |")
+      theirs, source = _published(benchmark, name)
+      used.add(paper_source(benchmark, name))
+      lines.append(f"| {benchmark} | {name} | {ours} | {theirs} | {source} |")
+  if used - {None}:
+    lines += _sources_legend(used)
   return "\n".join(lines) + "\n"
 
