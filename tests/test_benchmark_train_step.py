@@ -4,7 +4,7 @@ import json
 import pytest
 from tiny import ROOT, tiny_config
 
-from fashionnet_jax.benchmarks import flops, train_step
+from fashionnet_jax.benchmarks import flops, torch_reference, train_step
 
 TINY_FLAGS = [
     f"--config={ROOT / 'configs' / 'default.py'}", "--config.image_size=32",
@@ -63,8 +63,9 @@ def test_bad_config_is_one_line_error(capsys):
 def test_analytic_flops_match_the_torch_reference_and_resnet50():
   from configs import gpu
   model = gpu.get_config().model
-  # /work/shared/perf/torch_fashionnet_reference.py: 3 * flops_per_image(224).
-  assert flops.train_flops_per_image(model, 224) == 110_241_497_088
+  # The PyTorch reference counts its own network's layers (benchmarks/torch_reference.py).
+  assert flops.train_flops_per_image(model, 224) == 110_241_497_088 == 3 * (
+      torch_reference.flops_per_image(224))
   parts = flops.forward_flops_per_image(model, 224)
   assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
   # ResNet-50's convolutions (trunk + one conv5) are torchvision's 4.09 GMACs.

@@ -5,9 +5,8 @@ from `config.model` (VGG-16 or ResNet-50 backbone, any width multiplier) at a
 given input size; biases, activations, pooling, landmark pooling, normalisation
 and the losses are left out (well under 1% at the paper's size). A train step is
 counted as 3× the forward pass (backward = gradients w.r.t. activations and
-weights, each as costly as the forward), the convention of
-/work/shared/perf/torch_fashionnet_reference.py, whose `flops_per_image` this
-matches for the paper's VGG-16 config: 36.7 GFLOP forward, 110 GFLOP per trained
+weights, each as costly as the forward), the convention of the PyTorch
+reference (benchmarks/torch_reference.py), whose `flops_per_image` this matches for the paper's VGG-16 config: 36.7 GFLOP forward, 110 GFLOP per trained
 image at 224 px.
 
   from fashionnet_jax.benchmarks import flops

@@ -2,11 +2,14 @@
 # The train-step benchmark on one lent H100, in one call of at most 8 minutes.
 #
 # Run from the repository root on the device machine, carrying `.whl`, `.bench_data`
-# and `.bench_ref` (all ignored by git), with the torch reference copied to
-# benchmarks_ext/torch_fashionnet_reference.py:
+# and, optionally, `.bench_ref` (all ignored by git):
 #
-#   bash fashionnet_jax/benchmarks/ab_snapshots.sh v1=cbfb921 v3=e9b7e49   # earlier versions, optional
 #   bash fashionnet_jax/benchmarks/gpu_run.sh        # writes $OUT/{results.jsonl,run.log,torch.json}
+#
+# The PyTorch reference is the project's own (benchmarks/torch_reference.py). To
+# measure earlier versions beside the working tree on the same card, put their code
+# in .bench_ref/NAME first: mkdir -p .bench_ref/v1 && git archive COMMIT fashionnet_jax
+# configs | tar -x -C .bench_ref/v1
 #
 # It installs nothing from the network. The wheels in .whl/ (12 MB: what the
 # device image lacks or holds at another version) were fetched here with
@@ -61,9 +64,9 @@ bench() { bench_in . "$@"; }
 # 1. Ours (the working tree) at batch 128, device-resident: the headline figure.
 bench b128 150 --batch=128
 # 2. The PyTorch reference in the same run: bf16 matmul peak, eager, torch.compile.
-run_within 170 python3 benchmarks_ext/torch_fashionnet_reference.py --batch 128 --steps 20 \
+run_within 170 python3 -m fashionnet_jax.benchmarks.torch_reference --batch 128 --steps 20 \
     --which peak,torch,torch_compile --out "$OUT/torch.json"
-# 3. Earlier versions side by side on this card (.bench_ref/NAME from ab_snapshots.sh),
+# 3. Earlier versions side by side on this card (.bench_ref/NAME, see the header),
 #    oldest first; each row's label is ref_NAME.
 for ref in .bench_ref/*/; do
   [[ -d $ref ]] || continue
