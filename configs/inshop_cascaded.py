@@ -3,14 +3,17 @@ r"""In-shop retrieval with the Hard-Aware Deeply Cascaded embedding (HDC, Yuan e
   python -m fashionnet_jax.main --config=configs/inshop_cascaded.py --workdir=/tmp/fashionnet_inshop_hdc
   python -m fashionnet_jax.main --config=configs/inshop_cascaded.py:gpu --workdir=RUN \
       --config.init_from=vgg16_imagenet.npz        # full size (configs/full_size.py); :tpu too
-  ... --config.loss.cascade.selection=per_level     # the released code's rule instead of the paper's
+  ... --config.loss.cascade.selection=per_level     # the released layer's rule instead of the paper's
 
 Embeddings at pool4, conv5_global and fc7_fusion (models/cascade.py), each
-L2-normalised; level k keeps 1.0 / 0.5 / 0.2 of the batch's pairs, the hardest
-first, of those that level k-1 kept (training/losses.py, cascaded_embedding_loss;
-the released PairFastLoss: contrastive, margin 1 on squared distances, negatives
-x10). The eval JSON has each level's retrieval top-k (`retrieval_<level>_top<k>`)
-beside the concatenation's (`retrieval_top<k>`, what is retrieved with).
+L2-normalised; contrastive pairs, margin 1 on squared distances, hard ratios
+1.0 / 0.5 / 0.2, as the released DeepFashion prototxts set them
+(training/losses.py, cascaded_embedding_loss). "nested" (the paper): level k keeps
+that fraction of the pairs, the hardest first, of those that level k-1 kept;
+"per_level" (the released PairFastLoss layer): every level keeps all positive pairs
+and its own hardest fraction of the negatives. The eval JSON has each level's
+retrieval top-k (`retrieval_<level>_top<k>`) beside the concatenation's
+(`retrieval_top<k>`, what is retrieved with).
 """
 import ml_collections
 
@@ -31,6 +34,5 @@ def cascaded(config):
       kept_fractions=losses.HDC_KEPT_FRACTIONS,
       selection="nested",  # or "per_level" (losses.CASCADE_SELECTIONS)
       pair_loss="contrastive",  # or "triplet" (then margin is the triplet margin)
-      margin=losses.HDC_CONTRASTIVE_MARGIN,
-      negative_factor=losses.HDC_NEGATIVE_FACTOR))
+      margin=losses.HDC_CONTRASTIVE_MARGIN))
   return config

@@ -1,6 +1,6 @@
-"""The Hard-Aware Deeply Cascaded embedding (HDC): the mining rule against a hand-written
-NumPy reference of the released PairFastLoss, the heads, the full-size config, the eval
-keys and the report table."""
+"""The Hard-Aware Deeply Cascaded embedding (HDC): the paper's nested mining rule against a
+hand-written NumPy reference (the released per_level layer: test_hdc_reference.py), the heads,
+the full-size config, the eval keys and the report table."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,9 +23,12 @@ from fashionnet_jax.training.step import abstract_train_state, train_step
 from fashionnet_jax.training.trainer import Trainer
 
 
-def _reference_level_losses(levels, items, fractions, nested, pair_loss, margin, factor):
-  """NumPy, loop by loop as pair_fast_loss_layer.cpp: per level, the pair (or triplet)
-  losses, the hardest int(n·fraction) kept, sum over kept / number of kept with loss > 0."""
+def _reference_level_losses(levels, items, fractions, nested, pair_loss, margin):
+  """NumPy, loop by loop: per level the pair losses (positives d, negatives max(0, m − d),
+  each unordered pair once, positives and negatives as two sets) or the triplet losses; each
+  set keeps its hardest int(n·fraction), of everything (level 0, or not nested) or of what
+  the level before kept ranked by the level before's losses (nested); the level's loss is
+  the sum over kept / the number kept with a loss > 0."""
   b, k, _ = levels.shape
   out, kept_prev, scores_prev = [], None, None
   for level in range(k):
@@ -34,7 +37,7 @@ def _reference_level_losses(levels, items, fractions, nested, pair_loss, margin,
     sets = []  # per set: {candidate: loss}
     if pair_loss == "contrastive":
       pos = {(i, j): d[i, j] for i in range(b) for j in range(i + 1, b) if items[i] == items[j]}
-      neg = {(i, j): factor * max(margin - d[i, j], 0.0) for i in range(b)
+      neg = {(i, j): max(margin - d[i, j], 0.0) for i in range(b)
              for j in range(i + 1, b) if items[i] != items[j]}
       sets = [pos, neg]
     else:
@@ -61,31 +64,46 @@ def _embeddings(seed, b=12, k=3, dim=4):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-@pytest.mark.parametrize("selection", ["nested", "per_level"])
-@pytest.mark.parametrize("pair_loss,margin", [("contrastive", 1.0), ("triplet", 0.5)])
+@pytest.mark.parametrize("selection,pair_loss,margin", [
+    ("nested", "contrastive", 1.0), ("nested", "triplet", 0.5), ("per_level", "triplet", 0.5)])
 def test_mining_rule_matches_numpy_reference(selection, pair_loss, margin):
   items = np.repeat(np.arange(4), 3)  # P=4 items x K=3 images
   levels = _embeddings(0)
   total, per_level = jax.jit(losses.cascaded_embedding_loss, static_argnums=(2, 3, 4))(
-      levels, items, (1.0, 0.5, 0.2), selection, pair_loss, margin, 10.0)
+      levels, items, (1.0, 0.5, 0.2), selection, pair_loss, margin)
   want = _reference_level_losses(levels, items, (1.0, 0.5, 0.2), selection == "nested",
-                                 pair_loss, margin, 10.0)
+                                 pair_loss, margin)
   np.testing.assert_allclose(per_level, want, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(total, want.sum(), rtol=1e-5)
 
 
-def test_nested_and_per_level_differ_and_masked_rows_take_no_part():
+def test_nested_cuts_positives_where_per_level_keeps_them():
+  """Every negative beyond the margin: only positives have a loss. The released layer
+  (per_level) keeps them all at every level; the paper's cascade keeps the hardest."""
   items = np.repeat(np.arange(4), 3)
-  levels = _embeddings(1)
+  x = np.eye(8)[items] + 0.15 * np.random.default_rng(0).normal(size=(12, 8))
+  x = x / np.linalg.norm(x, axis=-1, keepdims=True)
+  levels = np.repeat(x[:, None], 3, axis=1).astype(np.float32)
   loss = jax.jit(losses.cascaded_embedding_loss, static_argnames=("selection",))
   _, nested = loss(levels, items, selection="nested")
   _, per_level = loss(levels, items, selection="per_level")
-  assert nested[0] == per_level[0] and not np.allclose(nested[1:], per_level[1:])
+  want = _reference_level_losses(levels, items, losses.HDC_KEPT_FRACTIONS, True,
+                                 "contrastive", 1.0)
+  np.testing.assert_allclose(nested, want, rtol=1e-5)
+  assert nested[0] < nested[1] < nested[2]
+  np.testing.assert_allclose(per_level, nested[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("selection", losses.CASCADE_SELECTIONS)
+def test_masked_rows_take_no_part(selection):
+  items = np.repeat(np.arange(4), 3)
+  levels = _embeddings(1)
+  loss = jax.jit(losses.cascaded_embedding_loss, static_argnames=("selection",))
   mask = np.arange(12) < 9  # the last item is padding
-  _, masked = loss(levels, items, mask=mask)
-  _, dropped = loss(levels[:9], items[:9])
+  _, masked = loss(levels, items, selection=selection, mask=mask)
+  _, dropped = loss(levels[:9], items[:9], selection=selection)
   np.testing.assert_allclose(masked, dropped, rtol=1e-6)
-  grads = jax.jit(jax.grad(lambda e: losses.cascaded_embedding_loss(e, items)[0]))(levels)
+  grads = jax.jit(jax.grad(lambda e: loss(e, items, selection=selection)[0]))(levels)
   assert np.all(np.isfinite(grads)) and np.any(grads != 0)
 
 

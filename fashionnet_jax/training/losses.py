@@ -161,15 +161,18 @@ def random_triplet_loss(embeddings, item_ids, margin, rng, mask=None):
   return _masked_mean(jax.nn.relu(margin + d_ap - d_an), anchors)
 
 
-# The Hard-Aware Deeply Cascaded embedding (HDC: Yuan, Yang, Zhang, ICCV 2017), as its
-# released Caffe code trains it (caffe_layers/pair_fast_loss_layer.cpp; the three
-# PairFastLoss layers of script/*/HDC_train_deploy.prototxt).
+# The Hard-Aware Deeply Cascaded embedding (HDC: Yuan, Yang, Zhang, ICCV 2017). The released
+# layer is PairFastLoss as PkuRainBow/Hard-Aware-Deeply-Cascaed-Embedding (f96a749) ships it
+# beside its DeepFashion prototxts (model_train/Deep_Fashion/{in_shop,cus_to_shop}): three
+# layers with hard_ratio 1 / 0.5 / 0.2 and margin 1, nothing else set. Its later home,
+# PkuRainBow/HDC.caffe, changed the layer after that: positives cut by hard_ratio too
+# (db96e6c), negatives x `factor` (4b2fde6, default 10), no 1/rank_precision gradient scale
+# (1d45313); it has no DeepFashion prototxt, and none of that is followed here.
 HDC_KEPT_FRACTIONS = (1.0, 0.5, 0.2)  # hard_ratio of the three levels
 HDC_CONTRASTIVE_MARGIN = 1.0  # pair_fast_loss_param margin, on squared distances
-HDC_NEGATIVE_FACTOR = 10.0  # PairFastLossParameter.factor's default: negatives weigh 10x
-# "nested": level k ranks only what level k-1 kept, by level k-1's losses (the paper:
-# each model is trained on the samples the one before it found hard); "per_level": each
-# level ranks every pair by its own loss (the released layer, which sees only its level).
+# "nested": level k ranks only what level k-1 kept, by level k-1's losses (the paper: each
+# model is trained on the samples the one before it found hard); "per_level": the released
+# layer, which sees only its level (pair_fast_loss).
 CASCADE_SELECTIONS = ("nested", "per_level")
 CASCADE_PAIR_LOSSES = ("contrastive", "triplet")
 
@@ -182,10 +185,52 @@ def _hardest(scores, candidates, count):
   return (rank.reshape(scores.shape) < count) & candidates
 
 
-def _contrastive_sets(d, pos, neg, margin, negative_factor):
-  """HDC's pair losses: positives d, negatives factor·max(0, margin − d); each pair once (i < j)."""
+def _kept_count(candidates, fraction):
+  """int(count · hard_ratio) as the layer computes it: a float32 product, truncated."""
+  return jnp.floor(jnp.sum(candidates).astype(jnp.float32) * jnp.float32(fraction))
+
+
+def _triplet_rank_precision(d, pos, neg):
+  """Forward_cpu's triplet_rank_precision: the share of triplets (a, p, n), a ≠ p of one
+  item and n of another, with d(a, n) > d(a, p); 1 when the batch has no triplet."""
+  triplets = pos[:, :, None] & neg[:, None, :]
+  correct = jnp.sum(triplets & (d[:, None, :] > d[:, :, None]))
+  count = jnp.sum(triplets)
+  # The layer divides by 0 when no triplet is ranked right; one right bounds the scale by
+  # the triplet count instead.
+  return jnp.where(count > 0, jnp.maximum(correct, 1) / jnp.maximum(count, 1), 1.0)
+
+
+def pair_fast_loss(d, pos, neg, hard_ratio, margin=HDC_CONTRASTIVE_MARGIN):
+  """One released PairFastLoss layer (Forward_cpu and Backward_cpu of f96a749) on [B, B] d.
+
+  Every positive pair (i < j) is kept, with loss d; negatives have loss max(0, m − d) and
+  the layer lists each of them twice, as (i, j) and as (j, i), of which it keeps the
+  int(2·N_neg·hard_ratio) highest. The value is the sum over what it kept divided by how
+  many of those (copies included) have a loss > 0; 0 when none has. The gradient is the
+  layer's: each kept pair with a loss > 0 pulled (or pushed) once, by the same divisor,
+  times 1 / triplet_rank_precision (the layer's adaptive scale, the share of the batch's
+  triplets ranked right, taken as a constant).
+  """
   upper = jnp.triu(jnp.ones(d.shape, bool), k=1)
-  losses = (jnp.where(pos, d, 0.0), negative_factor * jax.nn.relu(margin - d))
+  positives = jnp.sum(jnp.where(pos & upper, d, 0.0))
+  neg_losses = jnp.where(neg, jax.nn.relu(margin - d), 0.0)
+  scores = jax.lax.stop_gradient(neg_losses)
+  kept = _hardest(scores, neg, _kept_count(neg, hard_ratio))
+  hard = jnp.sum(pos & upper & (d > 0)) + jnp.sum(kept & (scores > 0))
+  hard = jnp.maximum(hard, 1).astype(jnp.float32)
+  value = (positives + jnp.sum(jnp.where(kept, neg_losses, 0.0))) / hard
+  # Backward_cpu walks pair_matrix, where both copies of a pair mark the same (i < j) cell.
+  marked = (kept | kept.T) & upper
+  backward = (positives + jnp.sum(jnp.where(marked, neg_losses, 0.0))) / hard
+  scale = 1.0 / jax.lax.stop_gradient(_triplet_rank_precision(d, pos, neg))
+  return jax.lax.stop_gradient(value) + scale * (backward - jax.lax.stop_gradient(backward))
+
+
+def _contrastive_sets(d, pos, neg, margin):
+  """The paper's contrastive losses: positives d, negatives max(0, m − d); each pair once."""
+  upper = jnp.triu(jnp.ones(d.shape, bool), k=1)
+  losses = (jnp.where(pos, d, 0.0), jax.nn.relu(margin - d))
   return losses, (pos & upper, neg & upper)
 
 
@@ -197,30 +242,40 @@ def _triplet_sets(d, pos, neg, margin):
 
 def cascaded_embedding_loss(levels, item_ids, kept_fractions=HDC_KEPT_FRACTIONS,
                             selection="nested", pair_loss="contrastive",
-                            margin=HDC_CONTRASTIVE_MARGIN,
-                            negative_factor=HDC_NEGATIVE_FACTOR, mask=None):
+                            margin=HDC_CONTRASTIVE_MARGIN, mask=None):
   """HDC's cascaded loss: (sum over levels, [K] per level).
 
   levels: [B, K, D], each level L2-normalised; d = squared Euclidean distance.
-  Level k keeps ⌊kept_fractions[k]·N⌋ of the batch's N candidates, the hardest
-  (highest loss) first: for "contrastive" positive and negative pairs are ranked
-  and counted apart (as the released layer does); for "triplet" the triplets.
-  Which losses rank them is `selection` (CASCADE_SELECTIONS). A level's loss is
-  the sum over what it kept divided by how many of those have a non-zero loss
-  (the released layer's hard_loss / all_hard_cnt); 0 when none has.
+
+  "per_level" with "contrastive" is the released layer at every level
+  (`pair_fast_loss`): all positive pairs, the hardest fraction of the negatives.
+
+  "nested" is the paper's cascade: level 0 keeps ⌊kept_fractions[0]·N⌋ of the batch's N
+  candidates, the hardest first; level k keeps ⌊kept_fractions[k]·N⌋ of what level k-1
+  kept, ranked by level k-1's losses (the paper: a sample reaches the deeper model only
+  when the shallower one found it hard). Positive pairs are cut like negatives: the
+  paper's Fig. 2 trains the first model on all pairs and each next one on the pairs the
+  one before selected, positives and negatives alike. The two are ranked and counted
+  apart (as the released layer does), so that the few positives are not crowded out by
+  the many negatives. Each pair counts once, with no weight between the two sets.
+  "triplet" ranks the batch's triplets instead (per_level: each level its own).
+  A level's loss is the sum over what it kept divided by how many of those have a
+  non-zero loss (the layer's hard_loss / all_hard_cnt); 0 when none has.
   """
   levels = jnp.asarray(levels, jnp.float32)
   pos, neg, _ = _pairs(item_ids, mask)
   kept, previous, per_level = None, None, []
   for k in range(levels.shape[1]):
     d = pairwise_squared_distances(levels[:, k])
+    if pair_loss == "contrastive" and selection == "per_level":
+      per_level.append(pair_fast_loss(d, pos, neg, kept_fractions[k], margin))
+      continue
     if pair_loss == "contrastive":
-      losses, candidates = _contrastive_sets(d, pos, neg, margin, negative_factor)
+      losses, candidates = _contrastive_sets(d, pos, neg, margin)
     else:
       losses, candidates = _triplet_sets(d, pos, neg, margin)
     scores = [jax.lax.stop_gradient(x) for x in losses]
-    fraction = jnp.float32(kept_fractions[k])
-    counts = [jnp.floor(jnp.sum(c) * fraction) for c in candidates]
+    counts = [_kept_count(c, kept_fractions[k]) for c in candidates]
     if selection == "per_level" or kept is None:
       kept = [_hardest(s, c, n) for s, c, n in zip(scores, candidates, counts)]
     else:  # nested: among what level k-1 kept, the hardest by level k-1's losses

@@ -82,7 +82,7 @@ def loss_terms(outputs, batch, aux, loss_config, rng) -> dict[str, jax.Array]:
     c = loss_config.cascade
     terms["triplet"], _ = losses.cascaded_embedding_loss(
         outputs["embedding_levels"], batch["item"], tuple(c.kept_fractions), c.selection,
-        c.pair_loss, float(c.margin), float(c.negative_factor), mask=mask)
+        c.pair_loss, float(c.margin), mask=mask)
   elif loss_config.triplet_mining == "batch_hard":
     terms["triplet"] = losses.batch_hard_triplet_loss(
         outputs["embedding"], batch["item"], loss_config.triplet_margin, mask=mask)
