@@ -36,6 +36,11 @@ def pool_conv5(backbone, conv5):
   return jnp.mean(conv5, axis=(1, 2))
 
 
+def conv5_cells(backbone):
+  """Where the backbone's conv5 cells sit on the input: landmark pooling picks cells by it."""
+  return vgg.CONV5_CELLS if backbone == 'vgg16' else resnet.CONV5_CELLS
+
+
 class Backbone:
   """Which trunk/conv5 to build and how a branch pools conv5 for its fc6."""
 
@@ -90,9 +95,11 @@ class LocalBranch(nnx.Module):
     self.fc6_local = _Dense(num_landmarks * self.conv5.out_channels, fc_dim, dropout_rate, dtype, rngs=rngs)
     self.pooling_window = pooling_window
 
-  def __call__(self, trunk_features, landmarks, visible, *, train=False):
+  def __call__(self, trunk_features, landmarks, visible, *, cells=None, image_size=None, train=False):
+    """cells, image_size: conv5's CellGeometry and the input's (height, width) (landmark_pool)."""
     features = self.conv5(trunk_features, train=train)
-    pooled = landmark_pool(features, landmarks, visible, window=self.pooling_window)
+    pooled = landmark_pool(features, landmarks, visible, window=self.pooling_window,
+                           geometry=cells, image_size=image_size)
     return self.fc6_local(pooled.reshape(pooled.shape[0], -1), train=train)
 
 
@@ -211,7 +218,9 @@ class FashionNet(nnx.Module):
     if self.use_landmark_branch:
       landmarks, visibility_logits = self.pose_branch(x, self.pool, train=train)
       visible = jnp.argmax(visibility_logits, axis=-1) == 0
-      fc6_local = self.local_branch(x, jax.lax.stop_gradient(landmarks), visible, train=train)
+      fc6_local = self.local_branch(x, jax.lax.stop_gradient(landmarks), visible,
+                                    cells=conv5_cells(self.backbone), image_size=images.shape[1:3],
+                                    train=train)
       fused = jnp.concatenate([fc6_global, fc6_local.astype(fc6_global.dtype)], axis=-1)
     else:
       landmarks = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)

@@ -1,22 +1,72 @@
 """Landmark pooling (FashionNet's local branch): max over a window of conv5 cells
-around each landmark, as a gather + max (no dense [B, L, H, W] masks)."""
+around each landmark, as a gather + max (no dense [B, L, H, W] masks).
+
+Which cell holds a landmark comes from where the backbone's conv5 cells sit on
+the input (`CellGeometry`, declared by models/vgg.py and models/resnet.py):
+the cell whose centre is nearest. Landmarks are continuous coordinates of the
+input normalised by its size, pixel-centre convention (pixel p spans [p, p + 1),
+its centre is p + 0.5; data/transforms.py).
+"""
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 
-def landmark_cells(landmarks, height, width):
-  """Cell (row, col) = (floor(y·H), floor(x·W)) of each landmark, clipped into the map.
+class CellGeometry(NamedTuple):
+  """Where a feature map's cells sit on the network input.
 
-  landmarks: [B, L, 2] (x, y) in [0, 1] of the network input; returns two int32 [B, L].
-  x = 1 exactly falls on the last column (clipped), as does anything past the border.
+  Cell j is centred at `offset + stride·j` input pixels in continuous
+  coordinates (pixel p spans [p, p + 1)): the centroid of its receptive field.
+  """
+  stride: float
+  offset: float
+
+
+def cell_geometry(layers):
+  """The CellGeometry at the end of a chain of (kernel, stride, padding_before) layers.
+
+  An output cell i of one layer is centred on input cell `(k - 1)/2 - pad + s·i`
+  (symmetric kernels); composing the chain from the input pixels (stride 1,
+  pixel 0 centred at 0.5) gives the centre of cell 0 and the total stride.
+  """
+  stride, offset = 1, 0.5
+  for kernel, step, pad in layers:
+    offset += stride * ((kernel - 1) / 2 - pad)
+    stride *= step
+  return CellGeometry(float(stride), float(offset))
+
+
+def landmark_cells(landmarks, height, width, geometry=None, image_size=None):
+  """Cell (row, col) of each landmark: the cell whose centre is nearest, clipped into the map.
+
+  Args:
+    landmarks: [B, L, 2] (x, y) in [0, 1] of the network input (continuous, pixel-centre).
+    height, width: the feature map's size in cells.
+    geometry: the map's CellGeometry; None = cells tiling the input evenly
+      ((floor(y·H), floor(x·W)), VGG's cells when the input side is a multiple of 16).
+    image_size: (height, width) of the network input in pixels; needed with `geometry`.
+
+  Returns:
+    Two int32 [B, L]. Anything past the border falls on the nearest edge cell.
   """
   landmarks = jax.lax.stop_gradient(landmarks).astype(jnp.float32)
-  col = jnp.clip(jnp.floor(landmarks[..., 0] * width), 0, width - 1).astype(jnp.int32)
-  row = jnp.clip(jnp.floor(landmarks[..., 1] * height), 0, height - 1).astype(jnp.int32)
+  if geometry is None:
+    col = jnp.floor(landmarks[..., 0] * width)
+    row = jnp.floor(landmarks[..., 1] * height)
+  else:
+    if image_size is None:
+      raise ValueError('landmark_cells: a cell geometry needs the input image_size (height, width)')
+    stride, offset = geometry
+    # Nearest centre: round((u - offset) / stride) with u in input pixels (ties go up).
+    col = jnp.floor((landmarks[..., 0] * image_size[1] - offset) / stride + 0.5)
+    row = jnp.floor((landmarks[..., 1] * image_size[0] - offset) / stride + 0.5)
+  col = jnp.clip(col, 0, width - 1).astype(jnp.int32)
+  row = jnp.clip(row, 0, height - 1).astype(jnp.int32)
   return row, col
 
 
-def landmark_pool(features, landmarks, visible, window=3):
+def landmark_pool(features, landmarks, visible, window=3, geometry=None, image_size=None):
   """Max-pools `features` over a window×window block of cells centred on each landmark.
 
   Args:
@@ -25,6 +75,7 @@ def landmark_pool(features, landmarks, visible, window=3):
       integer cell indices, so no gradient reaches them.
     visible: [B, L] bool; an invisible landmark pools to zeros.
     window: odd window side in cells; cells of the window outside the map are ignored.
+    geometry, image_size: where the cells sit on the input (see `landmark_cells`).
 
   Returns:
     [B, L, C] in the dtype of `features`. Autodiff of gather + max sends each
@@ -34,7 +85,7 @@ def landmark_pool(features, landmarks, visible, window=3):
     raise ValueError(f'landmark_pool: window must be a positive odd number, got {window}')
   b, h, w, c = features.shape
   num_landmarks = landmarks.shape[1]
-  row, col = landmark_cells(landmarks, h, w)
+  row, col = landmark_cells(landmarks, h, w, geometry, image_size)
   offsets = jnp.arange(window, dtype=jnp.int32) - window // 2
   rows = row[:, :, None, None] + offsets[:, None]  # [B, L, k, 1]
   cols = col[:, :, None, None] + offsets[None, :]  # [B, L, 1, k]

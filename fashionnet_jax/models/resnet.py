@@ -4,11 +4,20 @@ the shared trunk (stem + conv2_x..conv4_x = layer1..layer3) and a conv5_x stage
 import jax.numpy as jnp
 from flax import nnx
 
+from fashionnet_jax.models.landmark_pooling import cell_geometry
 from fashionnet_jax.models.vgg import scaled
 
 EXPANSION = 4
 # (stage name, blocks, paper planes, stride of the first block)
 STAGES = (('layer1', 3, 64, 1), ('layer2', 4, 128, 2), ('layer3', 6, 256, 2), ('layer4', 3, 512, 2))
+# Where conv5_x's cells sit on the input: the stem (conv1 7×7/2 pad 3, max pool
+# 3×3/2 pad 1), then each bottleneck's 1×1, 3×3 (the stage's stride, pad 1), 1×1.
+# Symmetric padding centres cell j on pixel index 32·j (continuous 32·j + 0.5),
+# not on 32·j + 16 as cells tiling the input would.
+CONV5_CELLS = cell_geometry(
+    [(7, 2, 3), (3, 2, 1)]
+    + [layer for _, blocks, _, stride in STAGES for i in range(blocks)
+       for layer in ((1, 1, 0), (3, stride if i == 0 else 1, 1), (1, 1, 0))])
 
 
 def conv(in_channels, out_channels, kernel, stride, dtype, rngs):

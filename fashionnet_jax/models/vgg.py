@@ -8,6 +8,7 @@ import numpy as np
 from flax import nnx
 
 from fashionnet_jax.models.activations import relu
+from fashionnet_jax.models.landmark_pooling import cell_geometry
 
 # (layer name, paper output channels); 'pool' = 2×2 max pool, stride 2.
 TRUNK_LAYERS = (
@@ -17,6 +18,11 @@ TRUNK_LAYERS = (
     ('conv4_1', 512), ('conv4_2', 512), ('conv4_3', 512), 'pool',
 )
 CONV5_LAYERS = (('conv5_1', 512), ('conv5_2', 512), ('conv5_3', 512))
+# Where conv5's cells sit on the input ((kernel, stride, padding) of every layer
+# up to conv5_3): stride 16, cell j centred at 16·j + 8 (pixel index 16·j + 7.5).
+CONV5_CELLS = cell_geometry(
+    [(2, 2, 0) if layer == 'pool' else (3, 1, 1) for layer in TRUNK_LAYERS]
+    + [(3, 1, 1)] * len(CONV5_LAYERS))
 # fc6 sees pool5 resampled to this grid (torchvision's AdaptiveAvgPool2d((7, 7))):
 # identity at 224 px, and ImageNet fc6 weights fit at any input size.
 POOL5_GRID = 7
