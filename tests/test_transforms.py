@@ -133,3 +133,97 @@ def test_truncated_jpeg_names_the_example():
   # The header parses; decoding fails lazily inside the resize.
   with pytest.raises(ValueError, match="img/cut.jpg: not a decodable image"):
     transforms.decode_crop_resize(truncated, (0, 0, 1, 1), SIZE, name="img/cut.jpg")
+
+
+# One bright pixel and its label, through crop + resize + flip. The source is
+# 40×30 with the pixel at index (7, 12); the crop is the pixel box [4, 24) × [6, 26),
+# resized to 20 (identity) or 40 (×2): flipped, the pixel lands at index
+# S - 1 - (7 - 4)·S/20 - (S/20 - 1)/2 in x and (12 - 6 + 0.5)·S/20 - 0.5 in y.
+MARK_SOURCE, MARK_PIXEL, MARK_BOX = (40, 30), (7, 12), (4, 6, 24, 26)
+
+
+def _one_pixel_png():
+  pixels = np.zeros(MARK_SOURCE[::-1] + (3,), np.uint8)
+  pixels[MARK_PIXEL[1], MARK_PIXEL[0]] = 255
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, "PNG")
+  return buffer.getvalue()
+
+
+def _bright_centroid(image):
+  """(x, y) pixel index of the brightness centroid (the pixel itself when unresampled)."""
+  weights = image.astype(np.float64).sum(-1)
+  rows, cols = np.indices(weights.shape)
+  return np.array([(weights * cols).sum(), (weights * rows).sum()]) / weights.sum()
+
+
+def _expected_flipped_pixel(size):
+  scale = size / 20
+  x = size - 1 - ((MARK_PIXEL[0] - MARK_BOX[0] + 0.5) * scale - 0.5)
+  y = (MARK_PIXEL[1] - MARK_BOX[1] + 0.5) * scale - 0.5
+  return np.array([x, y])
+
+
+def _mark_record():
+  """The released contract: landmarks are pixel index / (W, H), slot 0 (left collar)."""
+  width, height = MARK_SOURCE
+  landmarks = np.zeros((8, 2), np.float32)
+  landmarks[0] = (MARK_PIXEL[0] / width, MARK_PIXEL[1] / height)
+  visibility = np.array([0] + [3] * 7, np.int32)
+  x0, y0, x1, y1 = MARK_BOX
+  bbox = np.array([y0 / height, x0 / width, y1 / height, x1 / width], np.float32)
+  return {"image": _one_pixel_png(), "bbox": bbox, "landmarks": landmarks,
+          "landmark_visibility": visibility}
+
+
+@pytest.mark.parametrize("size", [20, 40])
+def test_flipped_one_pixel_mark_and_its_label_land_together(size):
+  record = _mark_record()
+  width, height = transforms.image_size(record["image"])
+  assert (width, height) == MARK_SOURCE
+  crop = transforms.bbox_crop(record["bbox"], 0.0)
+  image = transforms.decode_crop_resize(record["image"], crop, size, flip=True)
+  landmarks = transforms.pixel_centres(record["landmarks"], record["landmark_visibility"], width, height)
+  landmarks, visibility = transforms.flip_landmarks(*transforms.crop_landmarks(
+      landmarks, record["landmark_visibility"], crop))
+  seen = _bright_centroid(image)
+  np.testing.assert_allclose(seen, _expected_flipped_pixel(size), atol=0.02)
+  # The left collar became the right collar (slot 1), on the bright pixel.
+  assert visibility[1] == 0 and visibility[0] == 3
+  np.testing.assert_allclose(transforms.pixel_index(landmarks[1] * size), seen, atol=0.05)
+  if size == 20:  # unresampled: the label is the bright pixel's own index
+    assert tuple(np.unravel_index(image.sum(-1).argmax(), image.shape[:2])[::-1]) == tuple(
+        np.round(transforms.pixel_index(landmarks[1] * size)).astype(int))
+
+
+class _FlipRng:
+  """An rng for Preprocess that always flips and draws no jitter."""
+
+  def random(self):
+    return 0.0
+
+  def uniform(self, low, high, size=None):
+    del low, high
+    return np.zeros(size)
+
+
+def test_train_preprocess_flips_a_one_pixel_mark_with_its_label():
+  from fashionnet_jax.data.preprocess import Preprocess
+  size = 40
+  preprocess = Preprocess(image_size=size, num_attributes=4, train=True, crop_margin=0.0,
+                          flip=True)
+  example = preprocess(_mark_record(), _FlipRng(), "one-pixel")
+  seen = _bright_centroid(example["image"])
+  np.testing.assert_allclose(seen, _expected_flipped_pixel(size), atol=0.02)
+  assert example["landmark_visibility"][1] == 0
+  np.testing.assert_allclose(transforms.pixel_index(example["landmarks"][1] * size), seen, atol=0.05)
+
+
+def test_pixel_centres_and_back():
+  landmarks = np.array([[7 / 40, 12 / 30]] + [[0, 0]] * 7, np.float32)
+  visibility = np.array([1] + [3] * 7)
+  centres = transforms.pixel_centres(landmarks, visibility, 40, 30)
+  np.testing.assert_allclose(centres[0], [7.5 / 40, 12.5 / 30], rtol=1e-6)
+  np.testing.assert_array_equal(centres[1:], 0.0)  # unused slots stay (0, 0)
+  np.testing.assert_allclose(transforms.pixel_index(centres[0] * [40, 30]), [7, 12], atol=1e-5)
+  assert transforms.image_size(np.zeros((30, 40, 3), np.uint8)) == (40, 30)

@@ -63,8 +63,11 @@ class Preprocess:
     flip = bool(train and self.flip and rng.random() < 0.5)
 
     if "landmarks" in record:
+      # The record's p / W -> pixel centres (p + 0.5) / W, once (transforms' convention).
+      landmarks = transforms.pixel_centres(record["landmarks"], record["landmark_visibility"],
+                                           *transforms.image_size(record["image"], name))
       landmarks, visibility = transforms.crop_landmarks(
-          record["landmarks"], record["landmark_visibility"], crop)
+          landmarks, record["landmark_visibility"], crop)
     else:
       landmarks = np.zeros((NUM_LANDMARKS, 2), np.float32)
       visibility = np.full((NUM_LANDMARKS,), UNUSED, np.int32)

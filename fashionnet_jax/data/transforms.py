@@ -1,9 +1,21 @@
 """Per-example image and landmark transforms (pure NumPy / PIL, no TF, no JAX).
 
-Geometry convention: a crop is a box (x0, y0, x1, y1) in coordinates normalised
-by the source image's width and height (the same frame as DeepFashion's
-landmarks / (W, H)); after `decode_crop_resize` the crop box is the network
-input, so a landmark maps to `(xy - (x0, y0)) / (x1 - x0, y1 - y0)`.
+Geometry convention: continuous coordinates with pixel centres at half-integers.
+Pixel p (0-based, the index DeepFashion's files write) spans [p, p + 1) and
+its centre is p + 0.5; normalised, x = (p + 0.5) / W. Under this convention
+PIL's `resize(box=...)` and `transpose(FLIP_LEFT_RIGHT)` are exact maps (the
+flip is x -> 1 - x, i.e. pixel p -> W - 1 - p), and models/landmark_pooling's
+cell centres are in it too (VGG's cell j at 16(j + 0.5), pixel index 16j + 7.5).
+The TFDS records keep the released contract (x = p / W, DESIGN.md); the
+pipeline converts once, where a record is read (`pixel_centres`), and
+everything downstream (crop, flip, the network's targets and outputs,
+evaluation) uses the convention. Whatever shows or writes pixels converts back
+(`pixel_index`: x·W - 0.5), so that a written landmark is a released-style
+pixel index.
+
+A crop is a box (x0, y0, x1, y1) in coordinates normalised by the source
+image's width and height; after `decode_crop_resize` the crop box is the
+network input, so a landmark maps to `(xy - (x0, y0)) / (x1 - x0, y1 - y0)`.
 Images stay uint8 until `normalize_batch`, which works on a whole batch at once.
 """
 import io
@@ -21,6 +33,40 @@ _FLIP = np.array(FLIP_PERMUTATION)
 
 # ITU-R 601 luma, the grey used by PIL's ImageEnhance and torchvision.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+# A pixel index p is the continuous coordinate p + PIXEL_CENTRE.
+PIXEL_CENTRE = 0.5
+
+
+def image_size(image, name="image"):
+  """(width, height) of JPEG/PNG bytes (header only, no decode) or of a decoded [H, W, C] array.
+
+  Raises: ValueError naming `name` if the bytes are not an image.
+  """
+  if isinstance(image, np.ndarray):
+    return image.shape[1], image.shape[0]
+  try:
+    with Image.open(io.BytesIO(image)) as img:
+      return img.size
+  except (OSError, ValueError, SyntaxError) as e:
+    raise ValueError(f"{name}: not a decodable image ({e})") from e
+
+
+def pixel_centres(landmarks, visibility, width, height):
+  """A record's landmarks (pixel index / (W, H), as released) -> the pixel-centre convention.
+
+  x = (p + 0.5) / W, y = (q + 0.5) / H for present slots; unused slots (3) stay (0, 0).
+  """
+  landmarks = np.asarray(landmarks, np.float32)
+  present = np.asarray(visibility) != UNUSED
+  shift = np.array([PIXEL_CENTRE / width, PIXEL_CENTRE / height], np.float32)
+  return np.where(present[:, None], landmarks + shift, 0.0).astype(np.float32)
+
+
+def pixel_index(xy):
+  """Continuous pixel coordinates (pixel-centre convention) -> released-style pixel indices."""
+  return np.asarray(xy, np.float32) - PIXEL_CENTRE
 
 
 def bbox_crop(bbox, margins):
@@ -111,7 +157,11 @@ def crop_landmarks(landmarks, visibility, crop):
 
 
 def flip_landmarks(landmarks, visibility):
-  """Horizontal flip: x → 1 - x and left/right slots (and visibilities) swapped."""
+  """Horizontal flip: x → 1 - x and left/right slots (and visibilities) swapped.
+
+  Exact for PIL's FLIP_LEFT_RIGHT (pixel p → W - 1 - p) in the pixel-centre
+  convention of this module; landmarks must be in it (`pixel_centres`).
+  """
   landmarks = np.asarray(landmarks, np.float32)
   visibility = np.asarray(visibility, np.int32)
   present = visibility != UNUSED
@@ -123,8 +173,9 @@ def uncrop_landmarks(landmarks, crop):
   """The inverse of `crop_landmarks`' map: network-input [0, 1] → the released image's frame.
 
   landmarks [..., L, 2] in the crop's frame, crop [..., 4] = (x0, y0, x1, y1)
-  normalised by the image size; returns (x, y) normalised by the image size, as
-  DeepFashion's landmarks / (W, H) (× (W, H) gives pixels).
+  normalised by the image size; returns (x, y) normalised by the image size in
+  the pixel-centre convention (× (W, H) gives continuous pixels, `pixel_index`
+  of those the released-style pixel index).
   """
   landmarks = np.asarray(landmarks, np.float32)
   crop = np.asarray(crop, np.float32)

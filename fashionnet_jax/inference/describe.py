@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from fashionnet_jax import schema
+from fashionnet_jax.data import transforms
 from fashionnet_jax.inference.images import ImageError, landmarks_to_pixels, load_image
 
 
@@ -75,7 +76,8 @@ def describe(outputs: dict, index: int, loaded, labels: LabelSpace, top_k: int,
 
   clothes_type = labels.clothes_type(category_p)
   applies = set(schema.SLOTS_BY_CLOTHES_TYPE.get(clothes_type, range(schema.NUM_LANDMARKS)))
-  xy = landmarks_to_pixels(outputs["landmarks"][index], loaded.crop, loaded.size)
+  # Continuous pixels -> the pixel index the released files write (data/transforms.py).
+  xy = transforms.pixel_index(landmarks_to_pixels(outputs["landmarks"][index], loaded.crop, loaded.size))
   p_visible = _softmax(outputs["visibility_logits"][index])[:, 0]  # index 0: visible
   landmarks = [
       {"name": name, "x": round(float(xy[s, 0]), 2), "y": round(float(xy[s, 1]), 2),

@@ -56,14 +56,17 @@ def draw_prediction(image, record: dict, *, min_side: int = MIN_SIDE) -> Image.I
   photo, scale = _enlarged(open_upright(image), min_side)
   draw = ImageDraw.Draw(photo)
   radius = max(4, round(min(photo.size) / 70))
+  # Pixel indices (as the records write them) of the photo -> of the enlarged photo:
+  # pixel p's centre p + 0.5 scales, so p -> (p + 0.5)·scale - 0.5.
+  enlarge = lambda v: (v + 0.5) * scale - 0.5  # pylint: disable=unnecessary-lambda-assignment
   if record.get("bbox"):
-    x1, y1, x2, y2 = (v * scale for v in record["bbox"])
+    x1, y1, x2, y2 = (enlarge(v) for v in record["bbox"])
     draw.rectangle((x1, y1, x2, y2), outline=BBOX_COLOUR, width=max(2, radius // 2))
   small = _font(max(10, radius * 2))
   for slot, mark in enumerate(record["landmarks"]):
     if not mark["applies"]:
       continue
-    x, y, colour = mark["x"] * scale, mark["y"] * scale, SLOT_COLOURS[slot]
+    x, y, colour = enlarge(mark["x"]), enlarge(mark["y"]), SLOT_COLOURS[slot]
     box = (x - radius, y - radius, x + radius, y + radius)
     if mark["visible"]:
       draw.ellipse(box, fill=colour, outline=(255, 255, 255), width=2)
