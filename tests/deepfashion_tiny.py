@@ -86,6 +86,8 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
     w, h = 48 + 8 * (i % 3), 40 + 8 * (i % 2)
     if photos:
       w, h = Image.open(io.BytesIO(photos[i % len(photos)])).size
+    elif config == "inshop":  # every released In-shop img/ image is 256×256
+      w, h = 256, 256
     status = statuses[i % 3]
     item = f"id_{i // 2:08d}"
     if config == "category_attribute":

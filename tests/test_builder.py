@@ -183,6 +183,19 @@ def test_skip_bad_examples_reports_them(tmp_path):
   assert "list_landmarks.txt:9: clothes_type 1 needs 6" in lines[2]
 
 
+def test_inshop_image_of_another_size_than_released_is_refused(tmp_path):
+  """In-shop's labels are pixels of the 256×256 img/ images: an img_highres/ photo
+  unpacked as img/ is refused naming the file, not read with mis-scaled labels."""
+  truth = tiny.write_benchmark(tmp_path / "manual", "inshop", 6, as_zip=False)
+  name = sorted(truth)[3]
+  (_anno(tmp_path, "inshop", "Img") / name).write_bytes(tiny.jpeg(500, 750, 1))
+  with pytest.raises(DeepFashionFormatError,
+                     match=rf"list_bbox_inshop.txt:\d+: image {name} in .* is 500x750, but the"
+                     r" labels are pixels of the released 256x256 img/ images") as info:
+    build(tmp_path, "inshop", skip_bad_examples=True)  # not a bad example: the folder is wrong
+  assert "\n" not in str(info.value)
+
+
 def test_registered_name_takes_builder_kwargs(tmp_path):
   tiny.write_benchmark(tmp_path / "manual", "landmarks", 9)
   _break_images(tmp_path, "landmarks")

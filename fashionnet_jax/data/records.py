@@ -64,11 +64,26 @@ _BBOX_HEAD = {"category_attribute": 1, "inshop": 3, "consumer2shop": 3,
               "landmarks": 1}  # Columns before x_1.
 
 
-def with_image(ex: dict, images: ImageStore, where: str) -> dict:
+# In-shop's labels are pixels of the released img/ images, all 256×256; the
+# img_highres/ copies of the same photos have other sizes, in which those pixels mean nothing.
+INSHOP_IMAGE_SIZE = (256, 256)
+
+
+def with_image(ex: dict, images: ImageStore, where: str, released_size=None) -> dict:
   """An annotation (name, pixel bbox and landmarks) made a feature dict: the image read,
-  bbox and landmarks normalised by its size. BadExampleError names `where`."""
+  bbox and landmarks normalised by its size. BadExampleError names `where`.
+
+  released_size: (width, height) every image of the benchmark has as released,
+  whose pixels the labels are in; an image of another size is refused
+  (DeepFashionFormatError, not skippable: the whole folder is the wrong one).
+  """
   name, box, marks = ex.pop("name"), ex.pop("bbox"), ex.pop("landmarks")
   image, width, height = images.read(name, where)
+  if released_size is not None and (width, height) != tuple(released_size):
+    raise DeepFashionFormatError(
+        f"{where}: image {name} in {images.source()} is {width}x{height}, but the labels are"
+        f" pixels of the released {released_size[0]}x{released_size[1]} img/ images (img_highres/"
+        " unpacked as img/?): use img.zip or its img/ folder")
   ex.update({
       "image": image,
       "image/filename": name,
@@ -296,7 +311,8 @@ class Benchmark:
   def example(self, rows: dict[str, Row]) -> dict:
     """One image's feature dict; BadExampleError if the row or image is bad."""
     return with_image(self.annotation(rows), self.images,
-                      anno.where(self.files["bbox"].name, rows["bbox"].lineno))
+                      anno.where(self.files["bbox"].name, rows["bbox"].lineno),
+                      INSHOP_IMAGE_SIZE if self.config == "inshop" else None)
 
   def _examples_of(self, rows_iter, split: str, on_bad) -> Iterator:
     for rows in rows_iter:
