@@ -184,7 +184,7 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
 FINE_SPLIT_FILES = {"train": "train", "validation": "val", "test": "test"}
 
 
-def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0):
+def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0, released_list=None):
   """Writes `Category and Attribute Prediction Benchmark/Anno_fine/` (2020) and
   Img/; returns {split: [truth dict per line of <split>.txt]}.
 
@@ -192,6 +192,11 @@ def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0):
   `_cate` (1-based label), `_attr` (26 values, 1 / 0), `_bbox` (x_1 y_1 x_2 y_2)
   and `_landmarks` (`x y` per landmark of the category's clothes type, padded to
   8 with `0 0`; `vis x y` triples with `triples=True`).
+
+  released_list: also write the per-image `list_landmarks.txt` with `vis x y`
+  triples, in "Anno_fine" (with a variation_type column) or "Anno_coarse" (without);
+  its third landmark of every third image sits elsewhere. The truth's visibility
+  of an `x y` pair is the list's where it lists the same position, else occluded (1).
   """
   rng = np.random.default_rng(seed)
   root = pathlib.Path(manual_dir) / records.BENCHMARK_DIRS["category_attribute"]
@@ -203,7 +208,7 @@ def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0):
              [f"{'fine_' + str(k):<21}{1 + k % 6}" for k in range(26)], crlf)
   # Categories of each clothes type: Blouse (upper), Skirt (lower), Dress (full).
   labels = {1: 3, 2: 48, 3: 49}
-  truth, images = {}, {}
+  truth, images, list_rows = {}, {}, []
   for s, (split, stem) in enumerate(FINE_SPLIT_FILES.items()):
     lines = {k: [] for k in ("", "_cate", "_attr", "_bbox", "_landmarks")}
     truth[split] = []
@@ -218,13 +223,22 @@ def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0):
       xy = np.zeros((8, 2), np.float32)
       vis = np.full((8,), 3, np.int8)
       fields = []
+      listed = []
       for j, slot in enumerate(SLOTS[ct]):
         x, y = int(rng.integers(1, w)), int(rng.integers(1, h))
-        v = int(rng.integers(0, 3)) if triples else 0
+        v = int(rng.integers(0, 3))
+        listed.append(f"{v} {x:03d} {y:03d}")
+        if not triples and not released_list:
+          v = 1  # no visibility anywhere: unknown, occluded
         if not triples and j == 1 and k % 4 == 0:  # (0, 0): no position
           x, y, v = 0, 0, 1
+        if released_list and not triples and j == 2 and k % 3 == 0:  # listed elsewhere
+          listed[-1] = f"{v} {x + 1:03d} {y:03d}"
+          v = 1
         xy[slot], vis[slot] = (x, y), v
         fields.append(f"{v} {x} {y}" if triples else f"{x} {y}")
+      variation = "  1" if released_list == "Anno_fine" else ""
+      list_rows.append(f"{name.ljust(60)} {ct}{variation}  " + "  ".join(listed))
       fields += ["0 0 0" if triples else "0 0"] * (8 - len(fields))
       lines[""].append(name)
       lines["_cate"].append(str(labels[ct]))
@@ -238,5 +252,8 @@ def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0):
     for suffix, rows in lines.items():
       a.mkdir(parents=True, exist_ok=True)
       (a / f"{stem}{suffix}.txt").write_bytes("".join(r + eol for r in rows).encode())
+  if released_list:
+    write_list(root / released_list / "list_landmarks.txt",
+               "image_name  clothes_type  landmark_visibility_1 ...", list_rows, crlf)
   write_images(root / "Img", images, as_zip=True)
   return truth

@@ -231,8 +231,12 @@ def test_beam_path_gives_the_same_examples(tmp_path):
 # ------------------------------------------------- Anno_fine (2020 re-release)
 
 
-@pytest.mark.parametrize("layout", [dict(crlf=True), dict(triples=True)])
+@pytest.mark.parametrize("layout", [dict(crlf=True), dict(triples=True),
+                                    dict(released_list="Anno_fine"),
+                                    dict(released_list="Anno_coarse", crlf=True)])
 def test_fine_build_and_read_back(tmp_path, layout):
+  """`x y` pairs take their visibility from the released per-image list where it
+  lists the same position; without one they are occluded (unknown), never visible."""
   truth = tiny.write_fine(tmp_path / "manual", 8, **layout)
   builder = build(tmp_path, FINE)
   got = read_back(tmp_path, FINE)

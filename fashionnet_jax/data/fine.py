@@ -16,12 +16,21 @@ them with `np.loadtxt`):
   visibility). These files hold no image names: line k belongs to line k of
   `<split>.txt`, so the five are read in lockstep and must have as many lines.
 
+Where the `x y` pairs come from: mmfashion's data/prepare_attr_pred.py writes
+`<split>_landmarks.txt` from the per-image `list_landmarks.txt` (`image_name
+clothes_type` then `vis x y` triples) by dropping each triple's visibility digit,
+and its docs/DATA_PREPARATION.md lists a `list_landmarks.txt` inside Anno_fine/.
+So the visibility a pair lacks is read back from the released per-image list:
+`Anno_fine/list_landmarks.txt`, else the coarse `Anno_coarse/` (or `Anno/`)
+`list_landmarks.txt` of the same images, for a landmark whose position there is
+the same. A landmark whose visibility no file gives (no list, image not listed,
+another position) is marked occluded: unknown is never scored as visible (NE),
+nor regressed as a visible position; (0, 0) is no position and is occluded too.
+
 What the examples hold, for the data contract's features: `attributes` keeps
 the coarse meaning (1 positive, -1 negative; fine has no unknown, so 0 becomes
--1); the clothes type comes from the category's `category_type`; without a
-visibility column a landmark is visible, except one at (0, 0), which is no
-position and is supervised as occluded. Rows of `vis x y` triples (6/4/8 or
-8) are read too, with their visibility.
+-1); the clothes type comes from the category's `category_type`. Rows of `vis
+x y` triples (6/4/8 or 8) are read too, with their visibility.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from fashionnet_jax.data.annotations import Row
 from fashionnet_jax.data.images import ImageStore
 from fashionnet_jax.data.records import with_image
 from fashionnet_jax.schema import BENCHMARK_DIRS, NUM_FINE_ATTRIBUTES, NUM_LANDMARKS
-from fashionnet_jax.schema import OCCLUDED, SLOTS_BY_CLOTHES_TYPE, UNUSED, VISIBLE
+from fashionnet_jax.schema import OCCLUDED, SLOTS_BY_CLOTHES_TYPE, UNUSED
 
 CONFIG = "category_attribute_fine"
 ANNO_DIR = "Anno_fine"
@@ -73,8 +82,13 @@ def parse_fine_attributes(path: str, row: Row, num_attributes: int) -> np.ndarra
   return np.where(np.array(tokens) == "1", 1, -1).astype(np.int8)
 
 
-def parse_fine_landmarks(path: str, row: Row, clothes_type: int) -> anno.Landmarks:
-  """`x y` pairs (or `vis x y` triples) in the type's order, maybe padded to 8."""
+def parse_fine_landmarks(path: str, row: Row, clothes_type: int,
+                         released: anno.Landmarks | None = None) -> anno.Landmarks:
+  """`x y` pairs (or `vis x y` triples) in the type's order, maybe padded to 8.
+
+  released: the image's row of the per-image `list_landmarks.txt`, whose
+  visibility a pair at the same position takes; other pairs are occluded (unknown).
+  """
   tokens = anno.split_row(path, row)
   slots = SLOTS_BY_CLOTHES_TYPE[clothes_type]
   if len(tokens) in (2 * len(slots), 2 * NUM_LANDMARKS):
@@ -95,8 +109,11 @@ def parse_fine_landmarks(path: str, row: Row, clothes_type: int) -> anno.Landmar
     if width == 3:
       visibility[slot] = anno.to_int(path, row, values[0],
                                      f"visibility of landmark {i + 1}", (0, 1, 2))
-    else:  # No visibility column: (0, 0) is no position.
-      visibility[slot] = OCCLUDED if x == y == 0 else VISIBLE
+    elif (released is not None and (x, y) != (0, 0) and released.visibility[slot] != UNUSED
+          and tuple(released.xy[slot]) == (x, y)):
+      visibility[slot] = released.visibility[slot]
+    else:  # No visibility anywhere, or (0, 0), which is no position.
+      visibility[slot] = OCCLUDED
     xy[slot] = (x, y)
   return anno.Landmarks(clothes_type, None, xy, visibility)
 
@@ -117,6 +134,7 @@ class FineBenchmark:
           " Anno_fine/; the 1000 coarse attributes are config category_attribute)")
     self.images = ImageStore(self.root / "Img")
     self._clothes_types = None
+    self._released = None
 
   def category_names(self) -> list[str]:
     return [n for n, _ in anno.read_names(self.anno_dir / "list_category_cloth.txt")]
@@ -140,6 +158,34 @@ class FineBenchmark:
                                      f" {bad[0][1]}, expected 1, 2 or 3")
       self._clothes_types = [t for _, t in names]
     return self._clothes_types
+
+  def released_landmarks(self) -> dict[str, anno.Landmarks]:
+    """Image name -> its row of the per-image `list_landmarks.txt` (`vis x y` triples):
+    Anno_fine/'s, else the coarse one; only the names of the fine splits, {} without a list.
+
+    A malformed row leaves that image's visibility unknown (its pairs occluded).
+    """
+    if self._released is None:
+      self._released = {}
+      lists = [self.anno_dir / "list_landmarks.txt"] + [
+          self.root / d / "list_landmarks.txt" for d in ("Anno_coarse", "Anno")]
+      path = next((p for p in lists if p.exists()), None)
+      if path is not None:
+        wanted = {row.text.split(None, 1)[0].decode("utf-8", "replace") for p in
+                  (self.anno_dir / f"{stem}.txt" for stem in SPLIT_FILES.values()) if p.exists()
+                  for row in plain_rows(p)}
+        listing = anno.ListFile(path)
+        for row in listing:
+          name = row.text.split(None, 1)[0].decode("utf-8", "replace")
+          if name not in wanted:
+            continue
+          try:  # with a variation_type column the row has 3 + 3n values, without it 2 + 3n
+            tokens = anno.split_row(listing.name, row)
+            self._released[name] = anno.parse_landmarks(
+                listing.name, row, tokens, has_variation_type=len(tokens) % 3 == 0)
+          except BadExampleError:
+            continue
+    return self._released
 
   def files(self, split: str) -> dict[str, epath.Path]:
     stem = SPLIT_FILES[split]
@@ -174,7 +220,8 @@ class FineBenchmark:
     category = anno.to_int(files["cate"], rows["cate"], label, "category_label",
                            tuple(range(1, len(types) + 1)))
     box = anno.split_row(files["bbox"], rows["bbox"], 4, "x_1 y_1 x_2 y_2")
-    marks = parse_fine_landmarks(files["landmarks"], rows["landmarks"], types[category - 1])
+    marks = parse_fine_landmarks(files["landmarks"], rows["landmarks"], types[category - 1],
+                                 self.released_landmarks().get(name))
     return {"name": name,
             "bbox": anno.parse_bbox(files["bbox"], rows["bbox"], box),
             "landmarks": marks,
