@@ -392,6 +392,8 @@ def test_builds_every_config_from_synthetic_deepfashion(tmp_path):
       np.testing.assert_array_equal(ex["bbox"], twin["bbox"])
       used = twin["landmark_visibility"] != 3
       np.testing.assert_array_equal(ex["landmark_visibility"] != 3, used)
+      # The pairs' visibility, read back from the coarse list_landmarks.txt beside Anno_fine/.
+      np.testing.assert_array_equal(ex["landmark_visibility"], twin["landmark_visibility"])
       np.testing.assert_allclose(ex["landmarks"], twin["landmarks"], atol=1e-6)
       assert ex["attributes"].shape == (26,) and set(ex["attributes"]) <= {1, -1}
       assert 4 <= (ex["attributes"] == 1).sum() <= 6
