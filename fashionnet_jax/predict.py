@@ -10,12 +10,15 @@ Prints one JSON line per image on stdout, in the order given:
    "attributes": [{"name", "type", "probability"}, ...top-k],
    "clothes_type": "upper" | "lower" | "full",
    "landmarks": [{"name", "x", "y", "visible", "probability_visible", "applies"}, x8],
-   "bbox": [x1, y1, x2, y2] | null, "width": W, "height": H}
+   "bbox": [x1, y1, x2, y2] | null, "crop": "bbox" | "whole image", "width": W, "height": H}
 
 Landmark x, y are pixels of the original image. `clothes_type` is the type of the
 most probable category (list_category_cloth.txt); `applies` marks the slots that
 type uses (upper 0,1,2,3,6,7; lower 4,5,6,7; full all), as in the annotations.
-Without --bbox the network sees the whole image. A file that cannot be read is
+With --bbox the network sees the bbox plus the run's eval margin, cropped as
+evaluation crops a dataset image; without, the whole image (`"crop"` says
+which: the rule of `inference.images.crop_rule`, the same in `retrieve` and
+`serve`). A file that cannot be read is
 reported on stderr (one line naming it) and the others are still predicted;
 the exit status is then 1. Usage errors exit with 2.
 """
@@ -27,26 +30,10 @@ import os
 import sys
 from collections.abc import Iterable
 
-import numpy as np
-
 from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
 from fashionnet_jax.errors import exit_on_user_error
+from fashionnet_jax.inference import images
 from fashionnet_jax.inference.describe import predict_files
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-  """'x1,y1,x2,y2' in pixels → floats, with x1 < x2 and y1 < y2."""
-  parts = text.split(",")
-  try:
-    values = tuple(float(p) for p in parts)
-  except ValueError:
-    values = ()
-  if len(values) != 4 or not all(np.isfinite(values)):
-    raise UsageError(f"--bbox {text!r}: expected four numbers x1,y1,x2,y2 (pixels)")
-  x1, y1, x2, y2 = values
-  if not (x1 < x2 and y1 < y2):
-    raise UsageError(f"--bbox {text!r}: need x1 < x2 and y1 < y2")
-  return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,18 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
                       help="images per forward pass (default 32)")
   return parser
-
-
-def _bboxes(args):
-  if not args.bbox:
-    return None
-  boxes = [parse_bbox(b) for b in args.bbox]
-  if len(boxes) == 1:
-    return boxes * len(args.images)
-  if len(boxes) != len(args.images):
-    raise UsageError(f"{len(boxes)} --bbox for {len(args.images)} images: give one for all "
-                     "or one per image")
-  return boxes
 
 
 def visualize_path(out_dir, image_path, taken: set) -> str:
@@ -97,13 +72,13 @@ def run(argv: Iterable[str] | None = None, stdout=None, stderr=None) -> int:
   try:
     if args.top_k < 1 or args.batch_size < 1:
       raise UsageError("--top-k and --batch-size must be >= 1")
-    bboxes = _bboxes(args)
+    bboxes = images.bboxes_for(args.bbox, len(args.images))
     from fashionnet_jax.inference.predictor import CheckpointNotFoundError, Predictor
     try:
       predictor = Predictor(workdir=args.workdir, checkpoint=args.checkpoint)
     except CheckpointNotFoundError as e:
       raise UsageError(str(e)) from None
-  except UsageError as e:
+  except (UsageError, images.BBoxError) as e:
     print(f"{parser.prog}: error: {e}", file=stderr)
     return 2
 

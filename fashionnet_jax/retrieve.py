@@ -1,28 +1,46 @@
 r"""Clothes retrieval over your own gallery: build an embedding index, then query it.
 
   python -m fashionnet_jax.retrieve index --workdir /tmp/fashionnet_inshop \
-      --images /data/gallery --out /tmp/gallery_index
+      --images /data/gallery [--bboxes /data/gallery_bboxes.txt] --out /tmp/gallery_index
+  python -m fashionnet_jax.retrieve index --workdir /tmp/fashionnet_inshop \
+      --from_tfds gallery [--images "MANUAL_DIR/In-shop Clothes Retrieval Benchmark/Img"] \
+      --out /tmp/inshop_gallery
   python -m fashionnet_jax.retrieve query --index /tmp/gallery_index photo.jpg --k 10 \
-      --grid /tmp/results.png
+      [--bbox x1,y1,x2,y2] --grid /tmp/results.png
 
-`index` walks --images recursively, embeds every image (whole image, as
-`predict` without a bbox) `--batch-size` at a time and writes
+Every image is cropped by one rule (`inference.images.crop_rule`, the same in
+`predict` and `serve`): an image with a bbox is cropped exactly as evaluation
+crops a dataset image (the bbox plus the run's `input.crop_margin` per side);
+an image without one is taken whole. `--bboxes FILE` gives the gallery's bboxes:
+a released `list_bbox*.txt` (names relative to --images, e.g. `img/...` with
+--images the benchmark's `Img/`) or plain `image x1 y1 x2 y2` rows (integer
+pixels); gallery images it does not name are taken whole. `--from_tfds SPLIT`
+indexes a split of the run's TFDS dataset with its own bboxes, through the eval
+pipeline itself (`data.pipeline.create_eval_iterator`); its --images, optional,
+is the folder the records' `image/filename` are relative to (for thumbnails
+and --grid).
+
+`index` walks --images recursively, embeds every image `--batch-size` at a time
+and writes
   OUT/embeddings.npy   float32 [N, D], L2-normalised FashionNet embeddings
   OUT/paths.txt        the N image paths, relative to --images, one a line
-  OUT/meta.json        the checkpoint used, the images folder, counts
+  OUT/crops.jsonl      per image: {"crop": "bbox", "bbox": [x1, y1, x2, y2]} or
+                       {"crop": "whole image", "bbox": null}
+  OUT/meta.json        the checkpoint used, the images folder, the bboxes' source, counts
   OUT/skipped.txt      unreadable files and why (reported on stderr too)
 The work is saved in chunks (OUT/chunks/) as it goes: an interrupted run, rerun
-with the same arguments, continues after the last finished chunk.
+with the same arguments, continues after the last finished chunk. A bbox from
+--bboxes that misses its image stops the run with one line naming the file and line.
 
 `query` embeds each query with the index's checkpoint (or --workdir/--checkpoint),
 ranks the gallery by cosine similarity with `evaluation.search.topk_search`
 and prints one JSON line per query:
-  {"query": path, "results": [{"rank": 1, "path": ..., "score": ...}, ...]}
+  {"query": path, "bbox": [x1, y1, x2, y2] | null, "crop": "bbox" | "whole image",
+   "results": [{"rank": 1, "path": ..., "score": ...}, ...]}
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -30,138 +48,23 @@ import sys
 import numpy as np
 
 from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
-from fashionnet_jax.errors import exit_on_user_error
+from fashionnet_jax.errors import FashionNetError, exit_on_user_error, one_line
+from fashionnet_jax.inference import images as images_lib
+from fashionnet_jax.inference.gallery import (build_index, build_tfds_index, embed_files,
+                                              model_identity)
 from fashionnet_jax.inference.index import Index
 from fashionnet_jax.models import embedding_width
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-CHUNKS_DIR = "chunks"
-INDEX_VERSION = 1
 
+def query_index(predictor, index: Index, query_paths, k: int, batch_size: int = 32,
+                bboxes=None):
+  """Yields (path, results or None, error or None, crop kind or None) per query, in order.
 
-def list_images(root: str) -> list[str]:
-  """Image files under `root` (by extension, recursively), relative, sorted."""
-  found = []
-  for folder, dirs, files in os.walk(root):
-    dirs.sort()
-    for name in files:
-      if name.lower().endswith(IMAGE_EXTENSIONS):
-        found.append(os.path.relpath(os.path.join(folder, name), root))
-  return sorted(found)
-
-
-def _model_identity(predictor) -> dict:
-  return {"workdir": os.path.abspath(str(predictor.workdir)), "step": int(predictor.step)}
-
-
-def _chunk_key(paths) -> str:
-  """Names a chunk by its content, so a changed folder never reuses a stale chunk."""
-  return hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
-
-
-def embed_files(predictor, paths, batch_size=32, progress=None):
-  """(embeddings [n, D] of the readable files, their indices, [(index, error)])."""
-  from fashionnet_jax.inference.images import ImageError, load_image
-  rows, kept, errors = [], [], []
-  for start in range(0, len(paths), batch_size):
-    images = []
-    for i in range(start, min(start + batch_size, len(paths))):
-      try:
-        images.append(load_image(paths[i], predictor.image_size).image)
-        kept.append(i)
-      except ImageError as e:
-        errors.append((i, str(e)))
-    if images:
-      rows.append(predictor.predict_uint8(np.stack(images))["embedding"])
-    if progress is not None:
-      progress.update(min(batch_size, len(paths) - start))
-  dim = embedding_width(predictor.config.model)
-  embeddings = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
-  return embeddings.astype(np.float32), kept, errors
-
-
-def _save_chunk(path, embeddings, paths, skipped):
-  """Atomic: a chunk file exists only once it is whole (write, then rename)."""
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, embeddings=embeddings, paths=np.array(paths, dtype=str),
-           skipped=np.array(skipped, dtype=str))
-  os.replace(tmp, path)
-
-
-def build_index(predictor, images_root: str, out: str, *, chunk_size: int = 1024,
-                batch_size: int = 32, log=sys.stderr) -> dict:
-  """Embeds every image under images_root into the index folder `out`; resumable.
-
-  Returns the meta dict (also written to out/meta.json).
+  `bboxes`: per query a pixel bbox or None (`images.crop_rule`: whole image).
   """
-  from tqdm import tqdm
-
-  from fashionnet_jax.evaluation.search import l2_normalize
-
-  if not os.path.isdir(images_root):
-    raise UsageError(f"--images {images_root}: not a folder")
-  identity = _model_identity(predictor)
-  meta_path = os.path.join(out, "meta.json")
-  chunks_dir = os.path.join(out, CHUNKS_DIR)
-  if os.path.exists(meta_path):
-    previous = json.loads(open(meta_path).read())
-    if previous.get("model") != identity:
-      raise UsageError(f"{meta_path}: this index was built with {previous.get('model')}, not "
-                       f"{identity}; choose a new --out")
-    if previous.get("images") != os.path.abspath(images_root):
-      raise UsageError(f"{meta_path}: this index is of {previous.get('images')}, not "
-                       f"{os.path.abspath(images_root)}; choose a new --out")
-  os.makedirs(chunks_dir, exist_ok=True)
-  meta = {"version": INDEX_VERSION, "model": identity,
-          "images": os.path.abspath(images_root), "complete": False}
-  with open(meta_path, "w") as f:
-    json.dump(meta, f, indent=1)
-
-  relative = list_images(images_root)
-  chunks = [relative[i:i + chunk_size] for i in range(0, len(relative), chunk_size)]
-  files = [os.path.join(chunks_dir, f"{n:05d}-{_chunk_key(c)}.npz") for n, c in enumerate(chunks)]
-  done = sum(os.path.exists(f) for f in files)
-  if done:
-    print(f"resuming: {done} of {len(chunks)} chunks already embedded", file=log)
-  # Chunks of an earlier, different listing of the folder are stale.
-  for name in set(os.listdir(chunks_dir)) - {os.path.basename(f) for f in files}:
-    os.remove(os.path.join(chunks_dir, name))
-
-  with tqdm(total=len(relative), unit="img", desc="embedding", file=log,
-            disable=None) as progress:
-    progress.update(sum(len(c) for c, f in zip(chunks, files) if os.path.exists(f)))
-    for chunk, file in zip(chunks, files):
-      if os.path.exists(file):
-        continue
-      absolute = [os.path.join(images_root, p) for p in chunk]
-      embeddings, kept, errors = embed_files(predictor, absolute, batch_size, progress)
-      for _, error in errors:
-        progress.write(f"skipped: {error}", file=log)
-      _save_chunk(file, np.asarray(l2_normalize(embeddings)), [chunk[i] for i in kept],
-                  [f"{chunk[i]}\t{e}" for i, e in errors])
-
-  parts = [np.load(f) for f in files]
-  dim = embedding_width(predictor.config.model)
-  embeddings = (np.concatenate([p["embeddings"] for p in parts]) if parts
-                else np.zeros((0, dim), np.float32))
-  paths = [str(p) for part in parts for p in part["paths"]]
-  skipped = [str(s) for part in parts for s in part["skipped"]]
-  np.save(os.path.join(out, "embeddings.npy"), embeddings.astype(np.float32))
-  with open(os.path.join(out, "paths.txt"), "w") as f:
-    f.writelines(p + "\n" for p in paths)
-  with open(os.path.join(out, "skipped.txt"), "w") as f:
-    f.writelines(s + "\n" for s in skipped)
-  meta.update(complete=True, num_images=len(paths), num_skipped=len(skipped),
-              embedding_dim=int(embeddings.shape[1]), image_size=int(predictor.image_size))
-  with open(meta_path, "w") as f:
-    json.dump(meta, f, indent=1)
-  return meta
-
-
-def query_index(predictor, index: Index, query_paths, k: int, batch_size: int = 32):
-  """Yields (path, results or None, error or None) per query, in order."""
   from fashionnet_jax.evaluation.search import topk_search
-  embeddings, kept, errors = embed_files(predictor, list(query_paths), batch_size)
+  embeddings, kept, errors, kinds = embed_files(predictor, list(query_paths), batch_size,
+                                                bboxes=bboxes)
   errors = dict(errors)
   results = {}
   if kept:
@@ -171,8 +74,9 @@ def query_index(predictor, index: Index, query_paths, k: int, batch_size: int = 
     for row, i in enumerate(kept):
       results[i] = [{"rank": r + 1, "path": index.paths[j], "score": float(s)}
                     for r, (s, j) in enumerate(zip(scores[row], indices[row]))]
+  kinds = dict(zip(kept, kinds))
   for i, path in enumerate(query_paths):
-    yield path, results.get(i), errors.get(i)
+    yield path, results.get(i), errors.get(i), kinds.get(i)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
   index = sub.add_parser("index", help="embed every image under a folder (resumable)")
   add_model_arguments(index)
-  index.add_argument("--images", required=True, help="gallery folder, walked recursively")
+  index.add_argument("--images", help="gallery folder, walked recursively (with --from_tfds: "
+                     "optional, the folder the records' image/filename are relative to, "
+                     "for thumbnails and grids)")
+  crops = index.add_mutually_exclusive_group()
+  crops.add_argument("--bboxes", metavar="FILE",
+                     help="bboxes to crop by as evaluation does: a released list_bbox*.txt or "
+                          "`image x1 y1 x2 y2` rows, names relative to --images (images it "
+                          "does not name: whole image)")
+  crops.add_argument("--from_tfds", "--from-tfds", dest="from_tfds", metavar="SPLIT",
+                     help="index SPLIT of the run's TFDS dataset (e.g. gallery) with its own "
+                          "bboxes, through the eval pipeline (in batches of the run's "
+                          "eval_batch_size)")
   index.add_argument("--out", required=True, help="index folder to write (or resume)")
   index.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int, default=1024,
                      help="images saved per chunk: the unit of resumption (default 1024)")
@@ -192,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
   query.add_argument("--index", required=True, help="folder written by `retrieve index`")
   query.add_argument("--k", type=int, default=10, help="results per query (default 10)")
   query.add_argument("--grid", metavar="OUT.png", help="draw queries beside their results")
+  query.add_argument("--bbox", action="append", metavar="x1,y1,x2,y2",
+                     help="query bounding box in pixels; once for all queries or once per "
+                          "query, in order (default: the whole image)")
   model = query.add_mutually_exclusive_group()
   model.add_argument("--workdir", help="override the index's run (must be the same model)")
   model.add_argument("--checkpoint", help="override the index's checkpoint")
@@ -210,16 +128,25 @@ def _predictor(workdir=None, checkpoint=None):
 def _run_index(args, stdout, stderr) -> int:
   if args.chunk_size < 1 or args.batch_size < 1:
     raise UsageError("--chunk-size and --batch-size must be >= 1")
+  if not args.images and not args.from_tfds:
+    raise UsageError("give --images FOLDER (or --from_tfds SPLIT)")
   predictor = _predictor(args.workdir, args.checkpoint)
   try:
-    meta = build_index(predictor, args.images, args.out, chunk_size=args.chunk_size,
-                       batch_size=args.batch_size, log=stderr)
+    if args.from_tfds:
+      meta = build_tfds_index(predictor, args.from_tfds, args.out, images_root=args.images,
+                              chunk_size=args.chunk_size, log=stderr)
+    else:
+      meta = build_index(predictor, args.images, args.out, bboxes=args.bboxes,
+                         chunk_size=args.chunk_size, batch_size=args.batch_size, log=stderr)
   except KeyboardInterrupt:
     print(f"interrupted: rerun the same command to continue {args.out}", file=stderr)
     return 130
-  print(f"indexed {meta['num_images']} images into {args.out}; "
-        f"{meta['num_skipped']} unreadable skipped (listed in {args.out}/skipped.txt)",
-        file=stderr)
+  print(f"indexed {meta['num_images']} images into {args.out} ({meta['num_cropped']} cropped "
+        f"by their bbox, {meta['num_whole']} whole); {meta['num_skipped']} unreadable skipped "
+        f"(listed in {args.out}/skipped.txt)", file=stderr)
+  if meta.get("unmatched_bboxes"):
+    print(f"note: {meta['unmatched_bboxes']} rows of {args.bboxes} name no image under "
+          f"{args.images}", file=stderr)
   return 0  # skipping unreadable files is the documented behaviour, and reported
 
 
@@ -229,7 +156,7 @@ def _run_query(args, stdout, stderr) -> int:
   index = Index(args.index)
   if args.workdir or args.checkpoint:
     predictor = _predictor(args.workdir, args.checkpoint)
-    if _model_identity(predictor) != index.meta["model"]:
+    if model_identity(predictor) != index.meta["model"]:
       print(f"warning: the index was built with {index.meta['model']}; its embeddings may not "
             "be comparable with this model's", file=stderr)
   else:
@@ -237,16 +164,21 @@ def _run_query(args, stdout, stderr) -> int:
     predictor = _predictor(checkpoint=os.path.join(model["workdir"], "checkpoints",
                                                    str(model["step"])))
   index.check_width(embedding_width(predictor.config.model))
+  bboxes = images_lib.bboxes_for(args.bbox, len(args.images))
   failed, rows = 0, []
-  for path, results, error in query_index(predictor, index, args.images, args.k,
-                                          args.batch_size):
+  for i, (path, results, error, kind) in enumerate(query_index(
+      predictor, index, args.images, args.k, args.batch_size, bboxes)):
     if error is not None:
       print(f"error: {error}", file=stderr, flush=True)
       failed += 1
       continue
-    print(json.dumps({"query": path, "results": results}), file=stdout, flush=True)
+    bbox = None if bboxes is None else [float(v) for v in bboxes[i]]
+    print(json.dumps({"query": path, "bbox": bbox, "crop": kind, "results": results}),
+          file=stdout, flush=True)
     rows.append((path, [(index.absolute(r["path"]), r["path"], r["score"]) for r in results]))
-  if args.grid and rows:
+  if args.grid and rows and index.meta.get("images") is None:
+    print(f"warning: no --grid: {args.index} was built from TFDS without --images", file=stderr)
+  elif args.grid and rows:
     from fashionnet_jax.inference import visualize
     os.makedirs(os.path.dirname(os.path.abspath(args.grid)), exist_ok=True)
     visualize.draw_retrieval_grid(rows).save(args.grid)
@@ -262,8 +194,8 @@ def run(argv=None, stdout=None, stderr=None) -> int:
     if args.command == "index":
       return _run_index(args, stdout, stderr)
     return _run_query(args, stdout, stderr)
-  except UsageError as e:
-    print(f"{parser.prog} {args.command}: error: {e}", file=stderr)
+  except FashionNetError as e:  # usage, a bad bbox file or bbox
+    print(f"{parser.prog} {args.command}: error: {one_line(e)}", file=stderr)
     return 2
 
 

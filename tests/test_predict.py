@@ -212,3 +212,27 @@ def test_help(capsys):
   with pytest.raises(SystemExit) as exit_info:
     predict.build_parser().parse_args(["--help"])
   assert exit_info.value.code == 0 and "--visualize" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("overhang", [0, 7])
+def test_bbox_crop_is_the_eval_pipelines_crop(predictor, photos, overhang):
+  """Issue 21 item 4: a file with its pixel bbox reaches the network exactly as evaluation
+  feeds its TFDS record (bbox normalised and clipped by the builder, float32, eval margin),
+  also for a bbox that ends past the border as a few released ones do; records say which
+  crop they used."""
+  from fashionnet_jax.data import annotations as anno
+  from fashionnet_jax.data.preprocess import Preprocess
+  from fashionnet_jax.inference.images import crop_margin, load_image
+  path = photos["good"][1]
+  width, height = Image.open(path).size
+  box = (width // 3, height // 4, width - 2 + overhang, height - 2 + overhang)
+  record = {"image": path.read_bytes(),  # what the builder stores: bytes as released ...
+            "bbox": np.asarray(anno.normalized_bbox(box, width, height), np.float32)}  # ... BBox
+  margin = crop_margin(predictor.config)
+  expected = Preprocess(predictor.image_size, 12, train=False, crop_margin=margin)(record)
+  loaded = load_image(path, predictor.image_size, box, margin)
+  np.testing.assert_array_equal(loaded.image, expected["image"])
+  np.testing.assert_array_equal(loaded.crop, expected["crop"])
+  [(_, boxed, _), (_, whole, _)] = describe.predict_files(predictor, [str(path)] * 2, [box, None])
+  assert (boxed["crop"], boxed["bbox"]) == ("bbox", list(box))
+  assert (whole["crop"], whole["bbox"]) == ("whole image", None)

@@ -322,3 +322,37 @@ def test_the_page_reports_a_bad_file(browser, server, tmp_path):
   browser.find_element(By.ID, "file").send_keys(str(bad))
   WebDriverWait(browser, 30).until(lambda b: "not an image" in b.find_element(By.ID, "status").text)
   assert "error" in browser.find_element(By.ID, "status").get_attribute("class")
+
+
+def test_a_bbox_field_crops_as_predict_does_and_answers_say_which_crop(client, service, gallery):
+  """Issue 21 item 4: serve's /v1/predict and /v1/retrieve with a `bbox` field answer what
+  `predict` and `retrieve query` answer for the same crop; without one, the whole image."""
+  from fashionnet_jax import retrieve
+  from fashionnet_jax.inference import describe
+  path = gallery / "synthetic_1.jpg"
+  width, height = Image.open(path).size
+  box = (width // 4, height // 5, width - 3, height - 2)
+  text = ",".join(map(str, box))
+  record = upload(client, path, bbox=text, top_k=3).json()
+  [(_, expected, error)] = describe.predict_files(service.predictor, [str(path)], [box], top_k=3)
+  assert error is None
+  expected["image"] = path.name
+  assert (record["crop"], record["bbox"]) == ("bbox", list(box))
+  for key in ("category", "attributes"):
+    assert [c["name"] for c in record[key]] == [c["name"] for c in expected[key]]
+    np.testing.assert_allclose([c["probability"] for c in record[key]],
+                               [c["probability"] for c in expected[key]], atol=1e-4)
+  np.testing.assert_allclose([[m["x"], m["y"]] for m in record["landmarks"]],
+                             [[m["x"], m["y"]] for m in expected["landmarks"]], atol=0.05)
+  assert upload(client, path).json()["crop"] == "whole image"
+
+  found = upload(client, path, route="/v1/retrieve", bbox=text, k=3).json()
+  assert (found["crop"], found["bbox"]) == ("bbox", list(box))
+  [(_, results, _, kind)] = retrieve.query_index(service.predictor, service.index, [str(path)], 3,
+                                                 bboxes=[box])
+  assert kind == "bbox" and [r["path"] for r in found["results"]] == [r["path"] for r in results]
+  np.testing.assert_allclose([r["score"] for r in found["results"]],
+                             [r["score"] for r in results], atol=1e-4)
+  whole = upload(client, path, route="/v1/retrieve", k=3).json()
+  assert (whole["crop"], whole["bbox"]) == ("whole image", None)
+  assert whole["results"][0]["path"] == path.name  # the gallery holds it whole

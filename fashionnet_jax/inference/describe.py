@@ -91,6 +91,7 @@ def describe(outputs: dict, index: int, loaded, labels: LabelSpace, top_k: int,
       "clothes_type": schema.CLOTHES_TYPE_NAMES[clothes_type - 1] if clothes_type else None,
       "landmarks": landmarks,
       "bbox": None if bbox is None else [float(v) for v in bbox],
+      "crop": loaded.crop_kind,  # inference.images.crop_rule: "bbox" or "whole image"
       "width": loaded.size[0],
       "height": loaded.size[1],
   }

@@ -2,7 +2,11 @@
 
   INDEX/embeddings.npy  float32 [N, D], L2-normalised
   INDEX/paths.txt       the N image paths, relative to meta["images"]
-  INDEX/meta.json       the checkpoint used, the images folder, counts
+  INDEX/crops.jsonl     per image, what the network saw: {"crop": "bbox", "bbox": [x1, y1,
+                        x2, y2]} (pixels) or {"crop": "whole image", "bbox": null}
+  INDEX/meta.json       the checkpoint used, the images folder, where the bboxes came from, counts
+
+`read_bbox_file` reads the bboxes `retrieve index --bboxes` crops by.
 """
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import json
 import os
 
 import numpy as np
+from etils import epath
 
 from fashionnet_jax.cli import UsageError
+from fashionnet_jax.data import annotations as anno
 
 
 class GalleryIndexError(UsageError):
@@ -19,7 +25,7 @@ class GalleryIndexError(UsageError):
 
 
 class Index:
-  """A finished index folder: embeddings [N, D], relative paths, meta."""
+  """A finished index folder: embeddings [N, D], relative paths, crops, meta."""
 
   def __init__(self, folder: str):
     meta_path = os.path.join(folder, "meta.json")
@@ -35,6 +41,14 @@ class Index:
     if len(self.paths) != len(self.embeddings):
       raise GalleryIndexError(f"{folder}/paths.txt: {len(self.paths)} paths for "
                               f"{len(self.embeddings)} embeddings")
+    crops_path = os.path.join(folder, "crops.jsonl")
+    self.crops = None  # indexes written before crops.jsonl: every image whole
+    if os.path.exists(crops_path):
+      with open(crops_path) as f:
+        self.crops = [json.loads(line) for line in f]
+      if len(self.crops) != len(self.paths):
+        raise GalleryIndexError(f"{crops_path}: {len(self.crops)} crops for "
+                                f"{len(self.paths)} paths")
 
   def check_width(self, width: int) -> None:
     """The querying model's embedding must have the index's width."""
@@ -43,5 +57,55 @@ class Index:
           f"--index {self.folder}: its embeddings have {self.embeddings.shape[1]} dimensions, "
           f"this model's {width}: rebuild the index with this model")
 
-  def absolute(self, relative: str) -> str:
-    return os.path.join(self.meta["images"], relative)
+  def absolute(self, relative: str) -> str | None:
+    """The image file of an entry; None for a TFDS split indexed without --images."""
+    images = self.meta.get("images")
+    return os.path.join(images, relative) if images else None
+
+
+def read_bbox_file(path) -> dict[str, tuple[tuple[int, int, int, int], str]]:
+  """image name → (pixel bbox (x1, y1, x2, y2), "file:line") from a bbox file.
+
+  Two formats, told apart by line 1:
+  - a released `list_bbox*.txt`: line 1 the count, line 2 the column names, then
+    `image_name [other columns] x_1 y_1 x_2 y_2` (the last four columns are the bbox:
+    Category and FLD have none between, In-shop and Consumer-to-shop two);
+  - plain rows `image x1 y1 x2 y2`, integer pixels (blank lines and `#` lines skipped).
+  Names are paths relative to the folder indexed (the released files' `img/...`
+  are relative to the benchmark's `Img/`). Rows go through the annotation parsers
+  of the TFDS build (`data.annotations`).
+
+  Raises:
+    DeepFashionFormatError: one line naming the file and line (malformed row, bad
+      count line, a name given twice, a name escaping the folder).
+  """
+  name = os.fspath(path)
+  try:
+    with epath.Path(path).open("rb") as f:
+      first = f.readline().strip()
+  except OSError as e:
+    raise anno.DeepFashionFormatError(f"{name}: cannot read the bbox file ({e})") from None
+  released = first.isdigit()
+  rows = iter(anno.ListFile(path)) if released else _plain_rows(path)
+  boxes = {}
+  for row in rows:
+    tokens = anno.split_row(name, row, None if released else 5, "image x1 y1 x2 y2")
+    if len(tokens) < 5:
+      raise anno.BadExampleError(
+          f"{anno.where(name, row.lineno)}: expected image_name ... x_1 y_1 x_2 y_2, got "
+          f"{len(tokens)} columns")
+    image = anno.image_name(name, row).replace("\\", "/")
+    box = anno.parse_bbox(name, row, tokens[-4:])
+    if image in boxes:
+      raise anno.BadExampleError(f"{anno.where(name, row.lineno)}: image {image} already has a "
+                                 f"bbox at {boxes[image][1]}")
+    boxes[image] = (box, anno.where(name, row.lineno))
+  return boxes
+
+
+def _plain_rows(path):
+  with epath.Path(path).open("rb") as f:
+    for lineno, raw in enumerate(f, 1):
+      text = raw.strip()
+      if text and not text.startswith(b"#"):
+        yield anno.Row(lineno, text)

@@ -3,9 +3,14 @@
   GET  /                       the page (static/: upload or drop a photo, draw a bbox)
   POST /v1/predict             multipart `image`, optional `bbox=x1,y1,x2,y2`, `top_k`
                                -> the record one line of `predict` prints
-  POST /v1/retrieve            `image`, optional `bbox`, `k` -> {"query", "results": [...]}
+  POST /v1/retrieve            `image`, optional `bbox`, `k`
+                               -> {"query", "bbox", "crop", "results": [...]}
   GET  /v1/gallery/N/thumbnail a JPEG of index entry N (entries are named by number only)
   GET  /v1/info, /healthz      what is loaded; liveness
+
+Without a `bbox` the network sees the whole upload, with one the bbox plus the
+run's eval margin (`inference.images.crop_rule`, as `predict` and `retrieve`);
+both answers say which in `"crop"`: "bbox" or "whole image".
 
 Every error is a 4xx/5xx with one line of JSON, {"error": "..."}: 400 not an
 image / truncated / empty / no `image` field, 413 a body or an image over the
@@ -82,8 +87,9 @@ def create_app(service, *, max_body_bytes: int = 10 * 2**20):
       raise ApiError(404, "no gallery index loaded (start the server with --index)")
     form = await _form(request)
     k = _field(parse_int, "k", form.get("k"), min(10, service.max_k), 1, service.max_k)
-    loaded, outputs, _ = await _run(service, form)
-    return {"query": loaded.path, "results": service.rank(outputs, k)}
+    loaded, outputs, bbox = await _run(service, form)
+    return {"query": loaded.path, "bbox": None if bbox is None else [float(v) for v in bbox],
+            "crop": loaded.crop_kind, "results": service.rank(outputs, k)}
 
   @app.get("/v1/gallery/{number}/thumbnail")
   async def thumbnail(number: str):

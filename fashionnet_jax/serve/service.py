@@ -1,10 +1,12 @@
 """Predict and retrieve on uploaded image bytes, through the micro-batcher (no HTTP here).
 
-`Service(predictor, index=None, ...)` owns the batcher; `predict(data, name,
-bbox, top_k)` returns the record `python -m fashionnet_jax.predict` prints for
-one image; `retrieve(data, name, bbox, k)` ranks the index's gallery by cosine
-similarity; `thumbnail(number)` is a small JPEG of gallery entry `number`: the
-client names entries only by number, so no client path reaches the filesystem.
+`Service(predictor, index=None, ...)` owns the batcher; `load(data, name,
+bbox)` crops an upload by `inference.images.crop_rule` (the bbox plus the eval
+margin, or the whole image without one: the rule of `predict` and `retrieve`);
+`record` is the record `python -m fashionnet_jax.predict` prints for one image;
+`rank` orders the index's gallery by cosine similarity; `thumbnail(number)` is a
+small JPEG of gallery entry `number`: the client names entries only by number,
+so no client path reaches the filesystem.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from PIL import Image, ImageOps
 
 from fashionnet_jax.errors import FashionNetError
 from fashionnet_jax.inference.describe import LabelSpace, describe
-from fashionnet_jax.inference.images import load_image_bytes
+from fashionnet_jax.inference import images
 from fashionnet_jax.serve.batcher import MicroBatcher, buckets
 
 THUMBNAIL_SIDE = 192
@@ -27,18 +29,13 @@ class RequestError(FashionNetError, ValueError):
 
 
 def parse_bbox(text: str | None):
-  """'x1,y1,x2,y2' in pixels → four floats with x1 < x2, y1 < y2 (None for '' or None)."""
+  """The `bbox` field, 'x1,y1,x2,y2' in pixels → four floats (None for '' or None: whole image)."""
   if text is None or not text.strip():
     return None
   try:
-    values = tuple(float(v) for v in text.split(","))
-  except ValueError:
-    values = ()
-  if len(values) != 4 or not all(np.isfinite(values)):
-    raise RequestError(f"bbox {text!r}: expected four numbers x1,y1,x2,y2 (pixels)")
-  if not (values[0] < values[2] and values[1] < values[3]):
-    raise RequestError(f"bbox {text!r}: need x1 < x2 and y1 < y2")
-  return values
+    return images.parse_bbox(text)
+  except images.BBoxError as e:
+    raise RequestError(str(e)) from None
 
 
 def parse_int(name: str, text, default: int, low: int, high: int) -> int:
@@ -65,7 +62,7 @@ class Service:
     config = predictor.config
     self.labels = LabelSpace(predictor.labels, int(config.model.num_categories),
                              int(config.model.num_attributes))
-    self.crop_margin = float(config.input.get("crop_margin", 0.1))
+    self.crop_margin = images.crop_margin(config)
     self.max_top_k = len(self.labels.categories)
     self.max_k = min(max_k, len(index.paths)) if index is not None else 0
     size = predictor.image_size
@@ -90,7 +87,7 @@ class Service:
 
   def load(self, data: bytes, name: str, bbox=None):
     """Decodes and resizes one upload (CPU work: run it off the event loop)."""
-    return load_image_bytes(data, name, self.predictor.image_size, bbox, self.crop_margin,
+    return images.load_image_bytes(data, name, self.predictor.image_size, bbox, self.crop_margin,
                             self.max_pixels)
 
   def submit(self, loaded):
@@ -119,8 +116,11 @@ class Service:
     return self._thumbnail(number)
 
   def _make_thumbnail(self, number: int) -> bytes | None:
+    path = self.index.absolute(self.index.paths[number])
+    if path is None:  # an index of a TFDS split built without --images
+      return None
     try:
-      with Image.open(self.index.absolute(self.index.paths[number])) as img:
+      with Image.open(path) as img:
         img = ImageOps.exif_transpose(img.convert("RGB"))
         img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         out = io.BytesIO()
