@@ -51,7 +51,7 @@ from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
 from fashionnet_jax.errors import FashionNetError, exit_on_user_error, one_line
 from fashionnet_jax.inference import images as images_lib
 from fashionnet_jax.inference.gallery import (build_index, build_tfds_index, embed_files,
-                                              model_identity)
+                                              same_model)
 from fashionnet_jax.inference.index import Index
 from fashionnet_jax.models import embedding_width
 
@@ -156,13 +156,13 @@ def _run_query(args, stdout, stderr) -> int:
   index = Index(args.index)
   if args.workdir or args.checkpoint:
     predictor = _predictor(args.workdir, args.checkpoint)
-    if model_identity(predictor) != index.meta["model"]:
+    if not same_model(predictor, index.meta["model"]):
       print(f"warning: the index was built with {index.meta['model']}; its embeddings may not "
             "be comparable with this model's", file=stderr)
   else:
     model = index.meta["model"]
-    predictor = _predictor(checkpoint=os.path.join(model["workdir"], "checkpoints",
-                                                   str(model["step"])))
+    predictor = _predictor(checkpoint=model.get("checkpoint") or os.path.join(
+        model["workdir"], "checkpoints", str(model["step"])))
   index.check_width(embedding_width(predictor.config.model))
   bboxes = images_lib.bboxes_for(args.bbox, len(args.images))
   failed, rows = 0, []

@@ -97,3 +97,28 @@ def test_mode_evaluate_reproduces_the_runs_own_test_numbers(selected_run, tmp_pa
       assert again[key] == value, key
     else:
       assert again[key] == pytest.approx(value, rel=1e-6, abs=1e-7, nan_ok=True), key
+
+
+def test_a_retrieval_index_of_the_run_queries_with_the_selected_step(selected_run, tmp_path):
+  import io
+
+  from PIL import Image
+
+  from fashionnet_jax import retrieve
+  _, workdir, _ = selected_run
+  gallery = tmp_path / "gallery"
+  gallery.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    Image.fromarray(rng.integers(0, 255, (40, 30, 3), np.uint8)).save(gallery / f"{i}.png")
+  out, err = io.StringIO(), io.StringIO()
+  assert retrieve.run(["index", "--workdir", str(workdir), "--images", str(gallery), "--out",
+                       str(tmp_path / "index")], stdout=out, stderr=err) == 0, err.getvalue()
+  model = json.loads((tmp_path / "index" / "meta.json").read_text())["model"]
+  assert model["step"] == 2 and model["checkpoint"].endswith("best/2")
+  # With no --workdir, query loads the index's own model: best/2 (checkpoints/2 is pruned).
+  out, err = io.StringIO(), io.StringIO()
+  assert retrieve.run(["query", "--index", str(tmp_path / "index"), str(gallery / "0.png"),
+                       "--k", "1"], stdout=out, stderr=err) == 0, err.getvalue()
+  assert json.loads(out.getvalue().splitlines()[0])["results"][0]["path"] == "0.png"
+  assert "may not be comparable" not in err.getvalue()

@@ -46,7 +46,18 @@ def list_images(root: str) -> list[str]:
 
 
 def model_identity(predictor) -> dict:
-  return {"workdir": os.path.abspath(str(predictor.workdir)), "step": int(predictor.step)}
+  """The model an index was built with: its run, step and the step folder it was read from
+  (checkpoints/ or best/: the step chosen on validation, which checkpoints/ may have pruned)."""
+  return {"workdir": os.path.abspath(str(predictor.workdir)), "step": int(predictor.step),
+          "checkpoint": os.path.abspath(str(predictor.checkpoint))}
+
+
+def same_model(predictor, identity: dict) -> bool:
+  """Whether `predictor` is the model of `identity` (an index's meta["model"]; indexes
+  written before "checkpoint" was recorded are matched by run and step)."""
+  ours = model_identity(predictor)
+  return all(ours[k] == identity.get(k, ours[k]) for k in ours) and all(
+      k in identity for k in ("workdir", "step"))
 
 
 def _chunk_key(lines) -> str:

@@ -49,6 +49,7 @@ class Predictor:
     run = load_run(workdir, step, folder)
     self.workdir, self.config, self.step = run.workdir, run.config, run.step
     self.selection = run.selection  # best/'s metadata when this is the step chosen on validation
+    self.checkpoint = run.workdir / run.folder / str(run.step)  # the step folder it loaded
     self.describe = run.describe
     logging.info("Loaded %s.", run.describe())
     self.labels = labels_lib.load(workdir)

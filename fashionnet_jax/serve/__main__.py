@@ -53,6 +53,7 @@ def main(argv=None):
                      "--max-wait-ms >= 0")
   import uvicorn
 
+  from fashionnet_jax.inference.gallery import same_model
   from fashionnet_jax.inference.index import Index
   from fashionnet_jax.inference.predictor import Predictor
   from fashionnet_jax.models import embedding_width
@@ -62,7 +63,7 @@ def main(argv=None):
   predictor = Predictor(workdir=args.workdir, checkpoint=args.checkpoint)
   if index is not None:
     index.check_width(embedding_width(predictor.config.model))
-  if index is not None and index.meta.get("model", {}).get("step") != predictor.step:
+  if index is not None and not same_model(predictor, index.meta.get("model", {})):
     print(f"warning: the index was built with {index.meta.get('model')}; its embeddings may not "
           "be comparable with this model's", file=sys.stderr)
   print(f"compiling batch sizes {Service.buckets_for(args.max_batch)} ...", file=sys.stderr,
@@ -71,7 +72,7 @@ def main(argv=None):
                     queue_size=args.queue_size, max_pixels=args.max_pixels,
                     top_k=args.top_k).start()
   app = create_app(service, max_body_bytes=int(args.max_body_mb * 2**20))
-  print(f"serving step {predictor.step} on http://{args.host}:{args.port}/", file=sys.stderr,
+  print(f"serving {predictor.describe()} on http://{args.host}:{args.port}/", file=sys.stderr,
         flush=True)
   try:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
