@@ -130,6 +130,8 @@ def demo_config():
   config.optimizer.step_factor = 0.1
   config.optimizer.grad_clip_norm = 10.0
   config.optimizer.lr_multipliers = {}  # per group, e.g. {"heads": 10.0}
+  # x the rate of every parameter that init_from's weights did not fill (full_size: 10).
+  config.optimizer.new_layer_lr_multiplier = 1.0
 
   # The paper's iterative strategy: (1) the pose branch as main task (large landmark
   # and visibility weights, small others), (2) category, attribute and triplet with

@@ -9,6 +9,9 @@ Full size (configs/full_size.py; torchvision's resnet50 weights, converted):
 
   python -m fashionnet_jax.main --config=configs/resnet50.py:gpu --workdir=RUN \
       --config.init_from=resnet50_imagenet.npz
+
+ResNet-50 has no fc6/fc7: fc6_global, fc6_pose and fc7_pose start at random and, like
+every layer the weight file does not fill, learn at the new-layer rate (10x).
 """
 from configs import default
 

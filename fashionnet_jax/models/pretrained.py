@@ -11,8 +11,13 @@ conv1_1, `fold_keras_preprocessing`). Two steps:
      'layer4/2/bn3/mean'. `save_converted` writes them as one .npz.
   2. `load_pretrained(model, path, backbone)` places them into a FashionNet:
      trunk convs into `trunk`, conv5 (last stage) into all three branches, VGG
-     fc6 into fc6_global and fc6_pose, fc7 into fc7_pose and fc7_fusion where
-     shapes fit (fc layers whose shape differs are skipped with a logged note).
+     fc6 into fc6_global and fc6_pose, fc7 into fc7_pose where shapes fit (fc
+     layers whose shape differs are skipped with a logged note). It returns what
+     it wrote: the layers it did not fill are new, and learn at the new-layer rate
+     (training/optim.py). fc7_fusion is always new: FashionNet's takes fc6_global ⊕
+     fc6_local (4096 + 1024 inputs), which ImageNet's fc7 cannot fill, so the
+     ablation without the landmark branch, whose fc7_fusion fc7 would fit, starts it
+     at random too: the two arms differ only in the branch.
 
 The command line is `python -m fashionnet_jax.weights` (no download anywhere).
 """
@@ -239,8 +244,8 @@ def _targets(name):
     return [('trunk', head, 'blocks') + parts[1:]], False
   if head == 'fc6':
     return [('global_branch', 'fc6_global', 'fc', leaf), ('pose_branch', 'fc6_pose', 'fc', leaf)], True
-  if head == 'fc7':
-    return [('pose_branch', 'fc7_pose', 'fc', leaf), ('fusion', 'fc7_fusion', 'fc', leaf)], True
+  if head == 'fc7':  # not fc7_fusion (module doc)
+    return [('pose_branch', 'fc7_pose', 'fc', leaf)], True
   return [('trunk',) + parts], False
 
 
@@ -249,8 +254,9 @@ def load_pretrained(model, path, backbone=None):
 
   Raises WeightImportError listing every conv/BatchNorm tensor whose shape does not
   match the model (e.g. width_multiplier != 1) or that the model lacks; fc layers
-  whose shape differs (fc6_dim != 4096, fc7_fusion's 4096+1024 input) are skipped
-  with a logged note. Returns the list of model paths written.
+  whose shape differs (fc6_dim != 4096) are skipped with a logged note. Returns the
+  list of model paths written (parameters and BatchNorm statistics): every parameter
+  not in it keeps its random initialisation.
   """
   backbone = backbone or getattr(model, 'backbone', None)
   if getattr(model, 'backbone', backbone) != backbone:

@@ -38,8 +38,9 @@ _RETRIEVAL = ("retrieval_top1", "retrieval_top5", "retrieval_top20", "retrieval_
 _CATEGORY = ("category_top1", "category_top3", "category_top5")
 _ATTRIBUTES = ("attribute_top3_recall", "attribute_top5_recall",
                r"attribute_top5_recall_[a-z]+")  # per type, the paper's protocol
-_NO_LANDMARKS = Variant("no_landmarks", "configs/no_landmarks.py",
-                        full_size=("configs/default.py", {"model.use_landmark_branch": False}))
+# default.py without the landmark branch, demo and full size: the arms differ only in the
+# branch (the same stages, and fc7_fusion at random in both; configs/no_landmarks.py).
+_NO_LANDMARKS = Variant("no_landmarks", "configs/no_landmarks.py")
 # Tiny widths and images (tests/tiny.py's): two variants in well under 3 minutes on 2 cores.
 _TINY = {
     "image_size": 32, "batch_size": 8, "eval_batch_size": 16, "model.width_multiplier": 1 / 16,

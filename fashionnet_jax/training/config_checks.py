@@ -69,6 +69,7 @@ _BOUNDS = {
     "optimizer.warmup_steps": (0, None, True, True),
     "optimizer.step_factor": (0.0, 1.0, False, True),
     "optimizer.grad_clip_norm": (0.0, None, True, True),  # 0: no clipping
+    "optimizer.new_layer_lr_multiplier": (0.0, None, False, True),
 }
 
 

@@ -8,6 +8,10 @@ masked before the optimiser as well (they do not count in the clipping norm), an
 a frozen group's optimiser state is left exactly as it was (`hold_state_when_frozen`):
 AdamW's step count does not advance under it, SGD's weight decay does not
 accumulate into its momentum, so a group unfrozen later resumes where it stopped.
+
+Fine-tuning's new layers: the parameters that `init_from` did not fill (the
+Trainer passes the ones it did, `pretrained`) learn at
+`config.optimizer.new_layer_lr_multiplier` x the rate; the rest at 1x.
 """
 from __future__ import annotations
 
@@ -94,24 +98,32 @@ def param_labels(params):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def scale_by_layer(multipliers: dict[str, float]) -> optax.GradientTransformation:
-  """Multiplies the updates of parameters under 'group/layer' by its multiplier.
+def _path_name(path) -> str:
+  """'pose_branch/fc6_pose/fc/kernel': a parameter's path as the weight loader names it."""
+  return "/".join(str(getattr(p, "key", p)) for p in path)
+
+
+def scale_by_layer(inner: optax.GradientTransformation,
+                   multiplier_of) -> optax.GradientTransformation:
+  """`inner`, with each parameter's update multiplied by `multiplier_of(path name)`.
 
   After SGD (with momentum) or AdamW (with its decoupled decay) the update is
-  linear in the learning rate, so this is the layer's learning rate × m.
+  linear in the learning rate, so this is the parameter's learning rate x m. The
+  state is `inner`'s own, with no level added: which layers are new (known only
+  once the weight file is read) never changes the optimiser state's structure, so
+  a checkpoint restores into the state of any make_optimizer of the same config.
   """
 
   def update(updates, state, params=None):
-    del params
+    updates, state = inner.update(updates, state, params)
 
     def scale(path, u):
-      names = [getattr(p, "key", str(p)) for p in path]
-      m = multipliers.get("/".join(map(str, names[:2])), 1.0)
+      m = multiplier_of(_path_name(path))
       return u if m == 1.0 else u * jnp.asarray(m, u.dtype)
 
     return jax.tree_util.tree_map_with_path(scale, updates), state
 
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+  return optax.GradientTransformation(inner.init, update)
 
 
 def _split_multipliers(multipliers):
@@ -128,25 +140,36 @@ def _split_multipliers(multipliers):
   return groups, layers
 
 
-def make_optimizer(config, total_steps: int) -> optax.GradientTransformationExtraArgs:
+def make_optimizer(config, total_steps: int, pretrained: frozenset[str] | None = None
+                   ) -> optax.GradientTransformationExtraArgs:
   """update(grads, state, params, group_mask=[len(GROUPS)]) -> (updates, state).
 
-  `config.optimizer.lr_multipliers` scales the learning rate of a group
-  ('heads') or of one layer ('pose_branch/landmarks'): new layers learn faster
-  than the ImageNet-initialised ones around them.
+  `pretrained`: the parameters (path names, 'trunk/conv1_1/kernel') that
+  `config.init_from` filled, as the Trainer found them when it loaded the file.
+  Every other parameter started at random and learns at
+  `config.optimizer.new_layer_lr_multiplier` x its rate (fine-tuning's new layers,
+  whatever the backbone: ResNet-50's fc6/fc7 too). None (no weight file: the demo,
+  init_from='scratch'): no layer is newer than another, none is multiplied.
+  `config.optimizer.lr_multipliers` scales a group ('heads') or one layer
+  ('pose_branch/landmarks') on top. The state's structure depends on neither.
   """
   opt = config.optimizer
   schedule = learning_rate_schedule(opt, total_steps)
   group_multipliers, layer_multipliers = _split_multipliers(
       dict(opt.get("lr_multipliers", None) or {}))
+  new_layer = float(opt.get("new_layer_lr_multiplier", 1.0))  # > 0: config_checks
+  scales_new = pretrained is not None and new_layer != 1.0
+
+  def multiplier_of(name):
+    m = layer_multipliers.get("/".join(name.split("/")[:2]), 1.0)
+    return m * new_layer if scales_new and name not in pretrained else m
 
   def group_tx(group):
     m = group_multipliers.get(group, 1.0)
     lr = schedule if m == 1.0 else (lambda step: m * schedule(step))
-    layers = {k: v for k, v in layer_multipliers.items() if k.startswith(group + "/")}
     base = _base(opt, lr)
-    if layers:
-      base = optax.chain(base, scale_by_layer(layers))
+    if scales_new or any(k.startswith(group + "/") for k in layer_multipliers):
+      base = scale_by_layer(base, multiplier_of)
     return optax.chain(hold_state_when_frozen(base, group), scale_by_group(group))
 
   parts = [optax.partition({g: scale_by_group(g) for g in GROUPS}, param_labels)]
@@ -154,6 +177,11 @@ def make_optimizer(config, total_steps: int) -> optax.GradientTransformationExtr
     parts.append(optax.clip_by_global_norm(float(opt.grad_clip_norm)))
   parts.append(optax.partition({g: group_tx(g) for g in GROUPS}, param_labels))
   return optax.chain(*parts)
+
+
+def param_names(params) -> frozenset[str]:
+  """The path names of every parameter in `params` (a pure dict)."""
+  return frozenset(_path_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0])
 
 
 def global_norm(tree) -> jax.Array:

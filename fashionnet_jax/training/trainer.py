@@ -2,7 +2,8 @@
 
 `Trainer(config, workdir)` validates the config, lays the (data, model) mesh,
 creates the sharded train state in one compiled program (with `init_from`
-weights when the config names them), the stage arrays and the jitted train
+weights when the config names them), the optimiser (the parameters those weights
+did not fill learn at the new-layer rate), the stage arrays and the jitted train
 step. `train.py` runs the loop over it; benchmarks and the HLO audit build it
 to measure the exact step that training runs.
 """
@@ -25,7 +26,8 @@ from fashionnet_jax.training import losses
 from fashionnet_jax.training.checkpointing import abstract_like
 from fashionnet_jax.training.config_checks import (INIT_FROM_SCRATCH, check_init_from,
                                                    validate_config)
-from fashionnet_jax.training.optim import learning_rate_schedule, make_optimizer
+from fashionnet_jax.training.optim import (learning_rate_schedule, make_optimizer,
+                                           param_names)
 from fashionnet_jax.training.runs import is_run, load_run, model_fn
 from fashionnet_jax.training.schedule import Schedule
 from fashionnet_jax.training.step import abstract_train_state, create_train_state, jit_train_step
@@ -46,7 +48,8 @@ def attribute_loss_weights(config):
 
 
 def _variables_from_run(workdir, params, model_state):
-  """A FashionNet run's latest variables, wherever path and shape match ours.
+  """A FashionNet run's latest variables, wherever path and shape match ours, and the
+  path names of the parameters copied.
 
   Fine-tuning one benchmark from another: a layer whose shape differs (another
   number of attributes) or that the other run lacks keeps its initialisation.
@@ -54,35 +57,51 @@ def _variables_from_run(workdir, params, model_state):
   run = load_run(workdir)
   source = dict(params=traverse_util.flatten_dict(jax.device_get(run.params)),
                 model_state=traverse_util.flatten_dict(jax.device_get(run.model_state)))
-  out, kept, skipped = [], 0, []
+  out, copied, skipped = [], [], []
   for name, tree in (("params", params), ("model_state", model_state)):
     flat = traverse_util.flatten_dict(tree)
     for path, value in flat.items():
       theirs = source[name].get(path)
       if theirs is not None and np.shape(theirs) == np.shape(value):
-        flat[path], kept = np.asarray(theirs, np.asarray(value).dtype), kept + 1
+        flat[path] = np.asarray(theirs, np.asarray(value).dtype)
+        copied.append((name, "/".join(map(str, path))))
       else:
         skipped.append("/".join(map(str, path)))
     out.append(traverse_util.unflatten_dict(flat))
   logging.info("init_from %s (step %d): %d tensors copied, %d kept their initialisation%s",
-               workdir, run.step, kept, len(skipped),
+               workdir, run.step, len(copied), len(skipped),
                f" ({', '.join(skipped[:8])}{', ...' if len(skipped) > 8 else ''})" if skipped else "")
-  return out
+  return out, frozenset(path for name, path in copied if name == "params")
 
 
-def _load_pretrained(trainer, config):
-  """Overwrites the initial variables from config.init_from: converted ImageNet weights
-  (every tensor the conversion wrote, BatchNorm statistics included) or a FashionNet
-  run's workdir (its latest checkpoint). The optimiser starts afresh."""
-  state = jax.device_get(trainer.state)
+def _load_pretrained(config, graphdef, state, tx, shardings):
+  """The initial state with its variables overwritten from config.init_from, and the
+  path names of the parameters it filled.
+
+  config.init_from is converted ImageNet weights (every tensor the conversion
+  wrote, BatchNorm statistics included) or a FashionNet run's workdir (its latest
+  checkpoint). The optimiser starts afresh.
+  """
+  state = jax.device_get(state)
   if is_run(config.init_from):
-    params, model_state = _variables_from_run(config.init_from, state.params, state.model_state)
+    (params, model_state), filled = _variables_from_run(config.init_from, state.params,
+                                                        state.model_state)
   else:
-    model = merge_model(trainer.graphdef, state.params, state.model_state)
-    pretrained.load_pretrained(model, config.init_from, config.model.backbone)
+    model = merge_model(graphdef, state.params, state.model_state)
+    written = pretrained.load_pretrained(model, config.init_from, config.model.backbone)
     _, params, model_state = split_model(model)
-  state = state.replace(params=params, model_state=model_state, opt_state=trainer.tx.init(params))
-  return jax.device_put(state, trainer.state_shardings)
+    filled = param_names(params) & frozenset(written)  # BatchNorm statistics are not parameters
+  state = state.replace(params=params, model_state=model_state, opt_state=tx.init(params))
+  return jax.device_put(state, shardings), filled
+
+
+def _log_new_layers(config, params, filled):
+  new = param_names(params) - filled
+  layers = sorted({"/".join(name.split("/")[:2]) for name in new})
+  logging.info("init_from filled %d of %d parameters; the layers it left at random learn at "
+               "%gx (config.optimizer.new_layer_lr_multiplier): %s", len(filled),
+               len(filled) + len(new), float(config.optimizer.get("new_layer_lr_multiplier", 1.0)),
+               ", ".join(layers) or "none")
 
 
 class Trainer:
@@ -100,14 +119,23 @@ class Trainer:
     sharding.check_batch_size(int(config.batch_size), self.mesh)
     self.schedule = Schedule(config.stages, config.num_rounds)
     seed = int(config.seed)
-    self.tx = make_optimizer(config, self.schedule.total_steps)
-    self.lr_schedule = learning_rate_schedule(config.optimizer, self.schedule.total_steps)
+    total = self.schedule.total_steps
+    # The state's structure does not depend on which layers are new (optim.scale_by_layer),
+    # so it is created before the weight file says which they are.
+    tx = make_optimizer(config, total)
+    self.lr_schedule = learning_rate_schedule(config.optimizer, total)
     self.state_shardings = sharding.state_shardings(
-        self.mesh, abstract_train_state(model_fn(config), self.tx, seed))
-    self.graphdef, self.state = create_train_state(model_fn(config), self.tx, seed,
+        self.mesh, abstract_train_state(model_fn(config), tx, seed))
+    self.graphdef, self.state = create_train_state(model_fn(config), tx, seed,
                                                    self.state_shardings)
+    # The parameters init_from filled (None: no weight file). Recomputed from the same
+    # file when a run resumes, so the resumed run's optimiser is the same one.
+    self.pretrained = None
     if initialise and config.get("init_from") and config.init_from != INIT_FROM_SCRATCH:
-      self.state = _load_pretrained(self, config)
+      self.state, self.pretrained = _load_pretrained(config, self.graphdef, self.state, tx,
+                                                     self.state_shardings)
+      _log_new_layers(config, self.state.params, self.pretrained)
+    self.tx = make_optimizer(config, total, self.pretrained)
     repl = sharding.replicated(self.mesh)
     self.batch_sharding = sharding.batch_sharding(self.mesh)
     w_pos, w_neg = attribute_loss_weights(config)
