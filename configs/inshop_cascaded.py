@@ -27,8 +27,8 @@ def get_config(arg=None):
 
 
 def cascaded(config):
-  """Turns a retrieval config into its HDC variant, in place (the new heads learn at the
-  heads' rate: full_size.NEW_LAYERS lists `heads`)."""
+  """Turns a retrieval config into its HDC variant, in place (no weight file fills the new
+  heads: on the full-size configs they learn at the new layers' rate)."""
   config.model.cascade_levels = CASCADE_LEVELS
   config.loss.cascade = ml_collections.ConfigDict(dict(
       kept_fractions=losses.HDC_KEPT_FRACTIONS,
