@@ -7,7 +7,7 @@ r"""Consumer-to-shop retrieval: triplet + batch-hard over P items x K (consumer 
 Evaluation: the split's consumer images query a gallery of its shop images. The
 full-size run keeps the step with the best validation retrieval top-20 and tests it.
 
-Full size: In-shop's (configs/inshop.py, retrieval_full_size): 128 images per batch at
+Full size: In-shop's (configs/inshop.py, retrieval_config): 128 images per batch at
 configs/full_size.py's rate, 5e-4. mmfashion's recipe (open-mmlab/mmfashion, configs/
 retriever_consumer_to_shop/roi_retriever_vgg.py) trains 100 epochs with SGD lr 1e-3
 at 8 triplets x 3 GPUs = 24 triplets (72 images), decays at epochs 20 and 40; as for
@@ -21,10 +21,10 @@ TRAIN_IMAGES = 120_000
 
 
 def get_config(arg=None):
-  config = inshop.get_config()
+  config = inshop.retrieval_config(arg, TRAIN_IMAGES)
   config.dataset.name = "deepfashion/consumer2shop"
-  config.dataset.eval_split = "test"
+  # eval_split stays "test": its consumer images query its shop images.
   if arg:
-    inshop.retrieval_full_size(config, arg, TRAIN_IMAGES)
-    full_size.select_on_validation(config, "retrieval_top20", config.checkpoint_every_steps)
+    full_size.select_on_validation(config, "retrieval_top20",
+                                   full_size.steps(arg, TRAIN_IMAGES, 10))
   return config

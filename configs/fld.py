@@ -16,18 +16,17 @@ times ours, which is on positions divided by the image size.
 """
 from configs import default, full_size
 
-TRAIN_IMAGES = 83_033  # of 123,016 (FORMATS.md)
+TRAIN_IMAGES = 83_033  # of 123,016 (docs/deepfashion.md)
 
 
 def get_config(arg=None):
-  config = default.demo_config()
+  config = default.base_config(arg)
   config.dataset.name = "deepfashion/landmarks"
   config.loss.attribute_weighting = False
-  config.stages = [default.stage("pose", 400, landmark=10.0, visibility=1.0)]
+  epochs = lambda n: full_size.steps(arg, TRAIN_IMAGES, n)
+  config.stages = [default.stage("pose", epochs(30) if arg else 400, landmark=10.0,
+                                 visibility=1.0)]
   config.num_rounds = 1
   if arg:
-    full_size.apply(config, arg)
-    steps = lambda epochs: full_size.epochs_to_steps(epochs, TRAIN_IMAGES, config.batch_size)
-    config.stages = [default.stage("pose", steps(30), landmark=10.0, visibility=1.0)]
-    full_size.select_on_validation(config, "landmark_ne", steps(3))
+    full_size.select_on_validation(config, "landmark_ne", epochs(3))
   return config

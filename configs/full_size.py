@@ -1,10 +1,13 @@
-r"""What every full-size config shares: the paper's network on real DeepFashion, one GPU or a TPU v3-8.
+r"""The rules every full-size config shares, and where their numbers come from.
 
-Used by configs/gpu.py, configs/tpu_v3.py and the `:gpu` / `:tpu` arguments of
-the benchmark configs (big_vision style config arguments):
+Every config file takes `:gpu` (one H100/H200) or `:tpu` (a TPU v3-8) for full
+size (big_vision style config arguments); configs/default.py's `base_config` sets
+each field's full-size value beside its demo value, from the rules below, and
+each benchmark file its own stages and model selection:
 
   python -m fashionnet_jax.main --config=configs/inshop.py:gpu --workdir=RUN \
       --config.init_from=/data/weights/vgg16_imagenet.npz
+  python -m fashionnet_jax.main --config=configs/inshop.py:gpu --print_config
 
 VGG-16 at full width on 224x224 crops, bf16 compute with float32 parameters and
 optimiser state, dropout 0.5 on fc6/fc7 (VGG's), SGD with momentum 0.9 (as
@@ -51,13 +54,24 @@ over two rounds (category 30 epochs, In-shop and consumer-to-shop 100): decays a
 mmfashion's 20% and 40% would leave the whole second round at 1% of the rate. FLD
 (one stage) keeps the same fractions, one rule for all.
 """
-import ml_collections
+from fashionnet_jax.errors import ConfigError
 
+PLATFORMS = ("gpu", "tpu")
+# Global batch: one H100/H200 at 128 (benchmarks/NOTES.md); a v3-8 at 32 per core.
+BATCH_SIZE = {"gpu": 128, "tpu": 256}
+# grain workers per host (v3-8 hosts have 96 vCPUs).
+WORKER_COUNT = {"gpu": 14, "tpu": 32}
 # SGD learning rate at a global batch of 256 images: mmfashion's category recipe.
 BASE_LR, BASE_BATCH = 1e-3, 256
 # x the rate of the parameters the ImageNet weights do not fill (Caffe's lr_mult 10).
 NEW_LAYER_LR_MULTIPLIER = 10.0
-PLATFORMS = ("gpu", "tpu")
+
+
+def check_platform(arg) -> None:
+  """A config file's argument: none (the demo), 'gpu' or 'tpu'."""
+  if arg is not None and arg not in PLATFORMS:
+    raise ConfigError(f"config argument {arg!r}: use one of {', '.join(PLATFORMS)} (or none "
+                      "for the demo)")
 
 
 def learning_rate(batch_size: int) -> float:
@@ -65,55 +79,16 @@ def learning_rate(batch_size: int) -> float:
   return BASE_LR * batch_size / BASE_BATCH
 
 
-def apply(config, platform: str, *, batch_size: int | None = None):
-  """Turns a demo config into the full-size one for `platform` ('gpu' or 'tpu'), in place."""
-  if platform not in PLATFORMS:
-    raise ValueError(f"config argument {platform!r}: use one of {', '.join(PLATFORMS)}")
-  config.dataset.synthetic_if_missing = False
-  config.dataset.data_dir = None  # $TFDS_DATA_DIR or ~/tensorflow_datasets
-  config.image_size = 224
-  # One H100/H200 at 128 (benchmarks/NOTES.md); a v3-8 at 32 per core.
-  config.batch_size = batch_size or (128 if platform == "gpu" else 256)
-  config.eval_batch_size = 2 * config.batch_size
-  config.input.worker_count = 14 if platform == "gpu" else 32  # v3-8 hosts have 96 vCPUs
-  config.input.prefetch_buffer_size = 4
-
-  config.require_init_from = True
-  config.model.backbone = "vgg16"
-  config.model.width_multiplier = 1.0
-  config.model.fc6_dim = 4096
-  config.model.fc6_local_dim = 1024
-  config.model.dtype = "bfloat16"
-  config.model.dropout_rate = 0.5
-
-  config.optimizer.name = "sgd"  # the paper's
-  config.optimizer.momentum = 0.9
-  config.optimizer.nesterov = False
-  config.optimizer.learning_rate = learning_rate(config.batch_size)
-  config.optimizer.schedule = "step"
-  config.optimizer.step_boundaries = (0.6, 0.85)
-  config.optimizer.step_factor = 0.1
-  config.optimizer.warmup_steps = 500
-  config.optimizer.weight_decay = 5e-4  # VGG's
-  config.optimizer.grad_clip_norm = 10.0
-  config.optimizer.lr_multipliers = {}
-  config.optimizer.new_layer_lr_multiplier = NEW_LAYER_LR_MULTIPLIER
-
-  config.log_every_steps = 100
-  config.eval_at_start = False
-  config.keep_checkpoints = 3
-  config.xla_flags = ""
-  return config
-
-
-def epochs_to_steps(epochs: float, train_images: int, batch_size: int) -> int:
-  return max(1, round(epochs * train_images / batch_size))
+def steps(platform: str, train_images: int, epochs: float) -> int:
+  """Train steps for `epochs` over `train_images` at the platform's batch."""
+  return max(1, round(epochs * train_images / BATCH_SIZE[platform]))
 
 
 def select_on_validation(config, metric: str, every_steps: int):
   """Periodic evaluation on the validation split keeps the best step by `metric`;
   the test split is evaluated once, on that step (the paper's protocol)."""
   config.select_metric = metric
-  config.select_mode = "min" if metric.startswith("landmark_ne") else "max"
+  if metric.startswith("landmark_ne"):
+    config.select_mode = "min"  # base_config's is "max"
   config.eval_every_steps = int(every_steps)
   config.checkpoint_every_steps = int(every_steps)

@@ -20,43 +20,38 @@ triplets, so its rate has no claim on ours.
 """
 from configs import default, full_size
 
-TRAIN_IMAGES = 25_882  # 3,997 items (FORMATS.md)
+TRAIN_IMAGES = 25_882  # 3,997 items (docs/deepfashion.md)
 
 
 def get_config(arg=None):
-  config = default.demo_config()
+  config = retrieval_config(arg, TRAIN_IMAGES)
   config.dataset.name = "deepfashion/inshop"
   config.dataset.eval_split = "query"
-  config.input.sampler = "pk"
-  config.input.retrieval_p = 8
-  config.input.retrieval_k = 4
-  config.batch_size = 32
-  config.loss.triplet_mining = "batch_hard"
-  # Batch-hard from scratch collapses every embedding to one point (loss stuck at
-  # the margin) at AdamW 1e-3; 3e-4 learns (In-shop demo: top-1 0.37 -> 0.56).
-  config.optimizer.learning_rate = 3e-4
-  config.loss.attribute_weighting = False  # In-shop carries no 1000-attribute labels
-  config.stages = [
-      default.stage("pose", 150, landmark=10.0, visibility=1.0),
-      default.stage("retrieval", 250, landmark=1.0, visibility=0.1, triplet=1.0),
-  ]
-  if arg:
-    retrieval_full_size(config, arg, TRAIN_IMAGES)
+  if arg:  # no validation split: checkpoints every 10 epochs, the final step reported
+    config.checkpoint_every_steps = full_size.steps(arg, TRAIN_IMAGES, 10)
   return config
 
 
-def retrieval_full_size(config, arg, train_images):
-  """Full size for a retrieval benchmark: P x K = 32 items x 4 images per batch of 128."""
-  full_size.apply(config, arg)
-  config.input.retrieval_k = 4
-  config.input.retrieval_p = config.batch_size // config.input.retrieval_k
-  steps = lambda epochs: full_size.epochs_to_steps(epochs, train_images, config.batch_size)
-  # mmfashion's In-shop recipe runs 100 epochs (lr decays at 20 and 40; module doc);
-  # here the paper's alternation twice: 10 epochs pose-led, 40 retrieval-led.
+def retrieval_config(arg, train_images: int):
+  """A retrieval benchmark: triplets with batch-hard mining over P items x K images.
+
+  Full size: P x K = 32 items x 4 images per batch of 128. mmfashion's In-shop recipe
+  runs 100 epochs (lr decays at 20 and 40; module doc); here the paper's alternation
+  twice: 10 epochs pose-led, 40 retrieval-led.
+  """
+  config = default.base_config(arg)
+  config.input.sampler = "pk"
+  if arg:  # P items x K = 4 images fill the batch (the demo: 8 x 4 = 32)
+    config.input.retrieval_p = config.batch_size // config.input.retrieval_k
+  config.loss.attribute_weighting = False  # In-shop carries no 1000-attribute labels
+  if not arg:
+    # Batch-hard from scratch collapses every embedding to one point (loss stuck at
+    # the margin) at AdamW 1e-3; 3e-4 learns (In-shop demo: top-1 0.37 -> 0.56).
+    config.optimizer.learning_rate = 3e-4
+  epochs = lambda n: full_size.steps(arg, train_images, n)
+  pose, retrieval = (epochs(10), epochs(40)) if arg else (150, 250)
   config.stages = [
-      default.stage("pose", steps(10), landmark=10.0, visibility=1.0, triplet=0.1),
-      default.stage("retrieval", steps(40), landmark=1.0, visibility=0.1, triplet=1.0),
+      default.stage("pose", pose, landmark=10.0, visibility=1.0, triplet=0.1 if arg else 0.0),
+      default.stage("retrieval", retrieval, landmark=1.0, visibility=0.1, triplet=1.0),
   ]
-  config.num_rounds = 2
-  config.checkpoint_every_steps = steps(10)
   return config

@@ -4,6 +4,11 @@ r"""FashionNet training and evaluation entry point.
   python -m fashionnet_jax.main --config=configs/tpu_v3.py --workdir=gs://BUCKET/run \
       --config.batch_size=256
   python -m fashionnet_jax.main --config=configs/default.py --workdir=DIR --mode=evaluate
+  python -m fashionnet_jax.main --config=configs/inshop.py:gpu --print_config
+
+--print_config prints the resolved config (the file with its argument and every
+--config.FIELD override: the JSON a run records as RUN/config.json) and exits
+without training; it needs no --workdir.
 
 Multi-host: on Cloud TPU pods and under SLURM `jax.distributed.initialize()` finds
 its peers itself; elsewhere pass --coordinator_address/--num_processes/--process_id
@@ -27,7 +32,10 @@ from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
                                 lock_config=True)
-flags.DEFINE_string("workdir", None, "Where checkpoints, logs and evaluations go (local or gs://).")
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs and evaluations go (local or gs://); "
+                    "required unless --print_config.")
+flags.DEFINE_bool("print_config", False, "Print the resolved config (file, argument and "
+                  "--config.FIELD overrides) as JSON and exit without training.")
 flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (then evaluate) or only evaluate.")
 flags.DEFINE_string("coordinator_address", os.environ.get("FASHIONNET_COORDINATOR_ADDRESS"),
                     "host:port of process 0, for multi-process runs outside TPU pods/SLURM.")
@@ -41,7 +49,7 @@ flags.DEFINE_string("eval_dir", None, "--mode=evaluate: where the evaluation goe
 flags.DEFINE_bool("distributed", None,
                   "Force (True) or skip (False) jax.distributed.initialize(); default: "
                   "initialise when a coordinator is given or a TPU pod/SLURM job is detected.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
 
 
 def _multi_process_environment() -> bool:
@@ -82,6 +90,11 @@ def main(argv):
   if len(argv) > 1:
     raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = config_flag()
+  if FLAGS.print_config:
+    print(config.to_json_best_effort(indent=1))
+    return
+  if not FLAGS.workdir:
+    raise UsageError("--workdir is required: where checkpoints, logs and evaluations go")
   if config.get("xla_flags"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + config.xla_flags).strip()
   from fashionnet_jax import train

@@ -1,9 +1,19 @@
 """Every config loads and validates; the full-size ones are the real recipe, for each benchmark."""
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import ml_collections
 import pytest
-from tiny import ROOT  # noqa: F401  (puts the repository root on sys.path)
+from absl import flags
+from ml_collections import config_flags
+from tiny import ROOT  # (puts the repository root on sys.path)
 
 from configs import (consumer2shop, default, fine, fld, full_size, gpu, inshop, no_landmarks,
                      resnet50, tpu_v3)
+from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.training.config_checks import validate_config
 from fashionnet_jax.training.schedule import GROUPS
 
@@ -81,3 +91,83 @@ def test_the_ablation_is_fashionnet_without_the_branch_and_nothing_else(arg):
   assert ablation.model.use_landmark_branch is False
   ablation.model.use_landmark_branch = True
   assert ablation.to_dict() == fashionnet.to_dict()
+
+
+# Every config file (full_size.py holds the rules they share, not a config).
+CONFIG_FILES = sorted(p.stem for p in (ROOT / "configs").glob("*.py")
+                      if p.stem not in ("__init__", "full_size"))
+ARGUMENTS = (None, *full_size.PLATFORMS)
+# The files that are one platform of default.py: they refuse the other one.
+PLATFORM_FILES = {"gpu": "gpu", "tpu_v3": "tpu"}
+
+
+def _load_with_flag(name, arg):
+  """The config as `--config=configs/<name>.py[:arg]` gives it (ml_collections' loader)."""
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values)
+  values(["prog", f"--config={ROOT / 'configs' / name}.py" + (f":{arg}" if arg else "")])
+  return values.config
+
+
+@pytest.mark.parametrize("arg", ARGUMENTS)
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_config_file_takes_the_same_argument(name, arg):
+  other = name in PLATFORM_FILES and arg not in (None, PLATFORM_FILES[name])
+  if other:  # configs/gpu.py:tpu is a mistake, said in one line naming the file
+    with pytest.raises(ConfigError, match=rf"^configs/{name}.py:{arg}: this file is "
+                       rf"configs/default.py:{PLATFORM_FILES[name]}"):
+      importlib.import_module(f"configs.{name}").get_config(arg)
+    return
+  config = _load_with_flag(name, arg)
+  validate_config(config)
+  assert config.image_size == (224 if arg or name in PLATFORM_FILES else 64)
+
+
+class _Recorder:
+  """Every assignment to a ConfigDict field while a config resolves: (dict, key, old, new)."""
+
+  def __init__(self, monkeypatch):
+    self.log = []
+    setitem = ml_collections.ConfigDict.__setitem__
+    recorder = self
+
+    def recording_setitem(self, key, value):
+      had = key in self._fields
+      old = self[key] if had else None
+      setitem(self, key, value)
+      recorder.log.append((self, key, had, old, self[key]))  # keeps `self` alive: ids stay unique
+
+    monkeypatch.setattr(ml_collections.ConfigDict, "__setitem__", recording_setitem)
+
+
+@pytest.mark.parametrize("arg", ARGUMENTS)
+@pytest.mark.parametrize("name", sorted(set(CONFIG_FILES) - set(PLATFORM_FILES)))
+def test_no_field_is_set_twice_on_the_way(monkeypatch, name, arg):
+  module = importlib.import_module(f"configs.{name}")
+  recorder = _Recorder(monkeypatch)
+  module.get_config(arg)
+  # No assignment re-sets the value the field already had.
+  same = [key for _, key, had, old, new in recorder.log if had and old == new]
+  assert not same, f"configs/{name}.py:{arg} re-sets {same} to the value they had"
+  # A field is set by base_config, then at most once by its benchmark's file.
+  counts = {}
+  for owner, key, *_ in recorder.log:
+    counts[id(owner), key] = counts.get((id(owner), key), 0) + 1
+  assert max(counts.values()) <= 2, [key for (_, key), n in counts.items() if n > 2]
+
+
+def test_print_config_prints_the_resolved_config_and_trains_nothing(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  r = subprocess.run([sys.executable, "-m", "fashionnet_jax.main",
+                      "--config=configs/inshop.py:gpu", "--print_config",
+                      "--config.batch_size=64"],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0, r.stderr
+  want = inshop.get_config("gpu")
+  want.batch_size = 64  # the override is part of what is printed
+  assert json.loads(r.stdout) == json.loads(want.to_json_best_effort())
+  # Without --print_config the workdir is still required (one line, exit 2).
+  r = subprocess.run([sys.executable, "-m", "fashionnet_jax.main", "--config=configs/inshop.py"],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
+      "error: --workdir is required")
