@@ -22,11 +22,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-
-def l2_normalize(x, eps: float = 1e-12):
-  """Rows scaled to unit length (a zero row stays zero), so q @ g.T is cosine."""
-  x = jnp.asarray(x, jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+from fashionnet_jax.models.embedding import l2_normalize
 
 
 def _shard_topk(q, g, *, k, gallery_chunk, offset, num_valid, precision):
@@ -160,10 +156,7 @@ def numpy_topk_search(queries, gallery, k: int, *, query_chunk: int = 1024):
 
   Used by the tests and the benchmark as the baseline.
   """
-  q = np.asarray(queries, np.float32)
-  g = np.asarray(gallery, np.float32)
-  q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-  g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+  q, g = np.asarray(l2_normalize(queries)), np.asarray(l2_normalize(gallery))
   scores = np.empty((len(q), k), np.float32)
   indices = np.empty((len(q), k), np.int64)
   for start in range(0, len(q), query_chunk):

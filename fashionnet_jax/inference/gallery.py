@@ -24,6 +24,7 @@ from fashionnet_jax.errors import one_line
 from fashionnet_jax.inference import images as images_lib
 from fashionnet_jax.inference.index import read_bbox_file
 from fashionnet_jax.models import embedding_width
+from fashionnet_jax.models.embedding import l2_normalize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CHUNKS_DIR = "chunks"
@@ -144,8 +145,6 @@ def _embed_chunks(out, meta, keys, sizes, embed_chunk, dim, log) -> dict:
   """Runs embed_chunk(n, progress) -> (embeddings, paths, crops, skipped) for every chunk
   not saved yet, then writes the index's files and its finished meta."""
   from tqdm import tqdm
-
-  from fashionnet_jax.evaluation.search import l2_normalize
 
   chunks_dir = os.path.join(out, CHUNKS_DIR)
   files = [os.path.join(chunks_dir, f"{n:05d}-{key}.npz") for n, key in enumerate(keys)]

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.models.embedding import l2_normalize
 
 # Shallow to deep; config.model.cascade_levels lists some of them in this order.
 CASCADE_LEVELS = ("pool4", "conv5_global", "fc7_fusion")
@@ -29,11 +30,6 @@ def check_levels(levels) -> tuple:
     raise ConfigError(f"config.model.cascade_levels={levels}: list each level once, shallow "
                       f"to deep ({', '.join(CASCADE_LEVELS)})")
   return levels
-
-
-def l2_normalize(x):
-  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-  return x / jnp.maximum(norm, 1e-12)
 
 
 class CascadeEmbedding(nnx.Module):

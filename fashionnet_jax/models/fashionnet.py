@@ -10,6 +10,7 @@ from fashionnet_jax.models import resnet, vgg
 from fashionnet_jax.schema import BACKBONES
 from fashionnet_jax.models.activations import relu
 from fashionnet_jax.models.cascade import CascadeEmbedding
+from fashionnet_jax.models.embedding import l2_normalize
 from fashionnet_jax.models.landmark_pooling import landmark_pool
 
 
@@ -146,12 +147,10 @@ class Heads(nnx.Module):
 
   def __call__(self, x, level_features=None):
     x = x.astype(jnp.float32)
-    embedding = self.embedding(x)
-    norm = jnp.sqrt(jnp.sum(jnp.square(embedding), axis=-1, keepdims=True))
     outputs = {
         'category_logits': self.category(x),
         'attribute_logits': self.attributes(x),
-        'embedding': embedding / jnp.maximum(norm, 1e-12),
+        'embedding': l2_normalize(self.embedding(x)),
     }
     if self.cascade is not None:
       outputs['embedding_levels'], outputs['embedding'] = self.cascade(
@@ -167,7 +166,7 @@ def embedding_width(config) -> int:
 
 
 class FashionNet(nnx.Module):
-  """FashionNet on a VGG-16 or ResNet-50 backbone; see the module docstring and DESIGN.md.
+  """FashionNet on a VGG-16 or ResNet-50 backbone; see the module docstring and docs/design.md.
 
   `config` is `config.model` (backbone, width_multiplier, fc6_dim, fc6_local_dim,
   num_landmarks, num_categories, num_attributes, embedding_dim,
