@@ -33,7 +33,7 @@ with the same arguments, continues after the last finished chunk. A bbox from
 --bboxes that misses its image stops the run with one line naming the file and line.
 
 `query` embeds each query with the index's checkpoint (or --workdir/--checkpoint),
-ranks the gallery by cosine similarity with `evaluation.search.topk_search`
+ranks the gallery by cosine similarity with `Index.nearest` (as `serve` does)
 and prints one JSON line per query:
   {"query": path, "bbox": [x1, y1, x2, y2] | null, "crop": "bbox" | "whole image",
    "results": [{"rank": 1, "path": ..., "score": ...}, ...]}
@@ -44,8 +44,6 @@ import argparse
 import json
 import os
 import sys
-
-import numpy as np
 
 from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
 from fashionnet_jax.errors import FashionNetError, exit_on_user_error, one_line
@@ -62,15 +60,13 @@ def query_index(predictor, index: Index, query_paths, k: int, batch_size: int = 
 
   `bboxes`: per query a pixel bbox or None (`images.crop_rule`: whole image).
   """
-  from fashionnet_jax.evaluation.search import topk_search
   embeddings, kept, errors, kinds = embed_files(predictor, list(query_paths), batch_size,
                                                 bboxes=bboxes)
   errors = dict(errors)
   results = {}
   if kept:
     k = min(k, len(index.paths))
-    scores, indices = topk_search(embeddings, index.embeddings, k)
-    scores, indices = np.asarray(scores), np.asarray(indices)
+    scores, indices = index.nearest(embeddings, k)
     for row, i in enumerate(kept):
       results[i] = [{"rank": r + 1, "path": index.paths[j], "score": float(s)}
                     for r, (s, j) in enumerate(zip(scores[row], indices[row]))]

@@ -6,7 +6,9 @@
                         x2, y2]} (pixels) or {"crop": "whole image", "bbox": null}
   INDEX/meta.json       the checkpoint used, the images folder, where the bboxes came from, counts
 
-`read_bbox_file` reads the bboxes `retrieve index --bboxes` crops by.
+`Index.nearest` is the one gallery ranker of `retrieve query` and `serve`
+(`evaluation.search.topk_search`: exact cosine top-k, ties to the lower entry
+number). `read_bbox_file` reads the bboxes `retrieve index --bboxes` crops by.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class Index:
     if not self.meta.get("complete"):
       raise GalleryIndexError(f"--index {folder}: unfinished; rerun `retrieve index` to complete it")
     self.embeddings = np.load(os.path.join(folder, "embeddings.npy"))
+    self._device_embeddings = None  # `nearest` puts them on the device on first use
     with open(os.path.join(folder, "paths.txt")) as f:
       self.paths = [line.rstrip("\n") for line in f]
     if len(self.paths) != len(self.embeddings):
@@ -56,6 +59,18 @@ class Index:
       raise GalleryIndexError(
           f"--index {self.folder}: its embeddings have {self.embeddings.shape[1]} dimensions, "
           f"this model's {width}: rebuild the index with this model")
+
+  def nearest(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k entries nearest each query by cosine, best first: (scores, entry numbers) [Q, k].
+
+    The gallery goes to the device once and stays there (serve ranks every request).
+    """
+    from fashionnet_jax.evaluation.search import topk_search
+    if self._device_embeddings is None:
+      import jax.numpy as jnp
+      self._device_embeddings = jnp.asarray(self.embeddings)
+    scores, numbers = topk_search(queries, self._device_embeddings, k)
+    return np.asarray(scores), np.asarray(numbers)
 
   def absolute(self, relative: str) -> str | None:
     """The image file of an entry; None for a TFDS split indexed without --images."""

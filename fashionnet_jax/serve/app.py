@@ -29,9 +29,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from fashionnet_jax.errors import one_line
-from fashionnet_jax.inference.images import BBoxError, ImageError, ImageTooLargeError
+from fashionnet_jax.inference.images import BBoxError, ImageError, ImageTooLargeError, parse_bbox
 from fashionnet_jax.serve.batcher import Overloaded
-from fashionnet_jax.serve.service import RequestError, parse_bbox, parse_int
+from fashionnet_jax.serve.service import RequestError, parse_int
 
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -127,13 +127,11 @@ async def _run(service, form):
   upload = form.get("image")
   if not isinstance(upload, UploadFile):
     raise ApiError(400, "no file in the multipart field `image`")
-  try:
-    bbox = parse_bbox(form.get("bbox"))
-  except RequestError as e:
-    raise ApiError(422, str(e)) from None
+  text = form.get("bbox")
   data = await upload.read()
   name = upload.filename or "upload"
   try:
+    bbox = parse_bbox(text) if text is not None and text.strip() else None  # blank: whole image
     loaded = await run_in_threadpool(service.load, data, name, bbox)
   except ImageTooLargeError as e:
     raise ApiError(413, str(e)) from None

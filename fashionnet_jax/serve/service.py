@@ -4,9 +4,10 @@
 bbox)` crops an upload by `inference.images.crop_rule` (the bbox plus the eval
 margin, or the whole image without one: the rule of `predict` and `retrieve`);
 `record` is the record `python -m fashionnet_jax.predict` prints for one image;
-`rank` orders the index's gallery by cosine similarity; `thumbnail(number)` is a
-small JPEG of gallery entry `number`: the client names entries only by number,
-so no client path reaches the filesystem.
+`rank` orders the index's gallery by cosine similarity (`Index.nearest`, the
+ranker of `retrieve query`); `thumbnail(number)` is a small JPEG of gallery
+entry `number`: the client names entries only by number, so no client path
+reaches the filesystem.
 """
 from __future__ import annotations
 
@@ -25,17 +26,7 @@ THUMBNAIL_SIDE = 192
 
 
 class RequestError(FashionNetError, ValueError):
-  """A request field that cannot work (bbox syntax, k or top_k out of range)."""
-
-
-def parse_bbox(text: str | None):
-  """The `bbox` field, 'x1,y1,x2,y2' in pixels → four floats (None for '' or None: whole image)."""
-  if text is None or not text.strip():
-    return None
-  try:
-    return images.parse_bbox(text)
-  except images.BBoxError as e:
-    raise RequestError(str(e)) from None
+  """A request field that cannot work (k or top_k out of range)."""
 
 
 def parse_int(name: str, text, default: int, low: int, high: int) -> int:
@@ -74,6 +65,8 @@ class Service:
 
   def start(self):
     self.batcher.warm().start()
+    if self.index is not None and self.max_k:  # compile the gallery search before the first request
+      self.index.nearest(np.zeros((1, self.index.embeddings.shape[1]), np.float32), self.max_k)
     return self
 
   def close(self):
@@ -100,14 +93,12 @@ class Service:
 
   def rank(self, outputs, k: int) -> list[dict]:
     """The k gallery entries nearest the image's embedding (cosine), best first."""
-    query = np.asarray(outputs["embedding"], np.float32)
-    query = query / max(float(np.linalg.norm(query)), 1e-12)
-    scores = self.index.embeddings @ query
-    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    top = top[np.argsort(-scores[top], kind="stable")]
+    # Always the top max_k, sliced: one compiled search whatever k a request asks
+    # (ties go to the lower number, so the first k of the top max_k are the top k).
+    scores, numbers = self.index.nearest(np.asarray(outputs["embedding"])[None], self.max_k)
     return [{"rank": r + 1, "number": int(j), "path": self.index.paths[j],
-             "score": round(float(scores[j]), 6), "thumbnail": f"/v1/gallery/{int(j)}/thumbnail"}
-            for r, j in enumerate(top)]
+             "score": round(float(s), 6), "thumbnail": f"/v1/gallery/{int(j)}/thumbnail"}
+            for r, (s, j) in enumerate(zip(scores[0][:k], numbers[0][:k]))]
 
   def thumbnail(self, number: int) -> bytes | None:
     """JPEG bytes of gallery entry `number`, or None when there is no such readable entry."""
