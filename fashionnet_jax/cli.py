@@ -27,12 +27,16 @@ def add_model_arguments(parser) -> None:
                      help="one step: WORKDIR/checkpoints/STEP or WORKDIR/best/STEP")
 
 
-def parse_absl_flags(argv):
+def parse_absl_flags(argv, flag_values=None):
   """absl's flag parsing for `app.run(..., flags_parser=parse_absl_flags)`: a bad flag or
-  a --config.FIELD override the config lacks is one line and exit 2, not a traceback."""
+  a --config.FIELD override the config lacks is one line and exit 2, not a traceback.
+
+  `flag_values`: the FlagValues to parse into (default the global `flags.FLAGS`;
+  the benchmarks define their own). Returns the arguments left over.
+  """
   from absl import flags
   try:
-    return flags.FLAGS(argv)
+    return (flags.FLAGS if flag_values is None else flag_values)(argv)
   except flags.Error as e:
     message = one_line(e)
   except (AttributeError, KeyError) as e:  # ml_collections: an unknown --config.FIELD
@@ -43,20 +47,28 @@ def parse_absl_flags(argv):
                f"{field!r} (check the spelling against the config file)")
   except (TypeError, ValueError) as e:  # ... or a value of the wrong type
     message = f"a --config.FIELD override does not fit the config: {one_line(e)}"
+  except OSError as e:  # overrides load the config file while parsing
+    message = _unloadable("config", e)
   print(f"error: {message}", file=sys.stderr)
   sys.exit(USER_ERROR_EXIT)
 
 
-def config_flag(name: str = "config"):
+def config_flag(name: str = "config", flag_values=None):
   """The config of an ml_collections config-file flag; a file that does not load is
-  a ConfigError naming it (the flag loads lazily, so the error surfaces here)."""
+  a ConfigError naming it (the flag loads lazily, so the error surfaces here).
+  `flag_values` as in `parse_absl_flags`."""
   from absl import flags
   try:
-    config = getattr(flags.FLAGS, name)
+    config = getattr(flags.FLAGS if flag_values is None else flag_values, name)
     config.keys()  # a file that failed to load raises on first use
     return config
   except OSError as e:
-    text = one_line(e)
-    reason = re.search(r"\[Errno \d+\] (.*)", text)  # the file's own error, if that was it
-    raise ConfigError(f"--{name}: cannot load the config: "
-                      f"{reason.group(1) if reason else text[-300:]}") from None
+    raise ConfigError(_unloadable(name, e)) from None
+
+
+def _unloadable(name: str, error: OSError) -> str:
+  """One line for a config file that did not load, with the file's own error if that was it."""
+  causes = [error] + ([error.__cause__] if error.__cause__ else [])
+  reasons = [re.search(r"\[Errno \d+\] (.*)", one_line(e)) for e in causes]
+  reason = next((r.group(1) for r in reasons if r), one_line(error)[-300:])
+  return f"--{name}: cannot load the config: {reason}"

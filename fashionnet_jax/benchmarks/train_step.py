@@ -29,6 +29,10 @@ import jax.numpy as jnp
 from absl import flags
 from ml_collections import config_flags
 
+from fashionnet_jax.cli import config_flag, parse_absl_flags
+from fashionnet_jax.errors import ConfigError, one_line
+
+
 def define_flags(argv) -> flags.FlagValues:
   """The command line's flags, in a FlagValues of our own.
 
@@ -294,28 +298,22 @@ def usage_error(message):
 def parse_flags(define, argv=None, doc=""):
   """(FLAGS, config) from argv (sys.argv by default) with FlagValues made by define(argv).
 
-  Bad flags, a missing config file or an override of a missing field exit with
-  status 2 and one line; --help prints `doc` and the flags and returns (None, None).
-  The config's xla_flags go into XLA_FLAGS, read when the backend starts.
+  Bad flags, a config file that does not load or an override of a missing field
+  exit with status 2 and one line (`cli.parse_absl_flags`, as every command);
+  --help prints `doc` and the flags and returns (None, None). The config's
+  xla_flags go into XLA_FLAGS, read when the backend starts.
   """
   argv = list(sys.argv if argv is None else argv)
-  for arg in argv[1:]:  # config_flags would print a traceback for a missing file
-    if arg.startswith("--config=") and not os.path.isfile(arg.split("=", 1)[1]):
-      usage_error(f"--config: no such file {arg.split('=', 1)[1]!r}")
+  FLAGS = define(argv)
+  if any(a in ("-h", "--help", "-?", "--helpfull") for a in argv[1:]):
+    print(doc)
+    print(FLAGS.get_help())
+    return None, None
+  rest = parse_absl_flags(argv, FLAGS)
   try:
-    FLAGS = define(argv)
-    if any(a in ("-h", "--help", "-?", "--helpfull") for a in argv[1:]):
-      print(doc)
-      print(FLAGS.get_help())
-      return None, None
-    rest = FLAGS(argv)
-    config = FLAGS.config
-  except flags.Error as e:
-    usage_error(e)
-  except (KeyError, AttributeError) as e:
-    usage_error(f"a --config.* override names a field the config lacks: {e}")
-  except OSError as e:  # the config file failed to load
-    usage_error(" ".join(str(e).split()))
+    config = config_flag("config", FLAGS)
+  except ConfigError as e:
+    usage_error(one_line(e))
   if len(rest) > 1:
     usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
   if config.get("xla_flags"):
