@@ -1,6 +1,6 @@
 r"""FashionNet with a ResNet-50 backbone (stages 1-3 shared, stage 4 per branch).
 
-The source notes' first proposed improvement. CPU demo size (the demo's optimiser:
+The first extension the design proposes (docs/design.md). CPU demo size (the demo's optimiser:
 AdamW at 1e-3, which trains both backbones on the synthetic data):
 
   python -m fashionnet_jax.main --config=configs/resnet50.py --workdir=/tmp/fashionnet_resnet50

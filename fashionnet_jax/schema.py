@@ -3,8 +3,8 @@ clothes types, categories, attribute types, builder configs and backbones.
 
 Every stage of the flow (data, synthetic, models, training, evaluation,
 inference) reads these names from here; nothing here imports the package.
-The values are the ones of the released files (../shared/deepfashion/FORMATS.md)
-and of the builder's data contract (DESIGN.md).
+The values are the ones of the released files and of the builder's data contract
+(docs/deepfashion.md).
 """
 
 # The builder's 8 landmark slots, in order.

@@ -1,4 +1,4 @@
-"""Parsers of DeepFashion list_*.txt files, on lines copied from FORMATS.md."""
+"""Parsers of DeepFashion list_*.txt files, on lines in the released formats (docs/deepfashion.md)."""
 
 import io
 import zipfile

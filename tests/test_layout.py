@@ -1,4 +1,4 @@
-"""The package's imports follow the flow (DESIGN.md, "Layout"), read off the source with ast.
+"""The package's imports follow the flow (docs/design.md, "Layout"), read off the source with ast.
 
 data/, synthetic/ and models/ never import training/, evaluation/ or inference/;
 training/ and evaluation/ never import each other (train.py joins them); nothing
@@ -7,6 +7,7 @@ below the commands imports a command or train.py; no circle, lazy imports
 """
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -180,3 +181,111 @@ def test_the_checks_catch_a_circle_and_a_backward_import(tmp_path):
       "fashionnet_jax.evaluation.d -> fashionnet_jax.train: train.py sits above the library",
       "fashionnet_jax.training.c -> fashionnet_jax.evaluation.d: training may not import evaluation",
   ]
+
+
+# ------------------------------------------------ folder docstrings and pointers
+
+
+def named_in_docstring(doc: str) -> list[str]:
+  """The names in a docstring's `Modules:` paragraph: its words outside parentheses.
+
+  The paragraph lists `name (what it does)` items, commas between; a folder
+  (a subpackage, static/) ends in '/'.
+  """
+  paragraphs = [p for p in doc.split("\n\n") if p.startswith("Modules:")]
+  if len(paragraphs) != 1:
+    raise ValueError("no (or more than one) `Modules:` paragraph")
+  depth, outside = 0, []
+  for char in paragraphs[0][len("Modules:"):]:
+    depth += (char == "(") - (char == ")")
+    if depth == 0 and char != ")":
+      outside.append(char)
+  return "".join(outside).replace(",", " ").replace(".", " ").split()
+
+
+def folder_entries(folder: pathlib.Path) -> tuple[set[str], set[str]]:
+  """(what a docstring must name: modules and subpackages/, what else it may name: folders/)."""
+  must = {p.stem for p in folder.glob("*.py") if p.name != "__init__.py"}
+  folders = {p.name + "/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+  packages = {f for f in folders if (folder / f / "__init__.py").exists()}
+  return must | packages, folders - packages
+
+
+def docstring_errors(root: pathlib.Path, package: str) -> list[str]:
+  """Every package folder whose __init__ docstring misses a module or names one that is not there."""
+  out = []
+  for init in sorted((root / package).rglob("__init__.py")):
+    where = init.relative_to(root)
+    doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+    try:
+      named = named_in_docstring(doc)
+    except ValueError as e:
+      out.append(f"{where}: {e}")
+      continue
+    must, may = folder_entries(init.parent)
+    out += [f"{where}: does not name {name}" for name in sorted(must - set(named))]
+    out += [f"{where}: names {name}, which is not there" for name in named
+            if name not in must | may]
+  return out
+
+
+def test_every_folder_docstring_names_its_modules():
+  assert docstring_errors(ROOT, PACKAGE) == []
+
+
+def test_the_docstring_check_catches_a_missing_and_a_moved_module(tmp_path):
+  _write(tmp_path, {
+      "fashionnet_jax/__init__.py": '"""Top.\n\nModules: data/ (the data), main (a command)."""\n',
+      "fashionnet_jax/main.py": "",
+      "fashionnet_jax/data/__init__.py": '"""Data.\n\nModules: a (one, (nested) b), gone (moved)."""\n',
+      "fashionnet_jax/data/a.py": "",
+      "fashionnet_jax/data/b.py": "",
+      "fashionnet_jax/data/static/page.html": "",
+      "fashionnet_jax/models/__init__.py": '"""Models, without a list."""\n',
+  })
+  assert docstring_errors(tmp_path, PACKAGE) == [
+      "fashionnet_jax/__init__.py: does not name models/",
+      "fashionnet_jax/data/__init__.py: does not name b",
+      "fashionnet_jax/data/__init__.py: names gone, which is not there",
+      "fashionnet_jax/models/__init__.py: no (or more than one) `Modules:` paragraph",
+  ]
+
+
+# Pointers to documents outside the repository: the team's design and format notes
+# (the repository's own are docs/design.md and docs/deepfashion.md) and the sibling
+# shared/ folder. CI's sample photos folder (FASHIONNET_SAMPLES) is data, not a document.
+OUTSIDE_POINTERS = re.compile(
+    r"DESIGN\.md|FORMATS\.md|source notes|/work/shared|\.\./shared/(?!deepfashion/samples\b)")
+SEARCHED = ("fashionnet_jax", "configs", "datasets", "tests", "launch")
+
+
+def outside_pointers(root: pathlib.Path) -> list[str]:
+  """'path:line: text' for every line of the searched tree that points outside the repository."""
+  out = []
+  for top in SEARCHED:
+    for path in sorted((root / top).rglob("*")):
+      if (not path.is_file() or path.suffix in (".pyc", ".png", ".jpg", ".npz", ".zip")
+          or path.resolve() == pathlib.Path(__file__).resolve()):  # this file names the patterns
+        continue
+      try:
+        lines = path.read_text().splitlines()
+      except UnicodeDecodeError:
+        continue
+      out += [f"{path.relative_to(root)}:{n}: {line.strip()}" for n, line in enumerate(lines, 1)
+              if OUTSIDE_POINTERS.search(line)]
+  return out
+
+
+def test_nothing_points_outside_the_repository():
+  assert outside_pointers(ROOT) == []
+
+
+def test_the_pointer_check_catches_each_kind(tmp_path):
+  _write(tmp_path, {
+      "fashionnet_jax/a.py": "# see DESIGN.md\n# fine: docs/design.md\n",
+      "configs/b.py": "X = 1  # (../shared/deepfashion/FORMATS.md)\n",
+      "tests/c.py": '"""As the source notes say."""\n',
+      "launch/d.sh": "cp /work/shared/x .\n# FASHIONNET_SAMPLES=../shared/deepfashion/samples\n",
+  })
+  assert [line.split(":")[0] + ":" + line.split(":")[1] for line in outside_pointers(tmp_path)] == [
+      "fashionnet_jax/a.py:1", "configs/b.py:1", "tests/c.py:1", "launch/d.sh:1"]

@@ -3,7 +3,7 @@
 Every file has the same frame: line 1 the number of records, line 2 the
 column names, data from line 3, columns separated by runs of spaces, image
 names padded with spaces, pixel values zero-padded (`072`), and `\\r\\n` in
-some downloads (see shared/deepfashion/FORMATS.md). `ListFile` streams that
+some downloads (docs/deepfashion.md). `ListFile` streams that
 frame line by line (bytes, so that a Beam worker can seek to a chunk) and
 checks the count line at the end; the `parse_*` functions turn one row into
 values. Nothing here holds a whole file in memory.

@@ -6,7 +6,7 @@ its centre is p + 0.5; normalised, x = (p + 0.5) / W. Under this convention
 PIL's `resize(box=...)` and `transpose(FLIP_LEFT_RIGHT)` are exact maps (the
 flip is x -> 1 - x, i.e. pixel p -> W - 1 - p), and models/landmark_pooling's
 cell centres are in it too (VGG's cell j at 16(j + 0.5), pixel index 16j + 7.5).
-The TFDS records keep the released contract (x = p / W, DESIGN.md); the
+The TFDS records keep the released contract (x = p / W, docs/deepfashion.md); the
 pipeline converts once, where a record is read (`pixel_centres`), and
 everything downstream (crop, flip, the network's targets and outputs,
 evaluation) uses the convention. Whatever shows or writes pixels converts back

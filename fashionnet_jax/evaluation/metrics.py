@@ -2,7 +2,7 @@
 
 Every metric takes whole-split arrays (NumPy or jax) and returns fractions in
 [0, 1]; `evaluation/report.py` prints them in the paper's units. Protocols
-(../shared/deepfashion/FORMATS.md, "How each benchmark is scored"):
+(docs/deepfashion.md, "Evaluation protocols"):
 - category: top-k accuracy;
 - attributes: top-k recall = sum of each image's positives inside its top k /
   sum of positives, overall and per type. Per type in two protocols that are

@@ -1,5 +1,5 @@
 """TF SavedModel export of a trained FashionNet: `python -m fashionnet_jax.export --workdir RUN --out DIR`.
 
-savedmodel (the JAX function, its TF preprocessing and the signatures, via
-orbax-export), __main__ (the command).
+Modules: savedmodel (the JAX function, its TF preprocessing and the signatures,
+via orbax-export), __main__ (the command).
 """

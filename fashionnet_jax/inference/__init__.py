@@ -1,9 +1,12 @@
 """Inference: a trained run used on arbitrary photos.
 
-predictor (Predictor: a workdir's checkpoint restored onto one device),
+It imports data/, models/, training/ (restoring a run), evaluation/ (the
+retrieval search), `cli`, `schema` and `errors`; the commands (predict,
+retrieve, serve, export) sit above it.
+
+Modules: predictor (Predictor: a run's selected step restored onto one device),
 images (reading, cropping and resizing image files as evaluation does),
-describe (the JSON record of a prediction), visualize (drawings of
-predictions and retrieval grids). It may import data/, models/, training/
-(checkpoint restore, the train state's shape), evaluation/ (retrieval
-search), `schema` and `errors`; the commands (predict, retrieve) sit above it.
+describe (the JSON record of a prediction), visualize (drawings of predictions
+and retrieval grids), gallery (building a retrieval index folder), index (a
+finished index folder, its ranker and bbox files).
 """

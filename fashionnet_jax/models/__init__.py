@@ -1,10 +1,13 @@
 """Models: FashionNet's backbones, landmark pooling and the three-branch network.
 
-vgg / resnet (backbones), activations, landmark_pooling, fashionnet (the
-network), functional (split/merge into pure pytrees and the one eval-mode
-predict step), pretrained (ImageNet weight conversion and placement). It may
-import `fashionnet_jax.schema` and data/transforms (input normalisation),
-never training/, evaluation/ or inference/.
+It imports `schema`, `errors` and data/transforms (input normalisation); never
+training/, evaluation/ or inference/.
+
+Modules: vgg, resnet (backbones), activations (ReLU for cuDNN fusion),
+landmark_pooling, fashionnet (the network), cascade (HDC's embeddings at
+several depths), embedding (L2 normalisation of embeddings), functional
+(split/merge into pure pytrees and the one eval-mode predict step), pretrained
+(ImageNet weight conversion and placement).
 """
 from flax import nnx
 

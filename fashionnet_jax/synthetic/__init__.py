@@ -3,12 +3,12 @@
 `generate(out_dir, images, seed)` writes the four benchmark folders (Anno/,
 Eval/, Img/) that the TFDS builder reads with --manual_dir, with exact
 landmarks, bboxes and attributes: the demo's, the tests' and the benchmarks'
-data. `python -m fashionnet_jax.synthetic` is its command line.
+data. `python -m fashionnet_jax.synthetic` is its command line. It imports
+`fashionnet_jax.schema` and `fashionnet_jax.errors` only: it is a data source,
+upstream of data/ and of everything else.
 
-Files: vocab (names), garments (geometry), render (drawing), formats (the
+Modules: vocab (names), garments (geometry), render (drawing), formats (the
 released line formats), writer (the benchmark trees), __main__ (the command).
-It may import `fashionnet_jax.schema` only: it is a data source, upstream of
-data/ and of everything else.
 """
 from fashionnet_jax.synthetic.writer import generate
 

@@ -1,6 +1,6 @@
 """The DeepFashion annotation file formats, written byte for byte.
 
-See ../shared/deepfashion/FORMATS.md: line 1 the record count, line 2 the
+See docs/deepfashion.md: line 1 the record count, line 2 the
 column names, then rows whose image names are padded with runs of spaces and
 whose pixel coordinates are zero-padded to 3 digits. Landmark rows hold `vis x
 y` triples in the clothes type's own order (6 upper / 4 lower / 8 full), or

@@ -6,7 +6,7 @@ Attribute Prediction Benchmark`, `In-shop Clothes Retrieval Benchmark`,
 Detection Benchmark` (the first with the 2020 `Anno_fine/` too), each with
 `Anno/`, `Eval/` and
 `Img/` (`img.zip` for Category and Consumer-to-shop, the extracted `img/` for
-the others), in the real file formats (../shared/deepfashion/FORMATS.md), so
+the others), in the real file formats (docs/deepfashion.md), so
 the TFDS builder reads it with `--manual_dir`. The garments (17 categories
 with their own silhouettes, textures, fabrics, parts, colours) come from
 `synthetic.garments` / `synthetic.render`; landmarks, visibilities, bboxes
