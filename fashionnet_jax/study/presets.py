@@ -1,9 +1,7 @@
 """The study presets: which configs run side by side, on what budget, and which rows the table shows.
 
 A variant is a config file (`configs/*.py`, taken with the study's `:gpu` / `:tpu`
-argument for full size) plus overrides. A file whose get_config takes no argument
-(the demo-only ablations) names the full-size config it varies and the fields
-that make it the variant (`full_size`).
+argument for full size, as every config file takes it) plus overrides.
 """
 from __future__ import annotations
 
@@ -18,8 +16,6 @@ class Variant:
   name: str
   config: str  # configs/<file>.py, relative to the repository root
   overrides: dict = dataclasses.field(default_factory=dict)  # flattened config fields
-  # Full size when `config` has no full-size argument: (base config file, its overrides).
-  full_size: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)

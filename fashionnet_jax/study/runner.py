@@ -9,7 +9,6 @@ the table and plot (study/table.py).
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import pathlib
 import sys
@@ -39,29 +38,17 @@ def _get_config_fn(path: str):
 
 
 def load_config(path: str, arg: str | None = None):
-  get_config = _get_config_fn(path)
-  return get_config(arg) if arg else get_config()
-
-
-def _takes_argument(path: str) -> bool:
-  return bool(inspect.signature(_get_config_fn(path)).parameters)
+  """configs/<file>.py[:arg]: every config file takes none (the demo), 'gpu' or 'tpu'."""
+  return _get_config_fn(path)(arg)
 
 
 def variant_config(variant: Variant, preset: Preset, *, steps: int | None, seed: int,
                    data_dir: str | None, platform: str | None = None,
                    init_from: str | None = None):
   """The variant's config: demo size (the preset's overrides) or full size (`platform`)."""
+  config = load_config(variant.config, platform)
   if platform is None:
-    config = load_config(variant.config)
     config.update_from_flattened_dict(dict(preset.overrides))
-  elif _takes_argument(variant.config):
-    config = load_config(variant.config, platform)
-  elif variant.full_size:
-    base, fields = variant.full_size
-    config = load_config(base, platform)
-    config.update_from_flattened_dict(dict(fields))
-  else:
-    raise ConfigError(f"{variant.config}: no full-size variant (get_config takes no argument)")
   config.update_from_flattened_dict(dict(variant.overrides))
   config.seed = seed
   config.eval_at_start = False  # the table compares trained variants
