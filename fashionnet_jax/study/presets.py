@@ -47,7 +47,7 @@ _TINY = {
 
 PRESETS = {p.name: p for p in (
     Preset("landmarks", "Does the landmark branch help? FashionNet vs the global branch alone "
-           "(the source notes' question 4)",
+           "(the ablation the design proposes)",
            (Variant("fashionnet", "configs/default.py"), _NO_LANDMARKS),
            _CATEGORY + _ATTRIBUTES + (r"attribute_top5_recall_extent_[a-z]+", "landmark_ne")
            + _RETRIEVAL, steps=800, by_extent=True),
@@ -62,7 +62,7 @@ PRESETS = {p.name: p for p in (
            _RETRIEVAL + tuple(f"retrieval_{level}_top{k}" for level in CASCADE_LEVELS
                               for k in (1, 20)) + ("landmark_ne",),
            steps=800),
-    Preset("backbone", "VGG-16 (the paper's) vs ResNet-50 (the source notes' first proposal)",
+    Preset("backbone", "VGG-16 (the paper's) vs ResNet-50 (the backbone the design proposes)",
            (Variant("vgg16", "configs/default.py"),
             Variant("resnet50", "configs/resnet50.py")),
            _CATEGORY + _ATTRIBUTES[:2] + ("landmark_ne",), steps=800),
