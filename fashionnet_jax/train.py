@@ -2,7 +2,7 @@
 
 Flow: dataset (synthetic DeepFashion is generated and built on first use when the
 config allows) → grain host batches → global jax.Arrays on the (data, model) mesh
-→ one jitted, donated train step for every stage (training.Trainer) → Orbax
+→ one jitted, donated train step for every stage (training.train_setup) → Orbax
 checkpoints (state + grain iterator) and CLU metric writers → evaluation with the
 paper's protocols (evaluation.loop). `evaluate_checkpoint` is --mode=evaluate.
 """
@@ -28,7 +28,7 @@ from fashionnet_jax.training.checkpointing import Checkpointer
 from fashionnet_jax.training.config_checks import check_init_from, validate_config
 from fashionnet_jax.training.runs import CONFIG_FILE
 from fashionnet_jax.training.schedule import LOSS_TERMS
-from fashionnet_jax.training.trainer import Trainer
+from fashionnet_jax.training.train_setup import TrainSetup
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,36 +66,36 @@ class _Preemption:
 VALIDATION_FOLDER = "eval/validation"
 
 
-def _evaluate(config, trainer, writer, step: int, state=None, out_dir=None, **kwargs) -> dict:
-  """The paper-protocol evaluation of `state` (default: the trainer's current one),
+def _evaluate(config, setup, writer, step: int, state=None, out_dir=None, **kwargs) -> dict:
+  """The paper-protocol evaluation of `state` (default: the run's current one),
   written to `out_dir` (default: the workdir)."""
-  state = trainer.state if state is None else state
-  predict = lambda images: trainer.predict_fn(state.params, state.model_state, images)
-  return eval_loop.evaluate_and_report(config, predict, trainer.mesh, out_dir or trainer.workdir,
+  state = setup.state if state is None else state
+  predict = lambda images: setup.predict_fn(state.params, state.model_state, images)
+  return eval_loop.evaluate_and_report(config, predict, setup.mesh, out_dir or setup.workdir,
                                        writer, step, **kwargs)
 
 
-def _validate(config, trainer, writer, step: int, selection) -> None:
+def _validate(config, setup, writer, step: int, selection) -> None:
   """Model selection: evaluate on the validation split and keep the best state."""
-  metrics = _evaluate(config, trainer, writer, step, split=config.dataset.validation_split,
+  metrics = _evaluate(config, setup, writer, step, split=config.dataset.validation_split,
                       folder=VALIDATION_FOLDER)
-  selection.consider(step, metrics, trainer.state)
+  selection.consider(step, metrics, setup.state)
 
 
-def _final_evaluation(config, trainer, writer, total: int, selection) -> dict:
+def _final_evaluation(config, setup, writer, total: int, selection) -> dict:
   """Test evaluation: of the final state, or once of the state chosen on validation."""
   if selection is None:
-    return _evaluate(config, trainer, writer, total)
+    return _evaluate(config, setup, writer, total)
   if selection.step != total:
-    _validate(config, trainer, writer, total, selection)
+    _validate(config, setup, writer, total, selection)
   if selection.step is None:
     raise ConfigError(f"config.select_metric={selection.metric!r} was NaN at every validation: "
                       "no step to choose (does the validation split have that label?)")
-  best = selection.restore(trainer.abstract_state())
+  best = selection.restore(setup.abstract_state())
   logging.info("Testing the step chosen on validation: %d (%s=%.4f).", selection.step,
                selection.metric, selection.value)
   chosen = _chosen(selection.step, selection.metric, selection.value)
-  results = _evaluate(config, trainer, writer, selection.step, state=best, extra=chosen)
+  results = _evaluate(config, setup, writer, selection.step, state=best, extra=chosen)
   results.update(chosen)
   return results
 
@@ -105,10 +105,10 @@ def _chosen(step, metric, value) -> dict:
   return dict(selected_step=int(step), selected_by=metric, selected_value=float(value))
 
 
-def _stage_meta(trainer: Trainer, step: int) -> dict:
-  round_, stage = trainer.schedule.locate(step)
+def _stage_meta(setup: TrainSetup, step: int) -> dict:
+  round_, stage = setup.schedule.locate(step)
   return dict(step=int(step), round=int(round_), stage=int(stage),
-              stage_name=trainer.schedule.stages[stage].name)
+              stage_name=setup.schedule.stages[stage].name)
 
 
 def _check_nonfinite(metrics, step, limit):
@@ -138,12 +138,12 @@ def train_and_evaluate(config, workdir) -> dict:
 
 def _train_and_evaluate(config, workdir) -> dict:
   # clu's metric writers import TensorFlow: imported here, not at module level,
-  # so the Trainer (benchmarks) loads without TensorFlow.
+  # so the TrainSetup (benchmarks) loads without TensorFlow.
   from clu import metric_writers, periodic_actions
 
   ensure_dataset(config)
-  trainer = Trainer(config, workdir)
-  workdir = trainer.workdir
+  setup = TrainSetup(config, workdir, checked=True)  # train_and_evaluate checked it
+  workdir = setup.workdir
   if jax.process_index() == 0:
     # What predict/retrieve need to rebuild the network without the dataset.
     (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=1))
@@ -157,13 +157,13 @@ def _train_and_evaluate(config, workdir) -> dict:
                if config.get("select_metric") else None)
   start = 0
   restored, state_meta = ckpt.restore_newest(
-      lambda s: ckpt.restore(trainer.abstract_state(), train_iter, s))
+      lambda s: ckpt.restore(setup.abstract_state(), train_iter, s))
   if restored is not None:
-    trainer.state, meta = state_meta
+    setup.state, meta = state_meta
     start = int(meta["step"])
     logging.info("Resumed from step %d (round %d, stage %s).", start, meta["round"],
                  meta["stage_name"])
-  total = trainer.schedule.total_steps
+  total = setup.schedule.total_steps
   if start == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items()
                           if isinstance(v, (int, float, str, bool))})
@@ -176,15 +176,15 @@ def _train_and_evaluate(config, workdir) -> dict:
           num_profile_steps=int(config.profile_steps), logdir=str(workdir),
           first_profile=min(start + 10, total)))
   if start == 0 and config.get("eval_at_start", False):
-    _evaluate(config, trainer, writer, 0)
+    _evaluate(config, setup, writer, 0)
   preemption = _Preemption()
   limit = int(config.max_consecutive_nonfinite)
   history, previous, t_log, step = [], None, time.perf_counter(), start
   try:
     for step in range(start, total):
-      weights, mask = trainer.stage_arrays(step)
-      batch = trainer.global_batch(next(train_iter))
-      trainer.state, metrics = trainer.step_fn(trainer.state, batch, weights, mask, trainer.aux)
+      weights, mask = setup.stage_arrays(step)
+      batch = setup.global_batch(next(train_iter))
+      setup.state, metrics = setup.step_fn(setup.state, batch, weights, mask, setup.aux)
       # Read the previous step's guard now: no host sync on the step just dispatched.
       if previous is not None:
         _check_nonfinite(previous, step - 1, limit)
@@ -197,24 +197,24 @@ def _train_and_evaluate(config, workdir) -> dict:
         scalars = _summarise(history)
         dt = time.perf_counter() - t_log
         scalars.update(
-            learning_rate=float(trainer.lr_schedule(step)),
-            stage=float(_stage_meta(trainer, step)["stage"]),
+            learning_rate=float(setup.lr_schedule(step)),
+            stage=float(_stage_meta(setup, step)["stage"]),
             images_per_sec=len(history) * int(config.batch_size) / max(dt, 1e-9))
         writer.write_scalars(done, scalars)
         history, t_log = [], time.perf_counter()
       if ckpt.should_save(done) or preemption.requested:
-        ckpt.save(done, trainer.state, train_iter, _stage_meta(trainer, done))
+        ckpt.save(done, setup.state, train_iter, _stage_meta(setup, done))
       if preemption.requested:
         break
       if config.eval_every_steps and done % int(config.eval_every_steps) == 0 and done < total:
         if selection is not None:
-          _validate(config, trainer, writer, done, selection)
+          _validate(config, setup, writer, done, selection)
         else:
-          _evaluate(config, trainer, writer, done)
+          _evaluate(config, setup, writer, done)
     if previous is not None:
       _check_nonfinite(previous, step, limit)
     if not preemption.requested and start < total and ckpt.latest_step() != total:
-      ckpt.save(total, trainer.state, train_iter, _stage_meta(trainer, total), force=True)
+      ckpt.save(total, setup.state, train_iter, _stage_meta(setup, total), force=True)
   finally:
     ckpt.close()
     preemption.restore()
@@ -222,9 +222,9 @@ def _train_and_evaluate(config, workdir) -> dict:
     writer.flush()
     raise Preempted(step + 1 if start < total else start, workdir)
   logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
-               parameter_fingerprint(trainer.state.params))
+               parameter_fingerprint(setup.state.params))
   try:
-    results = _final_evaluation(config, trainer, writer, total, selection)
+    results = _final_evaluation(config, setup, writer, total, selection)
   finally:
     if selection is not None:
       selection.close()
@@ -262,18 +262,19 @@ def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
   from clu import metric_writers
 
   ensure_dataset(config)
-  trainer = Trainer(config, workdir, initialise=False)  # the checkpoint replaces the state
-  choice = selection_lib.selected(trainer.workdir)
+  # Random variables: the checkpoint replaces the state.
+  setup = TrainSetup(config, workdir, initialise=False, checked=True)
+  choice = selection_lib.selected(setup.workdir)
   folder = selection_lib.BEST_FOLDER if choice is not None else "checkpoints"
-  ckpt = Checkpointer(trainer.workdir, every_steps=0, keep=config.keep_checkpoints,
+  ckpt = Checkpointer(setup.workdir, every_steps=0, keep=config.keep_checkpoints,
                       folder=folder, read_only=True)
   try:
-    step, trainer.state = ckpt.restore_newest(
-        lambda s: ckpt.restore_state_only(trainer.abstract_state(), s))
+    step, setup.state = ckpt.restore_newest(
+        lambda s: ckpt.restore_state_only(setup.abstract_state(), s))
   finally:
     ckpt.close()
   if step is None:
-    raise ConfigError(f"no checkpoint in {trainer.workdir / folder} to evaluate")
+    raise ConfigError(f"no checkpoint in {setup.workdir / folder} to evaluate")
   extra = None
   if choice is not None:
     extra = _chosen(step, choice["metric"], choice["value"])
@@ -281,13 +282,13 @@ def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
                  choice["metric"], float(choice["value"]))
   else:
     logging.info("Evaluating the newest checkpoint: step %d (the run selects none).", step)
-  if out_dir is None and not run_workdir.writable(trainer.workdir):
+  if out_dir is None and not run_workdir.writable(setup.workdir):
     out_dir = tempfile.mkdtemp(prefix="fashionnet_eval_")
     logging.warning("%s is read-only: writing the evaluation to %s instead.",
-                    trainer.workdir, out_dir)
-  out_dir = run_workdir.prepare(out_dir) if out_dir is not None else trainer.workdir
+                    setup.workdir, out_dir)
+  out_dir = run_workdir.prepare(out_dir) if out_dir is not None else setup.workdir
   writer = metric_writers.create_default_writer(
       str(out_dir), just_logging=jax.process_index() > 0)
-  results = _evaluate(config, trainer, writer, int(step), out_dir=out_dir, extra=extra)
+  results = _evaluate(config, setup, writer, int(step), out_dir=out_dir, extra=extra)
   results.update(extra or {})
   return results

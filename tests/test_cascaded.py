@@ -20,7 +20,7 @@ from fashionnet_jax.training.optim import make_optimizer
 from fashionnet_jax.training.runs import model_fn
 from fashionnet_jax.training.schedule import Schedule
 from fashionnet_jax.training.step import abstract_train_state, train_step
-from fashionnet_jax.training.trainer import Trainer
+from fashionnet_jax.training.train_setup import TrainSetup
 
 
 def _reference_level_losses(levels, items, fractions, nested, pair_loss, margin):
@@ -145,7 +145,7 @@ def test_heads_levels_are_float32_unit_and_concatenated():
 def test_level_errors_stop_the_trainer_at_start(tmp_path, bad, message):
   config = _cascaded_tiny(**{"model.cascade_levels": bad})
   with pytest.raises(ConfigError, match=message):
-    Trainer(config, tmp_path)
+    TrainSetup(config, tmp_path)
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -155,7 +155,7 @@ def test_level_errors_stop_the_trainer_at_start(tmp_path, bad, message):
     ({"pair_loss": "lifted"}, "pair_loss"),
 ])
 def test_loss_config_errors(bad, message):
-  """Checked by jit_train_step, when the Trainer starts."""
+  """Checked by jit_train_step, when the TrainSetup starts."""
   cascade = _cascaded_tiny().loss.cascade
   cascade.update(bad)
   with pytest.raises(ConfigError, match=message):

@@ -40,7 +40,7 @@ def test_full_size_config_of_every_benchmark(module, platform):
   assert config.require_init_from and not config.dataset.synthetic_if_missing
   # mmfashion's category recipe, 1e-3 per 2 GPUs x 128 = 256 images, scaled linearly with
   # the batch for every benchmark (In-shop's and consumer-to-shop's too); the layers the
-  # weight file does not fill at 10x (which, the Trainer finds out: test_init_multipliers.py).
+  # weight file does not fill at 10x (which, the TrainSetup finds out: test_init_multipliers.py).
   assert config.optimizer.learning_rate == pytest.approx(1e-3 * config.batch_size / 256)
   assert config.batch_size == {"gpu": 128, "tpu": 256}[platform]
   assert config.optimizer.new_layer_lr_multiplier == 10.0
@@ -171,3 +171,34 @@ def test_print_config_prints_the_resolved_config_and_trains_nothing(tmp_path):
                      cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
       "error: --workdir is required")
+
+
+class _Stop(Exception):
+  pass
+
+
+def _stop(*args):
+  raise _Stop
+
+
+def test_a_run_validates_its_config_once(tmp_path, monkeypatch):
+  """train_and_evaluate checks the config before it claims the workdir; the TrainSetup it
+  builds then does not check it again."""
+  from tiny import tiny_config
+
+  from fashionnet_jax import train
+  from fashionnet_jax.training import config_checks, train_setup
+
+  calls = []
+  counted = lambda config: calls.append(1) or config_checks.validate_config(config)
+  monkeypatch.setattr(train, "validate_config", counted)
+  monkeypatch.setattr(train_setup, "validate_config", counted)
+  monkeypatch.setattr(train, "ensure_dataset", lambda config: None)
+  # Stop once the TrainSetup is built: the first batch is asked for after it.
+  monkeypatch.setattr(train.pipeline, "create_train_iterator", _stop)
+  with pytest.raises(_Stop):
+    train.train_and_evaluate(tiny_config(), tmp_path / "run")
+  assert len(calls) == 1
+  # Built on its own (benchmarks, tests), the TrainSetup checks its config itself.
+  with pytest.raises(ConfigError, match="config.optimizer.name='lamb'"):
+    train_setup.TrainSetup(tiny_config(**{"optimizer.name": "lamb"}), tmp_path / "other")

@@ -18,7 +18,7 @@ from fashionnet_jax.study import presets, runner
 from fashionnet_jax.training.optim import make_optimizer
 from fashionnet_jax.training.runs import CONFIG_FILE
 from fashionnet_jax.training.schedule import GROUPS
-from fashionnet_jax.training.trainer import Trainer
+from fashionnet_jax.training.train_setup import TrainSetup
 
 torch = pytest.importorskip("torch")  # the optional [torch] extra; CI installs it
 from torch_models import TorchResNet50, torch_vgg16  # noqa: E402
@@ -79,10 +79,10 @@ def _full_size_tiny(module, **overrides):
 
 
 def test_resnet50_fc6_and_fc7_learn_at_the_new_layer_rate(tmp_path):
-  # The full-size config through the Trainer: the converted ResNet-50 fills the trunk and
+  # The full-size config through the TrainSetup: the converted ResNet-50 fills the trunk and
   # every conv5 branch; fc6_global, fc6_pose and fc7_pose start at random and learn at 10x.
   config = _full_size_tiny(resnet50, init_from=_resnet50_file(tmp_path))
-  trainer = Trainer(config, tmp_path / "run", devices=jax.devices()[:1])
+  trainer = TrainSetup(config, tmp_path / "run", devices=jax.devices()[:1])
   params = jax.device_get(trainer.state.params)
   got = _multipliers(trainer.tx, params)
   assert got == _expected(got, NEW_ON_RESNET)
@@ -104,7 +104,7 @@ def _zeros(config):
 
 
 def test_scratch_has_no_new_layers():
-  # init_from=scratch (the Trainer passes no filled set): nothing was loaded, no layer is
+  # init_from=scratch (the TrainSetup passes no filled set): nothing was loaded, no layer is
   # newer than another, all learn at 1x.
   config = _full_size_tiny(resnet50, init_from="scratch")
   got = _multipliers(make_optimizer(config, 100), _zeros(config))
@@ -192,7 +192,7 @@ def test_from_a_fashionnet_run_only_what_it_lacks_is_new(tmp_path):
   _save_run(tiny_config(), tmp_path / "source")  # 12 attributes
   config = _sgd(tiny_config(**{"model.num_attributes": 7, "init_from": str(tmp_path / "source")}))
   config.optimizer.new_layer_lr_multiplier = 10.0
-  trainer = Trainer(config, tmp_path / "run", devices=jax.devices()[:1])
+  trainer = TrainSetup(config, tmp_path / "run", devices=jax.devices()[:1])
   got = _multipliers(trainer.tx, jax.device_get(trainer.state.params))
   assert got == _expected(got, ("heads/attributes/",))
 

@@ -143,10 +143,10 @@ def test_imports_follow_the_flow(graph):
 
 def test_the_flow_is_the_documented_one(graph):
   # The walk sees the real edges, so the rules above are not vacuous.
-  assert "fashionnet_jax.training.trainer" in graph["fashionnet_jax.train"]
+  assert "fashionnet_jax.training.train_setup" in graph["fashionnet_jax.train"]
   assert "fashionnet_jax.evaluation.loop" in graph["fashionnet_jax.train"]
   # One eval-mode predict step, below both of its users.
-  assert "fashionnet_jax.models.functional" in graph["fashionnet_jax.training.trainer"]
+  assert "fashionnet_jax.models.functional" in graph["fashionnet_jax.training.train_setup"]
   assert "fashionnet_jax.models.functional" in graph["fashionnet_jax.inference.predictor"]
   assert "fashionnet_jax.synthetic" in graph["fashionnet_jax.data.prepare"]  # a lazy import
   assert is_command("fashionnet_jax.main") and is_command("fashionnet_jax.synthetic.__main__")

@@ -76,11 +76,11 @@ def test_checkpoint_names_any_step_best_included(selected_run):
 
 
 def test_init_from_run_copies_the_selected_step(selected_run, tmp_path):
-  from fashionnet_jax.training.trainer import Trainer
+  from fashionnet_jax.training.train_setup import TrainSetup
   config, workdir, _ = selected_run
   finetune = tiny_config(**{"dataset.data_dir": config.dataset.data_dir,
                             "model.num_attributes": 1000, "init_from": str(workdir)})
-  trainer = Trainer(finetune, tmp_path / "finetune", devices=jax.devices()[:1])
+  trainer = TrainSetup(finetune, tmp_path / "finetune", devices=jax.devices()[:1])
   _assert_same(trainer.state.params, _restore(workdir / "best" / "2")["params"])
 
 

@@ -140,13 +140,13 @@ def test_init_from_a_fashionnet_run(trained, tmp_path):
   import jax
   from flax import traverse_util
   from fashionnet_jax.inference.predictor import Predictor
-  from fashionnet_jax.training.trainer import Trainer
+  from fashionnet_jax.training.train_setup import TrainSetup
   sys.path.insert(0, str(ROOT / "tests"))
   from tiny import tiny_config
   workdir, _ = trained
   source = traverse_util.flatten_dict(jax.device_get(Predictor(workdir=workdir).params))
   config = tiny_config(init_from=str(workdir))  # 12 attributes; the run has 1000
-  trainer = Trainer(config, tmp_path / "finetune", devices=jax.devices()[:1])
+  trainer = TrainSetup(config, tmp_path / "finetune", devices=jax.devices()[:1])
   ours = traverse_util.flatten_dict(jax.device_get(trainer.state.params))
   assert ours.keys() == source.keys()
   changed = sorted(k for k in ours if ours[k].shape != source[k].shape)

@@ -5,7 +5,7 @@ import pytest
 from tiny import fake_batch, tiny_config
 
 from fashionnet_jax import train
-from fashionnet_jax.training.trainer import Trainer
+from fashionnet_jax.training.train_setup import TrainSetup
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.training.schedule import GROUPS
 
@@ -33,7 +33,7 @@ def _changed(before, after):
 
 @pytest.fixture(scope="module")
 def trainer(tmp_path_factory):
-  return Trainer(tiny_config(), tmp_path_factory.mktemp("wd"))
+  return TrainSetup(tiny_config(), tmp_path_factory.mktemp("wd"))
 
 
 def test_stages_freeze_groups_and_do_not_recompile(trainer):
@@ -55,7 +55,7 @@ def test_training_lowers_the_loss(tmp_path):
   config = tiny_config(**{"optimizer.schedule": "constant", "optimizer.learning_rate": 0.1})
   config.stages = [config.stages[1]]
   config.stages[0].steps = 8
-  t = Trainer(config, tmp_path, devices=jax.devices()[:1])
+  t = TrainSetup(config, tmp_path, devices=jax.devices()[:1])
   batch = t.global_batch(fake_batch(config, seed=7))
   w, m = t.stage_arrays(0)
   losses = []
@@ -67,9 +67,9 @@ def test_training_lowers_the_loss(tmp_path):
 
 def test_eight_devices_match_one(tmp_path):
   config = tiny_config()
-  one = Trainer(config, tmp_path / "one", devices=jax.devices()[:1])
+  one = TrainSetup(config, tmp_path / "one", devices=jax.devices()[:1])
   assert len(jax.devices()) == 8
-  eight = Trainer(config, tmp_path / "eight")
+  eight = TrainSetup(config, tmp_path / "eight")
   assert eight.mesh.shape["data"] == 8
   m1, m8 = _run(one, [0, 2]), _run(eight, [0, 2])
   for a, b in zip(m1, m8):
@@ -80,12 +80,12 @@ def test_eight_devices_match_one(tmp_path):
 
 def test_model_axis_shards_large_fc_and_matches(tmp_path):
   config = tiny_config(**{"mesh.data": 4, "mesh.model": 2, "model.fc6_dim": 1024})
-  t = Trainer(config, tmp_path / "mp")
+  t = TrainSetup(config, tmp_path / "mp")
   specs = {jax.tree_util.keystr(p): s.spec for p, s in
            jax.tree_util.tree_flatten_with_path(t.state_shardings.params)[0]}
   sharded = [k for k, spec in specs.items() if "model" in tuple(spec)]
   assert any("fc7" in k for k in sharded), sharded
-  single = Trainer(config.copy_and_resolve_references() if False else tiny_config(
+  single = TrainSetup(config.copy_and_resolve_references() if False else tiny_config(
       **{"mesh.data": 1, "mesh.model": 1, "model.fc6_dim": 1024}), tmp_path / "sp",
       devices=jax.devices()[:1])
   a, b = _run(t, [0, 2]), _run(single, [0, 2])
@@ -93,7 +93,7 @@ def test_model_axis_shards_large_fc_and_matches(tmp_path):
 
 
 def test_nonfinite_update_is_skipped_and_counted(tmp_path):
-  t = Trainer(tiny_config(), tmp_path)
+  t = TrainSetup(tiny_config(), tmp_path)
   before = _params(t)
   batch = fake_batch(t.config)
   batch["image"][0, 0, 0, 0] = np.nan
@@ -116,14 +116,14 @@ def test_nonfinite_update_is_skipped_and_counted(tmp_path):
 ])
 def test_config_errors(tmp_path, override, message):
   with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
-    Trainer(tiny_config(**override), tmp_path)
+    TrainSetup(tiny_config(**override), tmp_path)
 
 
 def test_unknown_stage_group_is_a_config_error(tmp_path):
   config = tiny_config()
   config.stages[0].train = ("trunk", "pose")
   with pytest.raises(ConfigError, match=r"config.stages\[0\] \('pose'\): unknown parameter groups \['pose'\]"):
-    Trainer(config, tmp_path)
+    TrainSetup(config, tmp_path)
 
 
 def test_missing_dataset_is_a_config_error(tmp_path):

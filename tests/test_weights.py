@@ -16,7 +16,7 @@ from fashionnet_jax.models import FashionNet, pretrained
 from fashionnet_jax.models.functional import merge_model
 from fashionnet_jax.models.vgg import pool5_flatten
 from fashionnet_jax.training.config_checks import validate_config
-from fashionnet_jax.training.trainer import Trainer
+from fashionnet_jax.training.train_setup import TrainSetup
 
 torch = pytest.importorskip('torch')  # the optional [torch] extra; CI installs it
 nn = torch.nn
@@ -208,13 +208,13 @@ def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
 
 
 def test_init_from_through_the_trainer_keeps_batchnorm_statistics(tmp_path, x):
-  # The real path: Trainer(config with init_from) must reproduce the torch model in eval
+  # The real path: TrainSetup(config with init_from) must reproduce the torch model in eval
   # mode, BatchNorm running statistics included (not only the converted parameters).
   path = tmp_path / 'resnet50-11ad3fa6.pth'
   ref = _torch_resnet50(path, seed=3)
   config = tiny_config(**{'model.backbone': 'resnet50', 'model.width_multiplier': 1 / 8,
                           'init_from': str(path)})
-  trainer = Trainer(config, tmp_path / 'run', devices=jax.devices()[:1])
+  trainer = TrainSetup(config, tmp_path / 'run', devices=jax.devices()[:1])
   state = jax.device_get(trainer.state)
   np.testing.assert_array_equal(state.model_state['trunk']['bn1']['mean'],
                                 ref.bn1.running_mean.numpy())
@@ -226,10 +226,10 @@ def test_full_size_configs_need_init_from_or_an_explicit_scratch(tmp_path):
   from configs import gpu, tpu_v3
   for module in (gpu, tpu_v3):
     config = module.get_config()
-    validate_config(config)  # a valid config, that the Trainer refuses to initialise at random
+    validate_config(config)  # a valid config, that the TrainSetup refuses to initialise at random
     with pytest.raises(ConfigError, match=r'^config.init_from is not set: .*--config.init_from=scratch'):
-      Trainer(config, tmp_path / 'refused')
+      TrainSetup(config, tmp_path / 'refused')
     assert not (tmp_path / 'refused').exists()
   # A scratch run builds and never reads a weight file.
   config = tiny_config(require_init_from=True, init_from='scratch')
-  Trainer(config, tmp_path / 'run', devices=jax.devices()[:1])
+  TrainSetup(config, tmp_path / 'run', devices=jax.devices()[:1])

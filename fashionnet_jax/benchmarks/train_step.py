@@ -4,12 +4,12 @@ r"""Train-step throughput of FashionNet: images/s, step time, MFU, memory, pooli
   python -m fashionnet_jax.benchmarks.train_step --config=configs/gpu.py --input=pipeline
   python -m fashionnet_jax.benchmarks.train_step            # CPU: configs/default.py
 
-Compiles the train step `main` uses (`Trainer.step_fn`, sharded and donated) once
+Compiles the train step `main` uses (`TrainSetup.step_fn`, sharded and donated) once
 (compile time reported apart) and times --steps steps after --warmup steps, with
 `jax.block_until_ready` only around the whole loop. Inputs are a device-resident
 synthetic batch; with --input=pipeline also the real grain pipeline over
 synthetic DeepFashion (built under --data_dir on first use), fed through
-`Trainer.global_batch` as in training. FLOPs per step come from XLA's cost
+`TrainSetup.global_batch` as in training. FLOPs per step come from XLA's cost
 analysis of the compiled step (plus the cuDNN convolutions it does not see, read
 off the optimised HLO by benchmarks/hlo_census.py) and, independently, from the
 analytic count in `benchmarks/flops.py`; MFU is reported against --peak_tflops (spec) and against
@@ -177,7 +177,7 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
         matmul_size=0, pooling_iters=20, profile_dir=None, num_devices=0, log=print) -> dict:
   """Measures the train step of `config` (see the module docstring); returns the figures."""
   import tempfile
-  from fashionnet_jax.training.trainer import Trainer
+  from fashionnet_jax.training.train_setup import TrainSetup
   from fashionnet_jax.benchmarks import flops, hlo_census
 
   batch_size = int(config.batch_size)
@@ -192,16 +192,16 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   else:
     host_batch = synthetic_batch(config, batch_size)
   devices = jax.devices()[:num_devices] if num_devices > 0 else None
-  trainer = Trainer(config, tempfile.gettempdir(), devices)
-  n_devices = trainer.mesh.devices.size
-  weights, mask = trainer.stage_arrays(0)
-  batch = trainer.global_batch(host_batch)
+  setup = TrainSetup(config, tempfile.gettempdir(), devices)
+  n_devices = setup.mesh.devices.size
+  weights, mask = setup.stage_arrays(0)
+  batch = setup.global_batch(host_batch)
   results = dict(_versions(), num_devices=n_devices, batch=batch_size, image_size=int(config.image_size),
                  backbone=config.model.backbone, dtype=config.model.dtype,
                  width_multiplier=float(config.model.width_multiplier), steps=steps)
 
   start = time.perf_counter()
-  compiled = trainer.step_fn.lower(trainer.state, batch, weights, mask, trainer.aux).compile()
+  compiled = setup.step_fn.lower(setup.state, batch, weights, mask, setup.aux).compile()
   results["compile_s"] = round(time.perf_counter() - start, 3)
   cost = xla_cost(compiled)
   # The compiled module is one device's program (SPMD): × devices gives the step's
@@ -222,8 +222,8 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
       f"{results['xla_flops_per_step'] / 1e9:.2f} G, analytic "
       f"{results['analytic_flops_per_step'] / 1e9:.2f} G (ratio {results['xla_over_analytic']})")
 
-  step = lambda state, b: compiled(state, b, weights, mask, trainer.aux)
-  state = trainer.state
+  step = lambda state, b: compiled(state, b, weights, mask, setup.aux)
+  state = setup.state
   for _ in range(warmup):
     state, _ = step(state, batch)
   jax.block_until_ready(state)
@@ -243,7 +243,7 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
     results["profile_dir"] = profile_dir
 
   if iterator is not None:
-    next_batch = lambda: trainer.global_batch(next(iterator))
+    next_batch = lambda: setup.global_batch(next(iterator))
     for _ in range(max(warmup, 1)):  # worker start-up and the first batches
       state, _ = step(state, next_batch())
     jax.block_until_ready(state)
@@ -255,7 +255,7 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
                                      / results["images_per_s"], 4)
     log(f"grain pipeline: {results['pipeline_step_ms']:.2f} ms/step, "
         f"{results['pipeline_images_per_s']:.1f} images/s (cost {results['pipeline_cost']:.1%})")
-  trainer.state = state  # the old buffers were donated
+  setup.state = state  # the old buffers were donated
 
   step_s = results["step_ms"] / 1e3
   achieved = results["xla_flops_per_step"] / step_s / 1e12

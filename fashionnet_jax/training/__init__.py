@@ -7,7 +7,7 @@ evaluation).
 Modules: losses (the four losses, triplets, HDC), schedule (stages and
 parameter groups), optim (the optimiser per group), step (the train state and
 the jitted train step), checkpointing (Orbax), config_checks (config
-validation), trainer (model, optimiser, mesh, state and step built from a
+validation), train_setup (model, optimiser, mesh, state and step built from a
 config), workdir (one writer per run folder), runs (a run read back from its
 folder), selection (the best step on validation).
 """

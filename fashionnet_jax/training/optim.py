@@ -10,7 +10,7 @@ AdamW's step count does not advance under it, SGD's weight decay does not
 accumulate into its momentum, so a group unfrozen later resumes where it stopped.
 
 Fine-tuning's new layers: the parameters that `init_from` did not fill (the
-Trainer passes the ones it did, `pretrained`) learn at
+TrainSetup passes the ones it did, `pretrained`) learn at
 `config.optimizer.new_layer_lr_multiplier` x the rate; the rest at 1x.
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ def make_optimizer(config, total_steps: int, pretrained: frozenset[str] | None =
   """update(grads, state, params, group_mask=[len(GROUPS)]) -> (updates, state).
 
   `pretrained`: the parameters (path names, 'trunk/conv1_1/kernel') that
-  `config.init_from` filled, as the Trainer found them when it loaded the file.
+  `config.init_from` filled, as the TrainSetup found them when it loaded the file.
   Every other parameter started at random and learns at
   `config.optimizer.new_layer_lr_multiplier` x its rate (fine-tuning's new layers,
   whatever the backbone: ResNet-50's fc6/fc7 too). None (no weight file: the demo,

@@ -1,6 +1,7 @@
-"""Trainer: model, optimiser, mesh, train state and the compiled step, built from a config.
+"""TrainSetup: model, optimiser, mesh, train state and the compiled step, built from a config.
 
-`Trainer(config, workdir)` validates the config, lays the (data, model) mesh,
+It runs no loop (train.py does): `TrainSetup(config, workdir)` validates the
+config (unless its caller has: `checked`), lays the (data, model) mesh,
 creates the sharded train state in one compiled program (with `init_from`
 weights when the config names them), the optimiser (the parameters those weights
 did not fill learn at the new-layer rate), the stage arrays and the jitted train
@@ -104,15 +105,20 @@ def _log_new_layers(config, params, filled):
                ", ".join(layers) or "none")
 
 
-class Trainer:
-  """Builds model, optimiser, mesh and the compiled step from a config."""
+class TrainSetup:
+  """What a training run is built from: model, optimiser, mesh, sharded train state
+  (with the `init_from` weights) and the compiled step."""
 
-  def __init__(self, config, workdir, devices=None, *, initialise: bool = True):
+  def __init__(self, config, workdir, devices=None, *, initialise: bool = True,
+               checked: bool = False):
     """`initialise=False`: random variables only, for a state about to be restored
-    from a checkpoint (evaluation): init_from is neither required nor read."""
-    validate_config(config)
-    if initialise:
-      check_init_from(config)
+    from a checkpoint (evaluation): init_from is neither required nor read.
+    `checked=True`: the caller has validated the config (train.py does, before it
+    claims the workdir and prepares the data), so it is not validated again."""
+    if not checked:
+      validate_config(config)
+      if initialise:
+        check_init_from(config)
     self.config = config
     self.workdir = epath.Path(workdir)
     self.mesh = sharding.create_mesh(config.mesh, devices)
