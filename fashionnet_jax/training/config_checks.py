@@ -1,4 +1,9 @@
-"""Config validation: a mistake fails at start with one line naming the field."""
+"""Config validation: a mistake fails at start with one line naming the field.
+
+Once per run: train.py validates before it claims the workdir or prepares the
+data, and builds its TrainSetup with `checked=True`; a TrainSetup built on its
+own (benchmarks, tests) validates its config itself.
+"""
 from __future__ import annotations
 
 import os
@@ -112,9 +117,9 @@ def validate_config(config) -> None:
     if value not in choices:
       raise ConfigError(f"config.{dotted}={value!r}: unknown, use one of {', '.join(choices)}")
   _check_bounds(config)
-  dataset_builder_config(config)
+  benchmark = dataset_builder_config(config)  # an unknown dataset.name fails here
   if config.get("select_metric"):
-    if dataset_builder_config(config) == "inshop":
+    if benchmark == "inshop":
       raise ConfigError(
           "config.select_metric: In-shop has no validation split (train, query, gallery); "
           "unset it and report the final step")
