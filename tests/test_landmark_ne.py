@@ -119,9 +119,10 @@ def _collected_arrays(examples, margin):
                              normalize=False)
   keep = batch["mask"]
   arrays = {k: batch[k][keep] for k in ("landmarks", "landmark_visibility", "crop", "bbox")}
-  # The network's predictions live in the crop's frame.
+  # The network's predictions live in the crop's frame, in continuous coordinates:
+  # pixel index p has its centre at p + 0.5 (data/transforms.py's convention).
   crop = arrays["crop"]
-  pred = np.stack([e["pred"] / e["size"] for e in examples])
+  pred = np.stack([(e["pred"] + 0.5) / e["size"] for e in examples])
   arrays["pred_landmarks"] = ((pred - crop[:, None, :2]) / (crop[:, None, 2:] - crop[:, None, :2])
                               ).astype(np.float32)
   return arrays
@@ -192,9 +193,11 @@ def test_compute_metrics_scores_in_the_bbox_frame(monkeypatch):
   dist = [[] for _ in range(8)]
   for r in records:
     ymin, xmin, ymax, xmax = r["bbox"]
+    # The records hold pixel index / size; the pixel's centre is half a pixel on.
+    width, height = Image.open(io.BytesIO(r["image"])).size
     for i in np.flatnonzero(r["landmark_visibility"] == 0):
-      u = (r["landmarks"][i, 0] - xmin) / (xmax - xmin)
-      v = (r["landmarks"][i, 1] - ymin) / (ymax - ymin)
+      u = (r["landmarks"][i, 0] + 0.5 / width - xmin) / (xmax - xmin)
+      v = (r["landmarks"][i, 1] + 0.5 / height - ymin) / (ymax - ymin)
       dist[i].append(np.hypot(u - 0.5, v - 0.5))
   want = np.mean([np.mean(d) for d in dist if d])
   assert metrics["landmark_ne"] == pytest.approx(want, rel=1e-4)
