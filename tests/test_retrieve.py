@@ -234,10 +234,13 @@ def test_bbox_index_embeds_what_evaluation_feeds_the_network(inshop, predictor, 
   expected = predictor(transforms.normalize_batch(np.stack([reference[p] for p in index.paths])))
   expected = expected["embedding"] / np.linalg.norm(expected["embedding"], axis=1, keepdims=True)
   np.testing.assert_allclose(index.embeddings, expected, atol=1e-5)
-  # The whole-image index differs: the crop is no no-op on this data.
+  # The whole-image index embedded other pixels: the crop is no no-op on this data (its
+  # embeddings' difference depends on how much the tiny model has learnt, its pixels' do not).
   whole = Index(str(index_folder))
-  order = [whole.paths.index(p) for p in index.paths]
-  assert np.abs(whole.embeddings[order] - index.embeddings).max() > 1e-3
+  assert whole.crops == [{"crop": "whole image", "bbox": None}] * len(whole.paths)
+  differ = [np.abs(load_image(inshop["gallery"] / p, predictor.image_size).image.astype(int)
+                  - reference[p]).mean() for p in index.paths]
+  assert max(differ) > 10 and np.mean(differ) > 2, differ
 
 
 def test_tfds_index_is_the_bbox_index(inshop, predictor, bbox_index, tmp_path):
