@@ -28,7 +28,8 @@ EXTRAS = {
     "data": ["apache-beam>=2.60", "mlcroissant>=1.0"],
     # ImageNet weight import from torchvision .pth files (keras .h5 goes through h5py).
     "torch": ["torch>=2.1", "h5py"],
-    "test": ["pytest>=8", "pytest-xdist", "h5py"],
+    # scikit-image ships the public-domain photos the tests use without DeepFashion's (tests/host.py).
+    "test": ["pytest>=8", "pytest-xdist", "h5py", "scikit-image"],
     # `python -m fashionnet_jax.serve` / `.export` and their tests (the browser test drives
     # Debian's chromium + chromedriver through selenium; httpx is FastAPI's TestClient).
     "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx",

@@ -1,12 +1,30 @@
-"""Test setup: 8 forced CPU devices (sharding tests), shared synthetic data and trained run."""
+"""Test setup: 8 forced CPU devices (sharding tests), shared synthetic data and trained run,
+real photos (tests/host.py)."""
 import os
 
 import pytest
+
+import host
 
 # Must precede the first `import jax` anywhere in the test session.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_configure(config):
+  """A FASHIONNET_SAMPLES that names no photos stops the run in one line, before any test."""
+  try:
+    host.samples()
+  except FileNotFoundError as e:
+    raise pytest.UsageError(str(e)) from None
+
+
+@pytest.fixture(scope="session")
+def real_photos(tmp_path_factory):
+  """Real photos (tests/host.py): the DeepFashion samples under FASHIONNET_SAMPLES, else
+  scikit-image's public-domain astronaut, coffee and chelsea as JPEGs."""
+  return host.real_photos(tmp_path_factory.mktemp("real_photos"))
 
 
 @pytest.fixture(scope="session")

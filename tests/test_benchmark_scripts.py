@@ -1,19 +1,19 @@
 """The GPU benchmark scripts (shellcheck) and the PyTorch reference they compare against."""
 import json
 import pathlib
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
+
+import host
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "fashionnet_jax" / "benchmarks"
 
 
 def test_shellcheck_passes_on_the_benchmark_scripts():
-  if shutil.which("shellcheck") is None:
-    pytest.fail("shellcheck is not installed: apt-get install -y shellcheck")
+  host.program("shellcheck", "apt-get install shellcheck")
   scripts = sorted(BENCHMARKS.glob("*.sh"))
   assert {p.name for p in scripts} >= {"gpu_run.sh", "gpu_profile.sh"}
   r = subprocess.run(["shellcheck", "-x", *map(str, scripts)], capture_output=True, text=True,

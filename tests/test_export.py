@@ -5,14 +5,10 @@ the SavedModel): outputs within 1e-5. `serving_default` decodes and resizes in
 TF: pixels within 1 level of PIL's (libjpeg's DCT scaling in both), so outputs
 within 1e-3 of the Predictor on the same files.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import orbax.export  # noqa: F401,E402  (pip install -e '.[serve]')
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "deepfashion" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +19,7 @@ def exported(run_dir, tmp_path_factory):
   return out
 
 
-@pytest.fixture(scope="module")
-def samples():
-  paths = sorted(SAMPLES.glob("*.jpg"))
-  if not paths:
-    pytest.skip(f"no DeepFashion samples at {SAMPLES}")
-  return paths
-
-
-def test_savedmodel_matches_the_predictor_on_real_samples(exported, run_dir, samples):
+def test_savedmodel_matches_the_predictor_on_real_photos(exported, run_dir, real_photos):
   import tensorflow as tf
 
   from fashionnet_jax.export.savedmodel import OUTPUTS, tf_decode_resize
@@ -41,7 +29,7 @@ def test_savedmodel_matches_the_predictor_on_real_samples(exported, run_dir, sam
   model = tf.saved_model.load(str(exported))
   assert set(model.signatures) == {"serving_default", "predict_images"}
   size = predictor.image_size
-  images = np.stack([load_image(p, size).image for p in samples])
+  images = np.stack([load_image(p, size).image for p in real_photos])
   expected = predictor.predict_uint8(images)
 
   got = model.signatures["predict_images"](images=tf.constant(images))
@@ -49,7 +37,7 @@ def test_savedmodel_matches_the_predictor_on_real_samples(exported, run_dir, sam
   for key, value in expected.items():
     np.testing.assert_allclose(got[key].numpy(), value, atol=1e-5, err_msg=key)
 
-  files = [p.read_bytes() for p in samples]
+  files = [p.read_bytes() for p in real_photos]
   for data, image in zip(files, images):
     decoded = tf_decode_resize(tf.constant(data), size).numpy().astype(int)
     assert np.abs(decoded - image).max() <= 1

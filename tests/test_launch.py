@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 
+import host
+
 from fashionnet_jax.errors import PREEMPTED_EXIT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -43,8 +45,7 @@ def write_exe(path, text):
 # ------------------------------------------------------------------ shellcheck --
 
 def test_shellcheck_passes_on_every_launch_script():
-  if shutil.which("shellcheck") is None:
-    pytest.fail("shellcheck is not installed: apt-get install -y shellcheck")
+  host.program("shellcheck", "apt-get install shellcheck")
   scripts = sorted(p for p in LAUNCH.rglob("*") if p.suffix in (".sh", ".sbatch"))
   assert {p.name for p in scripts} >= {"tpu_vm.sh", "single_node.sh", "slurm.sbatch",
                                        "slurm_task.sh", "common.sh"}

@@ -1,21 +1,20 @@
-"""`python -m fashionnet_jax.predict` on real samples, synthetic photos and bad files."""
+"""`python -m fashionnet_jax.predict` on real photos, synthetic photos and bad files."""
 import io
 import json
 import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import host
 from tiny import ROOT
 
 from fashionnet_jax.inference import describe
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "deepfashion" / "samples"
 ATTRIBUTE_TYPES = {"texture", "fabric", "shape", "part", "style"}
 APPLIES = {"upper": {0, 1, 2, 3, 6, 7}, "lower": {4, 5, 6, 7}, "full": set(range(8))}
 
@@ -93,23 +92,19 @@ def test_cli_predicts_good_files_and_names_bad_ones(run_dir, photos, tmp_path):
     assert drawn.format == "PNG" and drawn.width >= Image.open(path).width
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"no real DeepFashion samples at {SAMPLES}")
-def test_real_samples(predictor, tmp_path):
-  from fashionnet_jax import predict
+def test_real_photos(predictor, real_photos, tmp_path):
   from fashionnet_jax.inference import visualize
-  paths = sorted(SAMPLES.glob("*.jpg"))
-  assert paths, f"{SAMPLES} holds no .jpg"
-  for path, record, error in describe.predict_files(predictor, [str(p) for p in paths], top_k=5):
+  for path, record, error in describe.predict_files(predictor, [str(p) for p in real_photos],
+                                                    top_k=5):
     assert error is None, error
     check_record(record, path, top_k=5)
-  # The attribute-benchmark sample with its released bbox (list_bbox.txt style).
-  sample = SAMPLES / "attr_pred_demo2.jpg"
-  if sample.exists():
-    [(_, record, error)] = describe.predict_files(predictor, [str(sample)], [(72, 79, 232, 273)])
-    assert error is None and record["bbox"] == [72, 79, 232, 273]
-    out = tmp_path / "sample.png"
-    visualize.draw_prediction(sample, record).save(out)
-    assert Image.open(out).size[0] >= 300
+  # A bbox as list_bbox.txt gives it (the attribute-benchmark sample's, where it is here).
+  sample = host.bbox_photo(real_photos)
+  [(_, record, error)] = describe.predict_files(predictor, [str(sample)], [host.BBOX])
+  assert error is None and record["bbox"] == list(host.BBOX)
+  out = tmp_path / "sample.png"
+  visualize.draw_prediction(sample, record).save(out)
+  assert Image.open(out).size[0] >= 300
 
 
 def test_landmarks_to_pixels():

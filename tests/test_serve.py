@@ -16,22 +16,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import host
+
 import fastapi  # noqa: F401,E402  (pip install -e '.[serve]', as the README's test command does)
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "deepfashion" / "samples"
-SAMPLE = SAMPLES / "attr_pred_demo2.jpg"
 MAX_PIXELS = 1_000_000
 MAX_BODY = 2**20
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-needs_samples = pytest.mark.skipif(not SAMPLE.exists(), reason=f"no DeepFashion samples at {SAMPLES}")
 
 
 @pytest.fixture(scope="module")
-def gallery(run_dir, tmp_path_factory):
-  """The real samples and five synthetic photos, as a folder to index."""
+def photo(real_photos):
+  """One real photo, the one host.BBOX is released for when the DeepFashion samples are here."""
+  return host.bbox_photo(real_photos)
+
+
+@pytest.fixture(scope="module")
+def gallery(run_dir, real_photos, tmp_path_factory):
+  """The real photos and five synthetic photos, as a folder to index."""
   out = tmp_path_factory.mktemp("gallery")
-  for path in sorted(SAMPLES.glob("*.jpg")):
+  for path in real_photos:
     shutil.copy(path, out / path.name)
   archive = next((run_dir / "data" / "synthetic_deepfashion").glob("Category*/Img/img.zip"))
   with zipfile.ZipFile(archive) as z:
@@ -76,17 +79,16 @@ def upload(client, path, data=None, route="/v1/predict", **fields):
                      data={k: str(v) for k, v in fields.items()})
 
 
-@needs_samples
-def test_predict_is_the_predict_commands_record(client, service):
+def test_predict_is_the_predict_commands_record(client, service, photo):
   from fashionnet_jax.inference import describe
-  response = upload(client, SAMPLE, bbox="72,79,232,273", top_k=3)
+  response = upload(client, photo, bbox=",".join(map(str, host.BBOX)), top_k=3)
   assert response.status_code == 200, response.text
   record = response.json()
-  [(_, expected, error)] = describe.predict_files(service.predictor, [str(SAMPLE)],
-                                                  [(72, 79, 232, 273)], top_k=3)
+  [(_, expected, error)] = describe.predict_files(service.predictor, [str(photo)], [host.BBOX],
+                                                  top_k=3)
   assert error is None
-  assert record["image"] == SAMPLE.name and record["bbox"] == [72, 79, 232, 273]
-  expected["image"] = SAMPLE.name
+  assert record["image"] == photo.name and record["bbox"] == list(host.BBOX)
+  expected["image"] = photo.name
   # Batch-of-1 vs batch-of-4 forward passes: float rounding only.
   assert [c["name"] for c in record["category"]] == [c["name"] for c in expected["category"]]
   for key in ("category", "attributes"):
@@ -98,13 +100,12 @@ def test_predict_is_the_predict_commands_record(client, service):
          {k: v for k, v in expected.items() if k not in ("category", "attributes", "landmarks")}
 
 
-@needs_samples
-def test_retrieve_finds_the_query_itself_and_serves_thumbnails_by_number(client):
-  response = upload(client, SAMPLE, route="/v1/retrieve", k=3)
+def test_retrieve_finds_the_query_itself_and_serves_thumbnails_by_number(client, photo):
+  response = upload(client, photo, route="/v1/retrieve", k=3)
   assert response.status_code == 200, response.text
   results = response.json()["results"]
   assert [r["rank"] for r in results] == [1, 2, 3]
-  assert results[0]["path"] == SAMPLE.name and results[0]["score"] == pytest.approx(1, abs=1e-3)
+  assert results[0]["path"] == photo.name and results[0]["score"] == pytest.approx(1, abs=1e-3)
   thumb = client.get(results[0]["thumbnail"])
   assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
   assert max(Image.open(io.BytesIO(thumb.content)).size) <= 192
@@ -120,9 +121,8 @@ def _bomb() -> bytes:
   return out.getvalue()
 
 
-@needs_samples
-def test_bad_input_gets_a_one_line_json_4xx_and_the_server_stays_up(client, service):
-  good = SAMPLE.read_bytes()
+def test_bad_input_gets_a_one_line_json_4xx_and_the_server_stays_up(client, service, photo):
+  good = photo.read_bytes()
   cases = [  # (what, response, status)
       ("0 bytes", upload(client, "a.jpg", b""), 400),
       ("not an image", upload(client, "a.jpg", b"this is not a picture\n"), 400),
@@ -135,13 +135,13 @@ def test_bad_input_gets_a_one_line_json_4xx_and_the_server_stays_up(client, serv
       ("chunked body over the limit", client.post(
           "/v1/predict", content=iter([b"x" * 65536] * (MAX_BODY // 65536 + 2)),
           headers={"content-type": "multipart/form-data; boundary=x"}), 413),
-      ("bbox syntax", upload(client, SAMPLE, good, bbox="1,2,3"), 422),
-      ("bbox upside down", upload(client, SAMPLE, good, bbox="50,50,10,10"), 422),
-      ("bbox outside", upload(client, SAMPLE, good, bbox="5000,5000,5100,5100"), 422),
-      ("top_k 0", upload(client, SAMPLE, good, top_k=0), 422),
-      ("k 0", upload(client, SAMPLE, good, route="/v1/retrieve", k=0), 422),
-      ("k over the gallery", upload(client, SAMPLE, good, route="/v1/retrieve", k=10**6), 422),
-      ("k not a number", upload(client, SAMPLE, good, route="/v1/retrieve", k="ten"), 422),
+      ("bbox syntax", upload(client, photo, good, bbox="1,2,3"), 422),
+      ("bbox upside down", upload(client, photo, good, bbox="50,50,10,10"), 422),
+      ("bbox outside", upload(client, photo, good, bbox="5000,5000,5100,5100"), 422),
+      ("top_k 0", upload(client, photo, good, top_k=0), 422),
+      ("k 0", upload(client, photo, good, route="/v1/retrieve", k=0), 422),
+      ("k over the gallery", upload(client, photo, good, route="/v1/retrieve", k=10**6), 422),
+      ("k not a number", upload(client, photo, good, route="/v1/retrieve", k="ten"), 422),
   ]
   for what, response, status in cases:
     assert response.status_code == status, (what, response.text)
@@ -149,7 +149,7 @@ def test_bad_input_gets_a_one_line_json_4xx_and_the_server_stays_up(client, serv
     assert set(body) == {"error"} and body["error"] and "\n" not in body["error"], what
   assert "2000x2000" in cases[5][1].json()["error"]
   assert client.get("/healthz").json()["status"] == "ok"
-  assert upload(client, SAMPLE).status_code == 200
+  assert upload(client, photo).status_code == 200
 
 
 def test_a_full_queue_answers_503(client, service, monkeypatch):
@@ -193,14 +193,13 @@ def test_batcher_pads_to_buckets_and_bounds_its_queue():
   assert shapes == [1, 2]  # the two queued requests shared one batch
 
 
-@needs_samples
-def test_concurrent_requests_are_batched_without_recompiling(server, service):
+def test_concurrent_requests_are_batched_without_recompiling(server, service, real_photos):
   """16 concurrent HTTP requests on 3 images: all answered, each with its own image's
   record, in batches larger than 1, and the jitted function never compiles again."""
   forward = service.predictor._forward
   compiled = forward._cache_size()
   assert compiled >= len(service.batcher.buckets)
-  paths = sorted(SAMPLES.glob("*.jpg"))
+  paths = real_photos
   singles = {p.name: _post(server, p)[1] for p in paths}
   before = dict(service.batcher.batch_sizes)
   jobs = [paths[i % len(paths)] for i in range(16)]
@@ -242,10 +241,9 @@ def test_the_command_refuses_a_bad_workdir_or_index_in_one_line(tmp_path, capsys
     assert err.startswith("error: ") and err.count("\n") == 1, err
 
 
-@needs_samples
-def test_benchmark_smoke(service):
+def test_benchmark_smoke(service, real_photos):
   from fashionnet_jax.benchmarks import serve as bench
-  results = bench.measure(service.predictor, sorted(SAMPLES.glob("*.jpg")), requests=12,
+  results = bench.measure(service.predictor, real_photos, requests=12,
                           concurrencies=(1, 4), max_batch=4, max_wait_ms=5)
   rows = {row["concurrency"]: row for row in results["server"]}
   assert set(rows) == {1, 4} and all(r["errors"] == 0 for r in rows.values())
@@ -257,15 +255,13 @@ def test_benchmark_smoke(service):
 @pytest.fixture(scope="module")
 def browser():
   from selenium import webdriver
-  if not CHROMEDRIVER.exists():  # a failure, not a skip: the page is a feature
-    pytest.fail("no /usr/bin/chromedriver: apt-get install chromium chromium-driver "
-                "(.ci/run does)")
+  chromedriver = host.program("chromedriver", "apt-get install chromium chromium-driver")
   from selenium.webdriver.chrome.service import Service as DriverService
   options = webdriver.ChromeOptions()
   for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                "--window-size=1100,900"):
     options.add_argument(flag)
-  driver = webdriver.Chrome(options=options, service=DriverService(str(CHROMEDRIVER)))
+  driver = webdriver.Chrome(options=options, service=DriverService(chromedriver))
   yield driver
   driver.quit()
 
@@ -283,10 +279,11 @@ def _analyse(browser, server, path, width, height):
   return By
 
 
-@needs_samples
-def test_the_page_shows_categories_landmarks_and_similar_items(browser, server, service, tmp_path):
-  By = _analyse(browser, server, SAMPLE, 1100, 900)
-  record = upload_record(service)
+def test_the_page_shows_categories_landmarks_and_similar_items(browser, server, service, photo,
+                                                              tmp_path):
+  from fashionnet_jax.inference import describe
+  By = _analyse(browser, server, photo, 1100, 900)
+  [(_, record, _)] = describe.predict_files(service.predictor, [str(photo)], top_k=service.top_k)
   names = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#categories li")]
   assert len(names) == service.top_k and names[0].startswith(record["category"][0]["name"])
   assert len(browser.find_elements(By.CSS_SELECTOR, "#attributes tbody tr")) == service.top_k
@@ -298,20 +295,13 @@ def test_the_page_shows_categories_landmarks_and_similar_items(browser, server, 
   assert browser.find_element(By.ID, "status").text == ""
   browser.save_screenshot(str(tmp_path / "desktop.png"))
   # A phone: one column, nothing wider than the screen.
-  _analyse(browser, server, SAMPLE, 390, 844)
+  _analyse(browser, server, photo, 390, 844)
   assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
-  photo = browser.find_element(By.ID, "photo").rect
-  assert photo["width"] <= 390 and photo["width"] > 300
+  shown = browser.find_element(By.ID, "photo").rect
+  assert shown["width"] <= 390 and shown["width"] > 300
   browser.save_screenshot(str(tmp_path / "phone.png"))
 
 
-def upload_record(service):
-  from fashionnet_jax.inference import describe
-  [(_, record, _)] = describe.predict_files(service.predictor, [str(SAMPLE)], top_k=service.top_k)
-  return record
-
-
-@needs_samples
 def test_the_page_reports_a_bad_file(browser, server, tmp_path):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
