@@ -78,6 +78,7 @@ def _full_size_tiny(module, **overrides):
   return config
 
 
+@pytest.mark.slow
 def test_resnet50_fc6_and_fc7_learn_at_the_new_layer_rate(tmp_path):
   # The full-size config through the TrainSetup: the converted ResNet-50 fills the trunk and
   # every conv5 branch; fc6_global, fc6_pose and fc7_pose start at random and learn at 10x.

@@ -1,6 +1,6 @@
 """The real user's path rehearsed on CPU: the full-size VGG-16 config at 224 px (bf16 trunk,
 SGD, dropout) initialised from a torchvision-layout VGG-16 file, on DeepFashion-format
-data with real photos, through train -> validation selection -> test evaluation -> report.
+data with real photos (tests/host.py), through train -> validation selection -> test evaluation -> report.
 
 The cheap parts of that path have their own tests; this one catches what only the
 whole does (conversion into the full-width model, the float32 heads under a bf16
@@ -16,8 +16,9 @@ import pytest
 
 import deepfashion_tiny as tiny
 
+pytestmark = pytest.mark.slow  # the full-size VGG-16 at 224 px: ~5 min on 2 cores
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "deepfashion" / "samples"
 torch = pytest.importorskip("torch")
 
 
@@ -28,8 +29,8 @@ def _torchvision_vgg16(path):
   torch.save(torch_vgg16(fc_dim=4096).state_dict(), path)
 
 
-def test_full_size_vgg16_from_imagenet_weights_train_select_test_report(tmp_path):
-  photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
+def test_full_size_vgg16_from_imagenet_weights_train_select_test_report(tmp_path, real_photos):
+  photos = [p.read_bytes() for p in real_photos]
   assert len(photos) == 3
   manual = tmp_path / "manual"
   tiny.write_benchmark(manual, "category_attribute", n=9, photos=photos)

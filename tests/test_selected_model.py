@@ -13,6 +13,8 @@ from flax import traverse_util
 
 from tiny import tiny_config
 
+pytestmark = pytest.mark.slow  # a run with validation selection: ~2 min on 2 cores
+
 
 def _leaves(params):
   return traverse_util.flatten_dict(jax.device_get(params))

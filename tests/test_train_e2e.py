@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fashionnet_jax.errors import PREEMPTED_EXIT
 from e2e import (ROOT, fingerprints as _fingerprints, finish as _finish, main_process as _main,
                  wait_for_checkpoint as _wait_for_checkpoint)
+
+pytestmark = pytest.mark.slow  # whole `main` runs in subprocesses: ~8 min on 2 cores
 
 
 def _final_params(workdir):
@@ -54,11 +57,12 @@ def test_evaluate_mode_on_a_read_only_run_writes_json_table_and_plots_elsewhere(
                                                                                tmp_path):
   # --mode=evaluate is a reader: it writes nothing into the run, and a run it cannot
   # write into (a read-only mount: EROFS, even for root) sends its evaluation elsewhere.
+  import host
   from test_faults import _files, _read_only_mount, _unmount
   workdir = tmp_path / "ro_run"
   mounted = _read_only_mount(workdir, source=trained[0])
   try:
-    assert mounted, "mount -t tmpfs failed: cannot make a read-only run"
+    host.needs(mounted, "mount -t tmpfs failed (needs root): cannot make a read-only run")
     before = _files(workdir)
     out = _finish(_main(workdir, data_dir, "--mode=evaluate"))
     assert "Traceback" not in out

@@ -51,6 +51,7 @@ def test_stages_freeze_groups_and_do_not_recompile(trainer):
   assert trainer.step_fn._cache_size() == 1  # one compilation for both stages
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(tmp_path):
   config = tiny_config(**{"optimizer.schedule": "constant", "optimizer.learning_rate": 0.1})
   config.stages = [config.stages[1]]
@@ -65,6 +66,7 @@ def test_training_lowers_the_loss(tmp_path):
   assert losses[-1] < 0.9 * losses[0] and losses[-1] < min(losses[:4]), losses
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(tmp_path):
   config = tiny_config()
   one = TrainSetup(config, tmp_path / "one", devices=jax.devices()[:1])
@@ -78,6 +80,7 @@ def test_eight_devices_match_one(tmp_path):
                _params(one), _params(eight))
 
 
+@pytest.mark.slow
 def test_model_axis_shards_large_fc_and_matches(tmp_path):
   config = tiny_config(**{"mesh.data": 4, "mesh.model": 2, "model.fc6_dim": 1024})
   t = TrainSetup(config, tmp_path / "mp")
@@ -92,6 +95,7 @@ def test_model_axis_shards_large_fc_and_matches(tmp_path):
   np.testing.assert_allclose(a[-1]["loss"], b[-1]["loss"], rtol=2e-5)
 
 
+@pytest.mark.slow
 def test_nonfinite_update_is_skipped_and_counted(tmp_path):
   t = TrainSetup(tiny_config(), tmp_path)
   before = _params(t)

@@ -1,7 +1,5 @@
 """ImageNet weight import: torchvision-layout VGG16/ResNet50 (.pth) and Keras VGG16 (.h5)
 built here with random weights reproduce the imported FashionNet's conv features."""
-import pathlib
-
 import jax
 import ml_collections
 import numpy as np
@@ -22,7 +20,6 @@ torch = pytest.importorskip('torch')  # the optional [torch] extra; CI installs 
 nn = torch.nn
 from torch_models import TorchResNet50, torch_vgg16  # noqa: E402
 IMAGE = 32
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def config(**overrides):
@@ -125,16 +122,14 @@ def test_torchvision_resnet50_import(tmp_path, x):
 
 
 
-def _sample_images(size):
-  """The real DeepFashion sample photos (../shared), RGB uint8 [N, size, size, 3]."""
+def _resized(photos, size):
+  """Real photos (tests/host.py) as RGB uint8 [N, size, size, 3]."""
   from PIL import Image
-  samples = sorted((ROOT.parent / 'shared' / 'deepfashion' / 'samples').glob('*.jpg'))
-  assert samples, 'the real sample images in ../shared/deepfashion/samples'
   return np.stack([np.asarray(Image.open(p).convert('RGB').resize((size, size), Image.BILINEAR))
-                   for p in samples])
+                   for p in photos])
 
 
-def test_keras_vgg16_h5_import(tmp_path):
+def test_keras_vgg16_h5_import(tmp_path, real_photos):
   # Keras' VGG16 runs on its own preprocess_input (BGR, 0-255, mean-subtracted); ours on
   # RGB (x/255 - mean)/std. The import folds the difference into conv1_1, so the same
   # RGB photo gives the same features through either pipeline.
@@ -151,7 +146,7 @@ def test_keras_vgg16_h5_import(tmp_path):
   model = fashionnet()
   written = pretrained.load_pretrained(model, str(path), 'vgg16')
   assert not any('fc6' in w for w in written)  # notop: convs only
-  rgb = _sample_images(IMAGE)
+  rgb = _resized(real_photos, IMAGE)
   probe = keras.Model(ref.input, [ref.get_layer('block1_conv1').output,
                                   ref.get_layer('block4_conv3').output,
                                   ref.get_layer('block5_conv3').output])
@@ -207,6 +202,7 @@ def test_command_line_writes_the_npz_that_init_from_loads(tmp_path, capsys):
   assert capsys.readouterr().err.strip() == f'error: {tmp_path / "nope.pth"}: no such file'
 
 
+@pytest.mark.slow
 def test_init_from_through_the_trainer_keeps_batchnorm_statistics(tmp_path, x):
   # The real path: TrainSetup(config with init_from) must reproduce the torch model in eval
   # mode, BatchNorm running statistics included (not only the converted parameters).
@@ -222,6 +218,7 @@ def test_init_from_through_the_trainer_keeps_batchnorm_statistics(tmp_path, x):
                                 ref, x)
 
 
+@pytest.mark.slow
 def test_full_size_configs_need_init_from_or_an_explicit_scratch(tmp_path):
   from configs import gpu, tpu_v3
   for module in (gpu, tpu_v3):
