@@ -1,9 +1,11 @@
-"""What the command-line tools share: their usage error, an argparse with one-line errors,
-and absl flag parsing whose mistakes are one line too."""
+"""What the command-line tools share: their usage error, an argparse with one-line errors
+and defaults in --help, absl flag parsing whose mistakes are one line too, and --verbose
+(console: quiet by default)."""
 import argparse
 import re
 import sys
 
+from fashionnet_jax import console  # first: quiet before TensorFlow loads
 from fashionnet_jax.errors import USER_ERROR_EXIT, ConfigError, FashionNetError, one_line
 
 
@@ -11,11 +13,42 @@ class UsageError(FashionNetError, ValueError):
   """A command-line mistake: one line on stderr, exit status 2."""
 
 
+# --verbose of every command (console.set_verbose).
+VERBOSE_HELP = ("also show the libraries' own messages, quiet by default (TensorFlow's C++ "
+                "banners, TFDS's build wording and progress bars, Orbax's read-only warnings)")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """--help names each option's default, unless its help already does or it has none."""
+
+  def _get_help_string(self, action):
+    text = action.help or ""
+    if ("default" in text or not action.option_strings
+        or action.default in (None, False, argparse.SUPPRESS)):
+      return text
+    return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
-  """argparse whose errors are one line (exit 2), without the usage block."""
+  """argparse whose errors are one line (exit 2), without the usage block, and whose --help
+  shows every default (HelpFormatter)."""
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    super().__init__(*args, **kwargs)
 
   def error(self, message):
     self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_verbose_argument(parser) -> None:
+  """--verbose: the libraries' own messages back (console.set_verbose)."""
+  parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+
+
+# The absl commands define `flags.DEFINE_bool("verbose", False, VERBOSE_FLAG_HELP)` themselves
+# (so that their --help lists it); parse_absl_flags applies it.
+VERBOSE_FLAG_HELP = VERBOSE_HELP[0].upper() + VERBOSE_HELP[1:] + "; absl's -v 1 does too."
 
 
 def add_model_arguments(parser) -> None:
@@ -34,9 +67,13 @@ def parse_absl_flags(argv, flag_values=None):
   `flag_values`: the FlagValues to parse into (default the global `flags.FLAGS`;
   the benchmarks define their own). Returns the arguments left over.
   """
-  from absl import flags
+  from absl import flags, logging
+  values = flags.FLAGS if flag_values is None else flag_values
   try:
-    return (flags.FLAGS if flag_values is None else flag_values)(argv)
+    left = values(argv)
+    if "verbose" in values:  # the command's --verbose (VERBOSE_FLAG_HELP)
+      console.set_verbose(values.verbose or logging.get_verbosity() >= logging.DEBUG)
+    return left
   except flags.Error as e:
     message = one_line(e)
   except (AttributeError, KeyError) as e:  # ml_collections: an unknown --config.FIELD

@@ -26,7 +26,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fashionnet_jax.cli import UsageError, config_flag, parse_absl_flags
+from fashionnet_jax.cli import VERBOSE_FLAG_HELP, UsageError, config_flag, parse_absl_flags
 from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -49,6 +49,7 @@ flags.DEFINE_string("eval_dir", None, "--mode=evaluate: where the evaluation goe
 flags.DEFINE_bool("distributed", None,
                   "Force (True) or skip (False) jax.distributed.initialize(); default: "
                   "initialise when a coordinator is given or a TPU pod/SLURM job is detected.")
+flags.DEFINE_bool("verbose", False, VERBOSE_FLAG_HELP)
 flags.mark_flags_as_required(["config"])
 
 

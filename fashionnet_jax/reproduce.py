@@ -31,7 +31,8 @@ import shlex
 import subprocess
 import sys
 
-from fashionnet_jax.cli import Parser, UsageError
+from fashionnet_jax import console  # first: quiet before TensorFlow loads
+from fashionnet_jax.cli import Parser, UsageError, add_verbose_argument
 from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 # Benchmark (builder config) -> its config file (configs/<file>.py:<platform>).
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="full-size config variant (configs/full_size.py)")
   parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                       help="print the commands, run nothing")
+  add_verbose_argument(parser)  # the runs inherit it (FASHIONNET_VERBOSE)
   return parser
 
 
@@ -155,6 +157,7 @@ def run(argv=None, stdout=None, stderr=None) -> int:
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   parser = build_parser()
   args = parser.parse_args(argv)
+  console.set_verbose(args.verbose)
   try:
     if not args.dry_run:
       for given, what in ((args.manual_dir, "--manual_dir"), (args.imagenet, "--imagenet")):

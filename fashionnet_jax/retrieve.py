@@ -45,7 +45,8 @@ import json
 import os
 import sys
 
-from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
+from fashionnet_jax import console  # first: quiet before TensorFlow loads
+from fashionnet_jax.cli import Parser, UsageError, add_model_arguments, add_verbose_argument
 from fashionnet_jax.errors import FashionNetError, exit_on_user_error, one_line
 from fashionnet_jax.inference import images as images_lib
 from fashionnet_jax.inference.gallery import (build_index, build_tfds_index, embed_files,
@@ -96,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
   index.add_argument("--out", required=True, help="index folder to write (or resume)")
   index.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int, default=1024,
                      help="images saved per chunk: the unit of resumption (default 1024)")
-  index.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
+  index.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
+                     help="images per forward pass")
+  add_verbose_argument(index)
 
   query = sub.add_parser("query", help="rank the index's images for each query image")
-  query.add_argument("images", nargs="+", metavar="IMAGE")
+  query.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
   query.add_argument("--index", required=True, help="folder written by `retrieve index`")
   query.add_argument("--k", type=int, default=10, help="results per query (default 10)")
   query.add_argument("--grid", metavar="OUT.png", help="draw queries beside their results")
@@ -109,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
   model = query.add_mutually_exclusive_group()
   model.add_argument("--workdir", help="override the index's run (must be the same model)")
   model.add_argument("--checkpoint", help="override the index's checkpoint")
-  query.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
+  query.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
+                     help="images per forward pass")
+  add_verbose_argument(query)
   return parser
 
 
@@ -186,6 +191,7 @@ def run(argv=None, stdout=None, stderr=None) -> int:
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   parser = build_parser()
   args = parser.parse_args(argv)
+  console.set_verbose(args.verbose)
   try:
     if args.command == "index":
       return _run_index(args, stdout, stderr)

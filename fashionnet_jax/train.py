@@ -18,8 +18,9 @@ import jax
 import numpy as np
 from absl import logging
 
+from fashionnet_jax import console
 from fashionnet_jax.data import labels, pipeline
-from fashionnet_jax.data.prepare import ensure_dataset
+from fashionnet_jax.data.prepare import ensure_dataset, trained_on
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.evaluation import loop as eval_loop
 from fashionnet_jax.training import selection as selection_lib
@@ -127,6 +128,7 @@ def train_and_evaluate(config, workdir) -> dict:
   """
   validate_config(config)
   check_init_from(config)
+  console.import_tensorflow()  # (TFDS and clu's writers need it) without its banners
   # Before anything is written: one writer per workdir, and a resumed run keeps its config.
   lock = run_workdir.claim(workdir, config, writer=jax.process_index() == 0)
   try:
@@ -147,7 +149,8 @@ def _train_and_evaluate(config, workdir) -> dict:
   if jax.process_index() == 0:
     # What predict/retrieve need to rebuild the network without the dataset.
     (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=1))
-    labels.save(labels.dataset_labels(config), workdir)
+    # ... and what the model is trained on, which predict and serve records carry.
+    labels.save(dict(labels.dataset_labels(config), trained_on=trained_on(config)), workdir)
   writer = metric_writers.create_default_writer(
       str(workdir), just_logging=jax.process_index() > 0)
   train_iter = pipeline.create_train_iterator(config)
@@ -180,10 +183,14 @@ def _train_and_evaluate(config, workdir) -> dict:
   preemption = _Preemption()
   limit = int(config.max_consecutive_nonfinite)
   history, previous, t_log, step = [], None, time.perf_counter(), start
+  progress = _progress(config, start, total)
+  t_train = time.perf_counter()
   try:
     for step in range(start, total):
       weights, mask = setup.stage_arrays(step)
       batch = setup.global_batch(next(train_iter))
+      if step == start and progress is not None:
+        console.say("compiling the train step ...")
       setup.state, metrics = setup.step_fn(setup.state, batch, weights, mask, setup.aux)
       # Read the previous step's guard now: no host sync on the step just dispatched.
       if previous is not None:
@@ -202,6 +209,10 @@ def _train_and_evaluate(config, workdir) -> dict:
             images_per_sec=len(history) * int(config.batch_size) / max(dt, 1e-9))
         writer.write_scalars(done, scalars)
         history, t_log = [], time.perf_counter()
+        if progress is not None:
+          progress.update(done, scalars["loss"])
+      elif progress is not None:
+        progress.update(done)
       if ckpt.should_save(done) or preemption.requested:
         ckpt.save(done, setup.state, train_iter, _stage_meta(setup, done))
       if preemption.requested:
@@ -216,8 +227,13 @@ def _train_and_evaluate(config, workdir) -> dict:
     if not preemption.requested and start < total and ckpt.latest_step() != total:
       ckpt.save(total, setup.state, train_iter, _stage_meta(setup, total), force=True)
   finally:
+    if progress is not None:
+      progress.close()
     ckpt.close()
     preemption.restore()
+  if progress is not None and not preemption.requested:
+    console.say(f"trained steps {start + 1}-{total} in "
+                f"{console.duration(time.perf_counter() - t_train)}")
   if preemption.requested:
     writer.flush()
     raise Preempted(step + 1 if start < total else start, workdir)
@@ -230,6 +246,15 @@ def _train_and_evaluate(config, workdir) -> dict:
       selection.close()
   writer.flush()
   return results
+
+
+def _progress(config, start: int, total: int):
+  """Process 0's progress display (console.Progress), None elsewhere or with nothing to train."""
+  if jax.process_index() != 0 or start >= total:
+    return None
+  console.say(f"training {total - start} steps (batch {int(config.batch_size)}, "
+              f"{jax.device_count()} {jax.devices()[0].platform.upper()} device(s))")
+  return console.Progress(total, start, int(config.batch_size), int(config.log_every_steps))
 
 
 def parameter_fingerprint(params) -> str:
@@ -259,6 +284,7 @@ def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
   it may not write; the evaluation (JSON, table, plots, events) goes to `out_dir`,
   by default the workdir when writable, else a new temporary folder (said once).
   """
+  console.import_tensorflow()  # (TFDS and clu's writers need it) without its banners
   from clu import metric_writers
 
   ensure_dataset(config)

@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = "fashionnet_jax"
 
 # Top-level modules that are library, not commands: everything else at the top is a command.
-TOP_LIBRARY = {"schema", "errors", "sharding", "cli"}
+TOP_LIBRARY = {"schema", "errors", "sharding", "cli", "console"}
 ORCHESTRATOR = "train"
 FOLDERS = ("data", "synthetic", "models", "training", "evaluation", "inference")
 # What each place may not import (folders, or top-level module names).

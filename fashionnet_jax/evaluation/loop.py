@@ -14,12 +14,16 @@ to parameters), and the mesh that batches are laid on.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import jax
 import numpy as np
 from absl import logging
 
+from fashionnet_jax import console
 from fashionnet_jax.data import labels, pipeline, transforms
-from fashionnet_jax.data.prepare import dataset_builder_config
+from fashionnet_jax.data.prepare import dataset_builder_config, trained_on
 from fashionnet_jax.evaluation import metrics as metrics_lib
 from fashionnet_jax.evaluation import report
 from fashionnet_jax.schema import ATTRIBUTE_TYPES_BY_CONFIG
@@ -37,11 +41,31 @@ def _gather(x):
   return np.asarray(x)
 
 
+# Input shapes whose evaluation step this process has compiled: "compiling" is said once
+# each (a second model of the same shape in one process compiles unannounced).
+_COMPILED_SHAPES = set()
+
+
+def _batches(config, split: str):
+  """The split's host batches; on process 0 at a terminal, a progress bar once it has
+  taken more than 10 s."""
+  batches = pipeline.create_eval_iterator(config, split)
+  if jax.process_index() != 0 or not sys.stderr.isatty():
+    return batches
+  from tqdm import tqdm
+  return tqdm(batches, desc=f"evaluating {split}", unit="batch", delay=10, leave=False,
+              file=sys.stderr, dynamic_ncols=True)
+
+
 def collect(config, predict, mesh, split: str) -> dict[str, np.ndarray]:
   """Network outputs and labels for every example of `split`, in order."""
   acc = metrics_lib.MetricAccumulator()
-  for host_batch in pipeline.create_eval_iterator(config, split):
+  for host_batch in _batches(config, split):
     batch = pipeline.make_global_batch(host_batch, mesh)
+    shape = tuple(batch["image"].shape)
+    if shape not in _COMPILED_SHAPES and jax.process_index() == 0:
+      console.say("compiling the evaluation step ...")
+    _COMPILED_SHAPES.add(shape)
     out = predict(batch["image"])
     rows = {f"pred_{k}": _gather(out[k]) for k in _OUTPUT_KEYS if k in out}
     rows.update({k: _gather(batch[k]) for k in _LABEL_KEYS if k in batch})
@@ -130,6 +154,10 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
   return metrics
 
 
+def _split_name(builder_config: str, split: str) -> str:
+  return "query vs gallery" if builder_config == "inshop" else f"the {split} split"
+
+
 def evaluate_and_report(config, predict, mesh, workdir, writer, step: int, split=None,
                         folder: str = "eval", extra: dict | None = None) -> dict[str, float]:
   """compute_metrics on `split` (default: the config's eval split), written to `writer`
@@ -139,13 +167,17 @@ def evaluate_and_report(config, predict, mesh, workdir, writer, step: int, split
   if builder_config == "inshop":
     split = "query"
   split = split or config.dataset.eval_split
-  metrics = compute_metrics(config, predict, mesh, split)
+  said = (console.phase(f"evaluating step {step} on {_split_name(builder_config, split)}")
+          if jax.process_index() == 0 else contextlib.nullcontext())
+  with said:
+    metrics = compute_metrics(config, predict, mesh, split)
   prefix = folder.replace("/", "_")
   writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items()
                               if np.isfinite(v)})
   if jax.process_index() == 0:
     report.write_report(metrics, workdir, step=step, split=split, dataset=builder_config,
-                        folder=folder, extra={"protocol": eval_protocol(config), **(extra or {})})
+                        folder=folder, extra={"protocol": eval_protocol(config), **(extra or {})},
+                        trained_on=trained_on(config))
   logging.info("eval step %d: %s", step,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
   return metrics

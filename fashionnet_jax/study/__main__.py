@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags, logging
 
-from fashionnet_jax.cli import UsageError, parse_absl_flags
+from fashionnet_jax.cli import VERBOSE_FLAG_HELP, UsageError, parse_absl_flags
 from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -31,6 +31,7 @@ flags.DEFINE_integer("seed", 0, "Seed of every variant.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir (default: synthetic data in the study folder).")
 flags.DEFINE_enum("platform", None, ["gpu", "tpu"], "Full-size configs (configs/full_size.py).")
 flags.DEFINE_string("init_from", None, "Full size: ImageNet weights, a run folder, or 'scratch'.")
+flags.DEFINE_bool("verbose", False, VERBOSE_FLAG_HELP)
 
 
 @exit_on_user_error

@@ -17,15 +17,19 @@ def main(argv=None):
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to write the benchmark folders into")
     parser.add_argument("--images", type=int, default=500, help="images per benchmark (default 500)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="drawing seed: the same seed writes the same files (default 0)")
     parser.add_argument("--benchmarks", default=",".join(BENCHMARK_DIRS),
-                        help="comma-separated subset of " + ",".join(BENCHMARK_DIRS))
+                        help="comma-separated subset of " + ",".join(BENCHMARK_DIRS)
+                             + " (default: all)")
     parser.add_argument("--crlf", action="store_true", help="write \\r\\n line endings")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="drawing processes (the output does not depend on it)")
+                        help="drawing processes (the output does not depend on it; "
+                             "default: up to 2)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace benchmark folders that already exist under --out")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the summary, not each benchmark as it is written")
     args = parser.parse_args(argv)
     benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     bad = [b for b in benchmarks if b not in BENCHMARK_DIRS]

@@ -19,9 +19,14 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from fashionnet_jax import console
 from fashionnet_jax.errors import FashionNetError, one_line
 
 DAMAGED_FOLDER = "damaged_checkpoints"
+# What Orbax warns about a read-only manager, all of it by design here: a reader saves
+# nothing, keeps every step, and was asked for a read-only directory.
+_READ_ONLY_WARNINGS = ("CheckpointManagerOptions.read_only=True, setting ",
+                       "Given directory is read only=")
 
 
 class CheckpointError(FashionNetError):
@@ -37,12 +42,13 @@ class Checkpointer:
     self.directory = self.workdir / folder
     self.every_steps = int(every_steps)
     self.read_only = read_only
-    self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=int(keep), create=not read_only, read_only=read_only,
-            enable_async_checkpointing=async_save),
-        item_names=("state", "data", "meta"))
+    with console.drop_absl_warnings(*(_READ_ONLY_WARNINGS if read_only else ())):
+      self.manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=int(keep), create=not read_only, read_only=read_only,
+              enable_async_checkpointing=async_save),
+          item_names=("state", "data", "meta"))
 
   def latest_step(self):
     return self.manager.latest_step()
