@@ -10,7 +10,8 @@ Prints one JSON line per image on stdout, in the order given:
    "attributes": [{"name", "type", "probability"}, ...top-k],
    "clothes_type": "upper" | "lower" | "full",
    "landmarks": [{"name", "x", "y", "visible", "probability_visible", "applies"}, x8],
-   "bbox": [x1, y1, x2, y2] | null, "crop": "bbox" | "whole image", "width": W, "height": H}
+   "bbox": [x1, y1, x2, y2] | null, "crop": "bbox" | "whole image", "width": W, "height": H,
+   "trained_on": "synthetic DeepFashion (demo)" | "DeepFashion <benchmark>"}
 
 Landmark x, y are pixels of the original image. `clothes_type` is the type of the
 most probable category (list_category_cloth.txt); `applies` marks the slots that
@@ -20,6 +21,7 @@ evaluation crops a dataset image; without, the whole image (`"crop"` says
 which: the rule of `inference.images.crop_rule`, the same in `retrieve` and
 `serve`). A file that cannot be read is
 reported on stderr (one line naming it) and the others are still predicted;
+a model trained on the synthetic demo data says so on stderr, once;
 the exit status is then 1. Usage errors exit with 2.
 """
 from __future__ import annotations
@@ -30,10 +32,11 @@ import os
 import sys
 from collections.abc import Iterable
 
-from fashionnet_jax.cli import Parser, UsageError, add_model_arguments
+from fashionnet_jax import console  # first: quiet before TensorFlow loads
+from fashionnet_jax.cli import Parser, UsageError, add_model_arguments, add_verbose_argument
 from fashionnet_jax.errors import exit_on_user_error
 from fashionnet_jax.inference import images
-from fashionnet_jax.inference.describe import predict_files
+from fashionnet_jax.inference.describe import LabelSpace, predict_files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="categories and attributes listed per image (default 5)")
   parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
                       help="images per forward pass (default 32)")
+  add_verbose_argument(parser)
   return parser
 
 
@@ -69,6 +73,7 @@ def run(argv: Iterable[str] | None = None, stdout=None, stderr=None) -> int:
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   parser = build_parser()
   args = parser.parse_args(argv)
+  console.set_verbose(args.verbose)
   try:
     if args.top_k < 1 or args.batch_size < 1:
       raise UsageError("--top-k and --batch-size must be >= 1")
@@ -82,6 +87,9 @@ def run(argv: Iterable[str] | None = None, stdout=None, stderr=None) -> int:
     print(f"{parser.prog}: error: {e}", file=stderr)
     return 2
 
+  note = LabelSpace.of(predictor).note()
+  if note:
+    print(note, file=stderr, flush=True)
   failed, taken = 0, set()
   if args.visualize:
     os.makedirs(args.visualize, exist_ok=True)

@@ -2,21 +2,26 @@
 
 Real DeepFashion is built once with `tfds build` (README); for the demo and the
 tests, `config.dataset.synthetic_if_missing` writes synthetic DeepFashion next to
-the TFDS data and builds it with the same builder.
+the TFDS data (DATA_DIR/synthetic_deepfashion/) and builds it with the same builder.
+`trained_on(config)` says which of the two a config's prepared data is.
 """
 from __future__ import annotations
 
 import os
 
 import jax
-from absl import logging
 from etils import epath
 
+from fashionnet_jax import console
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.schema import BENCHMARK_DIRS, BUILDER_CONFIGS
 
 # Synthetic DeepFashion is kept apart from real TFDS data: both are `deepfashion`.
 SYNTHETIC_DATA_DIR = "~/.cache/fashionnet_jax/synthetic_tfds"
+# Where ensure_dataset writes the synthetic benchmark folders, under the data dir.
+SYNTHETIC_MANUAL_FOLDER = "synthetic_deepfashion"
+# What reports and prediction records say a model trained on synthetic data was trained on.
+SYNTHETIC = "synthetic DeepFashion (demo)"
 
 
 def dataset_builder_config(config) -> str:
@@ -41,6 +46,21 @@ def data_dir(config) -> epath.Path:
   return epath.Path(os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")))
 
 
+def _synthetic_tree(config) -> epath.Path:
+  """The benchmark folder ensure_dataset writes synthetic data to for this config."""
+  builder_config = dataset_builder_config(config)
+  return data_dir(config) / SYNTHETIC_MANUAL_FOLDER / BENCHMARK_DIRS[builder_config]
+
+
+def trained_on(config) -> str:
+  """What the config's data is: SYNTHETIC when its data dir holds the synthetic tree that
+  ensure_dataset built it from (the only way the project builds synthetic data into TFDS),
+  else the DeepFashion benchmark ('DeepFashion category_attribute')."""
+  if _synthetic_tree(config).is_dir():
+    return SYNTHETIC
+  return f"DeepFashion {dataset_builder_config(config)}"
+
+
 def is_prepared(config) -> bool:
   builder_config = dataset_builder_config(config)
   root = data_dir(config) / "deepfashion" / builder_config
@@ -51,6 +71,7 @@ def ensure_dataset(config) -> epath.Path:
   """Returns the data dir holding the prepared dataset; builds it if allowed."""
   builder_config = dataset_builder_config(config)
   root = data_dir(config)
+  console.import_tensorflow()  # TFDS's, without its banners
   if is_prepared(config):
     return root
   manual_dir = config.dataset.get("manual_dir", None)
@@ -61,19 +82,24 @@ def ensure_dataset(config) -> epath.Path:
         f"--data_dir={root} --file_format=array_record` (README), or set config.dataset.data_dir")
   if jax.process_index() == 0:
     from fashionnet_jax.data import tfds_build
-    if not manual_dir:
+    synthetic_data = not manual_dir
+    if synthetic_data:
       from fashionnet_jax import synthetic
-      manual_dir = root / "synthetic_deepfashion"
+      manual_dir = root / SYNTHETIC_MANUAL_FOLDER
       # Two configs share the Category benchmark's folder: a written one is reused
       # when it holds the config's annotations (older trees lack Anno_fine/).
       needed = manual_dir / BENCHMARK_DIRS[builder_config] / (
           "Anno_fine" if builder_config == "category_attribute_fine" else "Anno")
       if not needed.is_dir():
-        logging.info("No %s in %s: writing synthetic DeepFashion to %s", builder_config, root,
-                     manual_dir)
-        synthetic.generate(str(manual_dir), images=int(config.dataset.synthetic_images),
-                           seed=int(config.seed), benchmarks=[builder_config], overwrite=True)
-    tfds_build.build(builder_config, manual_dir=str(manual_dir), data_dir=str(root))
+        images = int(config.dataset.synthetic_images)
+        with console.phase(f"writing synthetic DeepFashion ({builder_config}, {images} images) "
+                           f"to {manual_dir}"):
+          synthetic.generate(str(manual_dir), images=images, seed=int(config.seed),
+                             benchmarks=[builder_config], overwrite=True)
+    with console.phase(f"building the TFDS dataset deepfashion/{builder_config} in {root}"):
+      # A real build takes hours: its progress bars stay.
+      with console.quiet_tfds(progress_bars=not synthetic_data):
+        tfds_build.build(builder_config, manual_dir=str(manual_dir), data_dir=str(root))
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("deepfashion dataset prepared")

@@ -1,7 +1,8 @@
 """A prediction as the JSON record that `predict` prints (and serving returns).
 
 `LabelSpace` names the network's outputs from a run's labels.json (categories,
-attributes with their types, each category's clothes type); `describe` turns
+attributes with their types, each category's clothes type, what the model was
+trained on: every record's `trained_on`); `describe` turns
 one image's outputs into the record; `predict_files` runs a Predictor over
 image files in batches, an unreadable file costing only its own record.
 """
@@ -13,6 +14,7 @@ import numpy as np
 
 from fashionnet_jax import schema
 from fashionnet_jax.data import transforms
+from fashionnet_jax.data.prepare import SYNTHETIC, trained_on
 from fashionnet_jax.inference.images import ImageError, landmarks_to_pixels, load_image
 
 
@@ -33,7 +35,10 @@ class LabelSpace:
   contract's 50 DeepFashion categories; attributes without names are not reported.
   """
 
-  def __init__(self, labels: dict, num_categories: int, num_attributes: int):
+  def __init__(self, labels: dict, num_categories: int, num_attributes: int,
+               trained_on: str | None = None):
+    # What the model was trained on (the run's labels.json records it): every record says it.
+    self.trained_on = labels.get("trained_on") or trained_on
     categories = list(labels.get("categories") or [])
     if not categories and num_categories == len(schema.CATEGORIES):
       categories = [name for name, _ in schema.CATEGORIES]
@@ -50,6 +55,22 @@ class LabelSpace:
                   else schema.ATTRIBUTE_TYPE_NAMES)
     self.attribute_names = names
     self.attribute_types = [type_names.get(int(t), str(t)) for t in types] or [None] * len(names)
+
+  @classmethod
+  def of(cls, predictor) -> LabelSpace:
+    """The label space of a Predictor's run; a run without the record of what it was trained
+    on (older runs) gets it from its config's data dir (data.prepare.trained_on)."""
+    config = predictor.config
+    return cls(predictor.labels, int(config.model.num_categories),
+               int(config.model.num_attributes),
+               trained_on=predictor.labels.get("trained_on") or trained_on(config))
+
+  def note(self) -> str | None:
+    """The one line a command prints for a model trained on the synthetic demo data."""
+    if self.trained_on != SYNTHETIC:
+      return None
+    return (f"note: this model was trained on {SYNTHETIC}, drawn garments: on real photos "
+            "its predictions mean little")
 
   def clothes_type(self, category_probabilities) -> int | None:
     """1-based clothes type of the most probable category with a known type."""
@@ -94,6 +115,7 @@ def describe(outputs: dict, index: int, loaded, labels: LabelSpace, top_k: int,
       "crop": loaded.crop_kind,  # inference.images.crop_rule: "bbox" or "whole image"
       "width": loaded.size[0],
       "height": loaded.size[1],
+      "trained_on": labels.trained_on,
   }
 
 
@@ -105,8 +127,7 @@ def predict_files(predictor, paths: Sequence[str], bboxes=None, *, top_k: int = 
   its own record.
   """
   config = predictor.config
-  labels = LabelSpace(predictor.labels, int(config.model.num_categories),
-                      int(config.model.num_attributes))
+  labels = LabelSpace.of(predictor)
   margin = float(config.input.get("crop_margin", 0.1))
   bboxes = list(bboxes) if bboxes is not None else [None] * len(paths)
   for start in range(0, len(paths), batch_size):

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import sys
 
-from fashionnet_jax.cli import Parser, add_model_arguments
+from fashionnet_jax import console  # first: quiet before TensorFlow loads
+from fashionnet_jax.cli import Parser, add_model_arguments, add_verbose_argument
 from fashionnet_jax.errors import exit_on_user_error
 
 
@@ -28,7 +29,7 @@ def build_parser():
   parser.add_argument("--index", help="gallery index from `retrieve index` (enables retrieval)")
   parser.add_argument("--host", default="127.0.0.1",
                       help="address to bind (default 127.0.0.1: this machine only)")
-  parser.add_argument("--port", type=int, default=8000)
+  parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
   parser.add_argument("--max-batch", dest="max_batch", type=int, default=16,
                       help="largest batch run at once (default 16)")
   parser.add_argument("--max-wait-ms", dest="max_wait_ms", type=float, default=5.0,
@@ -41,6 +42,7 @@ def build_parser():
                       help="largest image, in pixels, read from its header (default 50M; larger: 413)")
   parser.add_argument("--top-k", dest="top_k", type=int, default=5,
                       help="categories and attributes per prediction unless asked (default 5)")
+  add_verbose_argument(parser)
   return parser
 
 
@@ -48,6 +50,7 @@ def build_parser():
 def main(argv=None):
   from fashionnet_jax.cli import UsageError
   args = build_parser().parse_args(argv)
+  console.set_verbose(args.verbose)
   if min(args.max_batch, args.queue_size, args.top_k, args.max_pixels) < 1 or args.max_wait_ms < 0:
     raise UsageError("--max-batch, --queue-size, --top-k and --max-pixels must be >= 1, "
                      "--max-wait-ms >= 0")
@@ -71,6 +74,8 @@ def main(argv=None):
   service = Service(predictor, index, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                     queue_size=args.queue_size, max_pixels=args.max_pixels,
                     top_k=args.top_k).start()
+  if service.labels.note():
+    print(service.labels.note(), file=sys.stderr, flush=True)
   app = create_app(service, max_body_bytes=int(args.max_body_mb * 2**20))
   print(f"serving {predictor.describe()} on http://{args.host}:{args.port}/", file=sys.stderr,
         flush=True)

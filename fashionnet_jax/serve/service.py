@@ -51,8 +51,7 @@ class Service:
     self.max_pixels = max_pixels
     self.top_k = top_k
     config = predictor.config
-    self.labels = LabelSpace(predictor.labels, int(config.model.num_categories),
-                             int(config.model.num_attributes))
+    self.labels = LabelSpace.of(predictor)
     self.crop_margin = images.crop_margin(config)
     self.max_top_k = len(self.labels.categories)
     self.max_k = min(max_k, len(index.paths)) if index is not None else 0
@@ -76,7 +75,8 @@ class Service:
     return {"step": int(self.predictor.step), "image_size": self.predictor.image_size,
             "index_size": len(self.index.paths) if self.index is not None else 0,
             "top_k": self.top_k, "max_top_k": self.max_top_k, "max_k": self.max_k,
-            "buckets": self.batcher.buckets, "max_pixels": self.max_pixels}
+            "buckets": self.batcher.buckets, "max_pixels": self.max_pixels,
+            "trained_on": self.labels.trained_on}
 
   def load(self, data: bytes, name: str, bbox=None):
     """Decodes and resizes one upload (CPU work: run it off the event loop)."""
