@@ -16,6 +16,7 @@ TINY_FLAGS = [
 
 
 
+@pytest.mark.slow
 def test_main_prints_sane_figures_as_last_json_line(capsys):
   returned = train_step.main(["train_step"] + TINY_FLAGS)
   lines = capsys.readouterr().out.strip().splitlines()
@@ -80,6 +81,7 @@ def test_analytic_flops_match_the_torch_reference_and_resnet50():
   assert flops.conv5_shape(gpu.get_config().model, 224) == (14, 512)
 
 
+@pytest.mark.slow
 def test_profile_joins_kernels_to_the_step_hlo_ops(tmp_path, capsys):
   from fashionnet_jax.benchmarks import profile_summary
   profile_dir = tmp_path / "prof"

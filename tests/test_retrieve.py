@@ -15,6 +15,9 @@ from configs import default
 from tiny import ROOT, tiny_config
 
 
+pytestmark = pytest.mark.slow  # a triplet-trained In-shop run: ~1 min on 2 cores
+
+
 @pytest.fixture(scope="session")
 def inshop(tmp_path_factory):
   """A tiny triplet-trained In-shop run and its gallery/query files.

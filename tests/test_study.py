@@ -12,6 +12,7 @@ from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.study import presets, runner, table
 
 
+@pytest.mark.slow
 def test_smoke_study_trains_both_variants_then_reuses_them(tmp_path, data_dir):
   preset = presets.get_preset("smoke")
   lines = []
