@@ -78,7 +78,8 @@ def test_evaluate_mode_on_a_read_only_run_writes_json_table_and_plots_elsewhere(
     assert 0.0 <= result[key] <= 1.0, key
   assert result == json.loads((trained[0] / "eval" / "24.json").read_text())
   table = (out_dir / "eval" / "24.md").read_text()
-  assert "82.58" in table  # the paper's category top-3 beside ours
+  # A synthetic-data run's report says so and sets no published number beside ours.
+  assert "synthetic" in table.lower() and "82.58" not in table
   assert list((out_dir / "eval").glob("*.png"))
 
 
