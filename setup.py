@@ -29,6 +29,8 @@ EXTRAS = {
     # ImageNet weight import from torchvision .pth files (keras .h5 goes through h5py).
     "torch": ["torch>=2.1", "h5py"],
     # scikit-image ships the public-domain photos the tests use without DeepFashion's (tests/host.py).
+    # The formatter and linter .ci/run checks (pinned: a new release may format differently).
+    "lint": ["pyink==26.5.1", "ruff==0.17.5"],
     "test": ["pytest>=8", "pytest-xdist", "h5py", "scikit-image"],
     # `python -m fashionnet_jax.serve` / `.export` and their tests (the browser test drives
     # Debian's chromium + chromedriver through selenium; httpx is FastAPI's TestClient).

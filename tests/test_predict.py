@@ -117,7 +117,6 @@ def test_bbox_landmarks_map_back_to_original_pixels(predictor, photos, tmp_path)
   """A photo pasted into a larger canvas, with the bbox that crops exactly it back out,
   gives the same network input: its landmarks must land on the same garment pixels,
   shifted by the paste offset, and the same probabilities."""
-  from fashionnet_jax import predict
   photo = Image.open(photos["good"][0]).convert("RGB").resize((120, 120))
   alone = tmp_path / "alone.png"
   photo.save(alone)
@@ -140,7 +139,6 @@ def test_bbox_landmarks_map_back_to_original_pixels(predictor, photos, tmp_path)
 
 
 def test_bbox_outside_image_is_an_error_for_that_image(predictor, photos):
-  from fashionnet_jax import predict
   path = str(photos["good"][0])
   [(_, record, error)] = describe.predict_files(predictor, [path], [(5000, 5000, 5100, 5100)])
   assert record is None and path in error and "\n" not in error
@@ -148,7 +146,6 @@ def test_bbox_outside_image_is_an_error_for_that_image(predictor, photos):
 
 def test_exif_rotation_is_applied(predictor, photos, tmp_path):
   """A phone photo stored sideways (EXIF orientation 6) is predicted upright."""
-  from fashionnet_jax import predict
   image = Image.open(photos["good"][0]).convert("RGB").resize((160, 100))
   exif = Image.Exif()
   exif[0x0112] = 6  # rotate 90° clockwise to display
@@ -159,7 +156,6 @@ def test_exif_rotation_is_applied(predictor, photos, tmp_path):
 
 
 def test_deterministic_and_batch_independent(predictor, photos):
-  from fashionnet_jax import predict
   paths = [str(p) for p in photos["good"]]
   first = [r for _, r, _ in describe.predict_files(predictor, paths, batch_size=4)]
   again = [r for _, r, _ in describe.predict_files(predictor, paths, batch_size=4)]
@@ -173,7 +169,6 @@ def test_deterministic_and_batch_independent(predictor, photos):
 
 def test_clothes_type_follows_the_predicted_category():
   """Types come from list_category_cloth.txt by name, not from the label's position."""
-  from fashionnet_jax import predict
   labels = describe.LabelSpace({"categories": ["Skirt", "Tee", "Dress"]}, 3, 0)
   assert labels.clothes_type(np.array([0.7, 0.2, 0.1])) == 2
   assert labels.clothes_type(np.array([0.1, 0.7, 0.2])) == 1

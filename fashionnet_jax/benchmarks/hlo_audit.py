@@ -25,7 +25,6 @@ versions before a device run measures them. The last line is one JSON object.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 from ml_collections import config_flags

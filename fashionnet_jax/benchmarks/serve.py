@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import http.client
-import io
 import json
 import os
 import sys
@@ -131,7 +130,7 @@ def random_jpegs(folder: Path, count: int = 8) -> list[Path]:
 
 def print_table(results, out=sys.stdout):
   d = results["direct"]
-  print(f"| | concurrency | images/s | p50 ms | p99 ms | errors | vs direct |", file=out)
+  print("| | concurrency | images/s | p50 ms | p99 ms | errors | vs direct |", file=out)
   print("|---|---|---|---|---|---|---|", file=out)
   print(f"| direct (no HTTP, batch 1) | 1 | {d['images_per_s']} | {d['p50_ms']} | {d['p99_ms']} "
         f"| 0 | 1.00 |", file=out)

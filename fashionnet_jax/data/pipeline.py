@@ -54,7 +54,6 @@ from fashionnet_jax.data import metadata
 from fashionnet_jax.data import prepare
 from fashionnet_jax.data import preprocess as preprocess_lib
 from fashionnet_jax.data import sampling
-from fashionnet_jax.data import transforms
 
 
 
@@ -135,7 +134,7 @@ def _to_iterator(ds, config):
 def item_keys(source, config, split):
   """[N] int item index of every example of `split` (scanned once, cached)."""
   def compute():
-    keys = [preprocess_lib.item_index(v, f"example item_id") for chunk in
+    keys = [preprocess_lib.item_index(v, "example item_id") for chunk in
             metadata.scan_field(source, "item_id") for v in chunk]
     return {"item": np.asarray(keys, np.int64)}
   return metadata.load_or_compute(
