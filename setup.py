@@ -1,4 +1,5 @@
 """fashionnet_jax: FashionNet (DeepFashion, CVPR 2016) in JAX/Flax NNX."""
+
 import setuptools
 
 INSTALL_REQUIRES = [
@@ -34,8 +35,14 @@ EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist", "h5py", "scikit-image"],
     # `python -m fashionnet_jax.serve` / `.export` and their tests (the browser test drives
     # Debian's chromium + chromedriver through selenium; httpx is FastAPI's TestClient).
-    "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx",
-              "orbax-export>=0.0.6", "selenium>=4.20"],
+    "serve": [
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "python-multipart>=0.0.9",
+        "httpx",
+        "orbax-export>=0.0.6",
+        "selenium>=4.20",
+    ],
 }
 
 setuptools.setup(

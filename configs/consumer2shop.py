@@ -13,6 +13,7 @@ retriever_consumer_to_shop/roi_retriever_vgg.py) trains 100 epochs with SGD lr 1
 at 8 triplets x 3 GPUs = 24 triplets (72 images), decays at epochs 20 and 40; as for
 In-shop, we keep the one rate rule.
 """
+
 from configs import full_size, inshop
 
 # Images in the train pairs, deduplicated (the split holds ~half of the 239,557
@@ -25,6 +26,7 @@ def get_config(arg=None):
   config.dataset.name = "deepfashion/consumer2shop"
   # eval_split stays "test": its consumer images query its shop images.
   if arg:
-    full_size.select_on_validation(config, "retrieval_top20",
-                                   full_size.steps(arg, TRAIN_IMAGES, 10))
+    full_size.select_on_validation(
+        config, "retrieval_top20", full_size.steps(arg, TRAIN_IMAGES, 10)
+    )
   return config

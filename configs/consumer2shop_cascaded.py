@@ -7,6 +7,7 @@ r"""Consumer-to-shop retrieval with the Hard-Aware Deeply Cascaded embedding (HD
 The cascade of configs/inshop_cascaded.py on configs/consumer2shop.py; the
 full-size run keeps the step with the best validation top-20 of the concatenation.
 """
+
 from configs import consumer2shop, inshop_cascaded
 
 

@@ -18,6 +18,7 @@ benchmark file sets what is its own, once. See the resolved config of any file:
 
   python -m fashionnet_jax.main --config=configs/inshop.py:gpu --print_config
 """
+
 import ml_collections
 
 from configs import full_size
@@ -42,7 +43,8 @@ def stage(name, steps, train=GROUPS, **weights):
     raise ConfigError(f"stage {name!r}: unknown loss weights {sorted(unknown)}")
   all_weights.update(weights)
   return ml_collections.ConfigDict(
-      dict(name=name, steps=steps, train=tuple(train), weights=all_weights))
+      dict(name=name, steps=steps, train=tuple(train), weights=all_weights)
+  )
 
 
 def get_config(arg=None):
@@ -60,8 +62,7 @@ def category_config(arg, train_images: int):
   pose, recognition = (epochs(5), epochs(10)) if arg else (150, 250)
   config.stages = [
       stage("pose", pose, landmark=10.0, visibility=1.0, category=0.1, attribute=0.1),
-      stage("recognition", recognition, landmark=1.0, visibility=0.1, category=1.0,
-            attribute=1.0),
+      stage("recognition", recognition, landmark=1.0, visibility=0.1, category=1.0, attribute=1.0),
   ]
   if arg:
     full_size.select_on_validation(config, "attribute_top3_recall", epochs(5))
@@ -81,7 +82,9 @@ def base_config(arg=None):
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "deepfashion/category_attribute"
-  config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  config.dataset.data_dir = ml_collections.config_dict.placeholder(
+      str
+  )  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
   config.dataset.validation_split = "validation"  # model selection (select_metric)
@@ -89,7 +92,9 @@ def base_config(arg=None):
   # data_dir and build it with the TFDS builder. Off for real DeepFashion.
   config.dataset.synthetic_if_missing = not arg
   config.dataset.synthetic_images = 1200  # per benchmark
-  config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # where the released benchmarks sit (real data).
+  config.dataset.manual_dir = ml_collections.config_dict.placeholder(
+      str
+  )  # where the released benchmarks sit (real data).
 
   config.image_size = 224 if arg else 64
   config.batch_size = full_size.BATCH_SIZE[arg] if arg else 32  # global, over all hosts and devices
@@ -124,7 +129,9 @@ def base_config(arg=None):
   config.model.pooling_window = 3
   config.model.dropout_rate = 0.5 if arg else 0.0  # VGG's, on fc6/fc7
   config.model.dtype = "bfloat16" if arg else "float32"  # compute; params stay float32
-  config.init_from = ml_collections.config_dict.placeholder(str)  # converted ImageNet weights (python -m fashionnet_jax.weights), or 'scratch'
+  config.init_from = ml_collections.config_dict.placeholder(
+      str
+  )  # converted ImageNet weights (python -m fashionnet_jax.weights), or 'scratch'
   # Refuse to start from random weights unless init_from='scratch'.
   config.require_init_from = bool(arg)
 

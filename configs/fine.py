@@ -11,6 +11,7 @@ on. Build it with `tfds build datasets/deepfashion --config=category_attribute_f
 `Anno_fine/` and `Img/`). Evaluation: category top-k and attribute recall per
 fine type, in both protocols; FashionNet's paper has no numbers for it.
 """
+
 from configs import default
 from fashionnet_jax import schema
 

@@ -14,6 +14,7 @@ Its rate is not ours to take: its L2 loss is on landmark positions in pixels of 
 224 crop (mmfashion/datasets/Landmark_Detect.py), in squared pixels ~224^2 = 5e4
 times ours, which is on positions divided by the image size.
 """
+
 from configs import default, full_size
 
 TRAIN_IMAGES = 83_033  # of 123,016 (docs/deepfashion.md)
@@ -24,8 +25,7 @@ def get_config(arg=None):
   config.dataset.name = "deepfashion/landmarks"
   config.loss.attribute_weighting = False
   epochs = lambda n: full_size.steps(arg, TRAIN_IMAGES, n)
-  config.stages = [default.stage("pose", epochs(30) if arg else 400, landmark=10.0,
-                                 visibility=1.0)]
+  config.stages = [default.stage("pose", epochs(30) if arg else 400, landmark=10.0, visibility=1.0)]
   config.num_rounds = 1
   if arg:
     full_size.select_on_validation(config, "landmark_ne", epochs(3))

@@ -54,6 +54,7 @@ over two rounds (category 30 epochs, In-shop and consumer-to-shop 100): decays a
 mmfashion's 20% and 40% would leave the whole second round at 1% of the rate. FLD
 (one stage) keeps the same fractions, one rule for all.
 """
+
 from fashionnet_jax.errors import ConfigError
 
 PLATFORMS = ("gpu", "tpu")
@@ -70,8 +71,9 @@ NEW_LAYER_LR_MULTIPLIER = 10.0
 def check_platform(arg) -> None:
   """A config file's argument: none (the demo), 'gpu' or 'tpu'."""
   if arg is not None and arg not in PLATFORMS:
-    raise ConfigError(f"config argument {arg!r}: use one of {', '.join(PLATFORMS)} (or none "
-                      "for the demo)")
+    raise ConfigError(
+        f"config argument {arg!r}: use one of {', '.join(PLATFORMS)} (or none " "for the demo)"
+    )
 
 
 def learning_rate(batch_size: int) -> float:

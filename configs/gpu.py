@@ -12,6 +12,7 @@ torchvision's vgg16 weights with `python -m fashionnet_jax.weights` and set
 --config.init_from=PATH (or --config.init_from=scratch to train from random
 weights on purpose).
 """
+
 from configs import default
 from fashionnet_jax.errors import ConfigError
 
@@ -19,6 +20,8 @@ from fashionnet_jax.errors import ConfigError
 def get_config(arg=None):
   """default.py:gpu; the argument, like every config file's, may name it ('gpu')."""
   if arg not in (None, "gpu"):
-    raise ConfigError(f"configs/gpu.py:{arg}: this file is configs/default.py:gpu and takes "
-                      "no other argument (configs/default.py takes gpu or tpu)")
+    raise ConfigError(
+        f"configs/gpu.py:{arg}: this file is configs/default.py:gpu and takes "
+        "no other argument (configs/default.py takes gpu or tpu)"
+    )
   return default.get_config("gpu")

@@ -18,6 +18,7 @@ taken over linearly it would be 1.3e-3 here. We keep the one rule: the benchmark
 then share a rate per image, and a batch-hard P x K batch is not mmfashion's random
 triplets, so its rate has no claim on ours.
 """
+
 from configs import default, full_size
 
 TRAIN_IMAGES = 25_882  # 3,997 items (docs/deepfashion.md)

@@ -15,6 +15,7 @@ and its own hardest fraction of the negatives. The eval JSON has each level's
 retrieval top-k (`retrieval_<level>_top<k>`) beside the concatenation's
 (`retrieval_top<k>`, what is retrieved with).
 """
+
 import ml_collections
 
 from configs import inshop
@@ -30,9 +31,12 @@ def cascaded(config):
   """Turns a retrieval config into its HDC variant, in place (no weight file fills the new
   heads: on the full-size configs they learn at the new layers' rate)."""
   config.model.cascade_levels = CASCADE_LEVELS
-  config.loss.cascade = ml_collections.ConfigDict(dict(
-      kept_fractions=losses.HDC_KEPT_FRACTIONS,
-      selection="nested",  # or "per_level" (losses.CASCADE_SELECTIONS)
-      pair_loss="contrastive",  # or "triplet" (then margin is the triplet margin)
-      margin=losses.HDC_CONTRASTIVE_MARGIN))
+  config.loss.cascade = ml_collections.ConfigDict(
+      dict(
+          kept_fractions=losses.HDC_KEPT_FRACTIONS,
+          selection="nested",  # or "per_level" (losses.CASCADE_SELECTIONS)
+          pair_loss="contrastive",  # or "triplet" (then margin is the triplet margin)
+          margin=losses.HDC_CONTRASTIVE_MARGIN,
+      )
+  )
   return config

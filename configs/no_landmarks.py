@@ -14,6 +14,7 @@ nothing else changed, so that the two arms differ only in the branch:
   take (models/pretrained.py), so in both arms it starts at random and learns at
   the new-layer rate.
 """
+
 from configs import default
 
 

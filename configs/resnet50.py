@@ -13,6 +13,7 @@ Full size (configs/full_size.py; torchvision's resnet50 weights, converted):
 ResNet-50 has no fc6/fc7: fc6_global, fc6_pose and fc7_pose start at random and, like
 every layer the weight file does not fill, learn at the new-layer rate (10x).
 """
+
 from configs import default
 
 

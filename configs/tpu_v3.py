@@ -10,6 +10,7 @@ batch (configs/full_size.py), the same epochs as gpu.py. On a pod slice keep 32
 per core (v4-32: --config.batch_size=512) and scale the learning rate and stage
 steps with it; keep warm-up near one epoch when the batch grows beyond 1024.
 """
+
 from configs import default
 from fashionnet_jax.errors import ConfigError
 
@@ -17,6 +18,8 @@ from fashionnet_jax.errors import ConfigError
 def get_config(arg=None):
   """default.py:tpu; the argument, like every config file's, may name it ('tpu')."""
   if arg not in (None, "tpu"):
-    raise ConfigError(f"configs/tpu_v3.py:{arg}: this file is configs/default.py:tpu and takes "
-                      "no other argument (configs/default.py takes gpu or tpu)")
+    raise ConfigError(
+        f"configs/tpu_v3.py:{arg}: this file is configs/default.py:tpu and takes "
+        "no other argument (configs/default.py takes gpu or tpu)"
+    )
   return default.get_config("tpu")

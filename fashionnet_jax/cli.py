@@ -1,6 +1,7 @@
 """What the command-line tools share: their usage error, an argparse with one-line errors
 and defaults in --help, absl flag parsing whose mistakes are one line too, and --verbose
 (console: quiet by default)."""
+
 import argparse
 import re
 import sys
@@ -14,8 +15,10 @@ class UsageError(FashionNetError, ValueError):
 
 
 # --verbose of every command (console.set_verbose).
-VERBOSE_HELP = ("also show the libraries' own messages, quiet by default (TensorFlow's C++ "
-                "banners, TFDS's build wording and progress bars, Orbax's read-only warnings)")
+VERBOSE_HELP = (
+    "also show the libraries' own messages, quiet by default (TensorFlow's C++ "
+    "banners, TFDS's build wording and progress bars, Orbax's read-only warnings)"
+)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -23,8 +26,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
   def _get_help_string(self, action):
     text = action.help or ""
-    if ("default" in text or not action.option_strings
-        or action.default in (None, False, argparse.SUPPRESS)):
+    if (
+        "default" in text
+        or not action.option_strings
+        or action.default in (None, False, argparse.SUPPRESS)
+    ):
       return text
     return f"{text} (default: %(default)s)"
 
@@ -54,10 +60,12 @@ VERBOSE_FLAG_HELP = VERBOSE_HELP[0].upper() + VERBOSE_HELP[1:] + "; absl's -v 1 
 def add_model_arguments(parser) -> None:
   """--workdir RUN | --checkpoint RUN/{checkpoints,best}/STEP: the trained model a command reads."""
   model = parser.add_mutually_exclusive_group(required=True)
-  model.add_argument("--workdir", help="training run folder: its model, the step chosen on "
-                     "validation (best/) when the run selects one, else the newest checkpoint")
-  model.add_argument("--checkpoint",
-                     help="one step: WORKDIR/checkpoints/STEP or WORKDIR/best/STEP")
+  model.add_argument(
+      "--workdir",
+      help="training run folder: its model, the step chosen on "
+      "validation (best/) when the run selects one, else the newest checkpoint",
+  )
+  model.add_argument("--checkpoint", help="one step: WORKDIR/checkpoints/STEP or WORKDIR/best/STEP")
 
 
 def parse_absl_flags(argv, flag_values=None):
@@ -68,6 +76,7 @@ def parse_absl_flags(argv, flag_values=None):
   the benchmarks define their own). Returns the arguments left over.
   """
   from absl import flags, logging
+
   values = flags.FLAGS if flag_values is None else flag_values
   try:
     left = values(argv)
@@ -78,10 +87,15 @@ def parse_absl_flags(argv, flag_values=None):
     message = one_line(e)
   except (AttributeError, KeyError) as e:  # ml_collections: an unknown --config.FIELD
     field = one_line(e).strip("\"'")
-    named = [a.split("=")[0] for a in argv[1:]
-             if a.startswith("--") and field in a.split("=")[0].split(".")[1:]]
-    message = (f"{named[0] if named else '--config.' + field}: the config has no field "
-               f"{field!r} (check the spelling against the config file)")
+    named = [
+        a.split("=")[0]
+        for a in argv[1:]
+        if a.startswith("--") and field in a.split("=")[0].split(".")[1:]
+    ]
+    message = (
+        f"{named[0] if named else '--config.' + field}: the config has no field "
+        f"{field!r} (check the spelling against the config file)"
+    )
   except (TypeError, ValueError) as e:  # ... or a value of the wrong type
     message = f"a --config.FIELD override does not fit the config: {one_line(e)}"
   except OSError as e:  # overrides load the config file while parsing
@@ -95,6 +109,7 @@ def config_flag(name: str = "config", flag_values=None):
   a ConfigError naming it (the flag loads lazily, so the error surfaces here).
   `flag_values` as in `parse_absl_flags`."""
   from absl import flags
+
   try:
     config = getattr(flags.FLAGS if flag_values is None else flag_values, name)
     config.keys()  # a file that failed to load raises on first use

@@ -14,6 +14,7 @@
 - `Progress`: a tqdm bar on a terminal (step, loss, images/s, time left); elsewhere
   one concise line every `every` steps.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,10 @@ _quiet_environment()
 
 
 # What TensorFlow's C++ writes to stderr while it loads, whatever TF_CPP_MIN_LOG_LEVEL says.
-_TENSORFLOW_BANNERS = ("All log messages before absl::InitializeLog() is called",
-                       "oneDNN custom operations are on.")
+_TENSORFLOW_BANNERS = (
+    "All log messages before absl::InitializeLog() is called",
+    "oneDNN custom operations are on.",
+)
 
 
 def import_tensorflow() -> None:
@@ -64,6 +67,7 @@ def import_tensorflow() -> None:
   under --verbose."""
   if "tensorflow" in sys.modules or verbose():
     import tensorflow  # noqa: F401
+
     return
   sys.stderr.flush()
   saved = os.dup(2)
@@ -77,14 +81,18 @@ def import_tensorflow() -> None:
       os.close(saved)
       captured.seek(0)
       lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-      sys.stderr.write("".join(line for line in lines
-                               if not any(banner in line for banner in _TENSORFLOW_BANNERS)))
+      sys.stderr.write(
+          "".join(
+              line for line in lines if not any(banner in line for banner in _TENSORFLOW_BANNERS)
+          )
+      )
       sys.stderr.flush()
 
 
 def say(message: str) -> None:
   """One line for the person running the command (stderr, flushed; above a progress bar)."""
   from tqdm import tqdm
+
   tqdm.write(message, file=sys.stderr)
   sys.stderr.flush()
 
@@ -115,6 +123,7 @@ def quiet_tfds(progress_bars: bool = False):
     return
   from absl import logging
   from tensorflow_datasets.core.utils import tqdm_utils
+
   bars, level = getattr(tqdm_utils, "_active", True), logging.get_verbosity()
   tqdm_utils.display_progress_bar(bars and progress_bars)
   logging.set_verbosity(max(level, logging.WARNING))
@@ -160,8 +169,15 @@ class Progress:
   update on (the first step includes the compile).
   """
 
-  def __init__(self, total: int, start: int, batch_size: int, every: int, stream=None,
-               terminal: bool | None = None):
+  def __init__(
+      self,
+      total: int,
+      start: int,
+      batch_size: int,
+      every: int,
+      stream=None,
+      terminal: bool | None = None,
+  ):
     self.total, self.start, self.batch_size, self.every = total, start, batch_size, max(1, every)
     self.stream = stream or sys.stderr
     is_terminal = getattr(self.stream, "isatty", lambda: False)()
@@ -182,8 +198,10 @@ class Progress:
       parts.append(f"loss {loss:.4f}")
     rate = self._rate(step)
     if rate:
-      parts += [f"{rate * self.batch_size:.1f} img/s",
-                f"{duration((self.total - step) / rate)} left"]
+      parts += [
+          f"{rate * self.batch_size:.1f} img/s",
+          f"{duration((self.total - step) / rate)} left",
+      ]
     return "  ".join(parts)
 
   def update(self, step: int, loss: float | None = None) -> None:
@@ -191,14 +209,23 @@ class Progress:
       self._t0, self._s0 = time.perf_counter(), step
       if self.terminal:
         from tqdm import tqdm
-        self._bar = tqdm(total=self.total, initial=step, unit="step", file=self.stream,
-                         dynamic_ncols=True, desc="training")
+
+        self._bar = tqdm(
+            total=self.total,
+            initial=step,
+            unit="step",
+            file=self.stream,
+            dynamic_ncols=True,
+            desc="training",
+        )
     if self._bar is not None:
       self._bar.update(step - self._bar.n)
       if loss is not None:
         rate = self._rate(step)
-        self._bar.set_postfix_str(f"loss {loss:.4f}" + (
-            f", {rate * self.batch_size:.1f} img/s" if rate else ""), refresh=False)
+        self._bar.set_postfix_str(
+            f"loss {loss:.4f}" + (f", {rate * self.batch_size:.1f} img/s" if rate else ""),
+            refresh=False,
+        )
     elif loss is not None and (step % self.every == 0 or step == self.total):
       print(self.line(step, loss), file=self.stream, flush=True)
 

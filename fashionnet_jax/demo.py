@@ -19,6 +19,7 @@ recomputes the fingerprint and checks the README's table against the record, so
 a change to the demo's config, data or schedule fails until the numbers are
 re-measured.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -70,16 +71,19 @@ def table(untrained: dict, trained: dict, num_categories: int = 50) -> str:
 
 def readme_table(entry: dict) -> str:
   """The table of a record entry (`record`): what the README shows for that config."""
-  return table(entry["untrained"], dict(entry["trained"], split=entry["split"]),
-               entry["num_categories"])
+  return table(
+      entry["untrained"], dict(entry["trained"], split=entry["split"]), entry["num_categories"]
+  )
 
 
 def caption(entry: dict) -> str:
   """The line under the README's table: where and when the numbers were measured."""
-  return (f"Measured by `python -m fashionnet_jax.demo --record` at commit {entry['commit']} "
-          f"on {entry['machine']} ({entry['date']}; {entry['steps']} steps; "
-          f"{entry['train_eval_s']:.0f} s of training and evaluation, {entry['total_s']:.0f} s "
-          "in all).")
+  return (
+      f"Measured by `python -m fashionnet_jax.demo --record` at commit {entry['commit']} "
+      f"on {entry['machine']} ({entry['date']}; {entry['steps']} steps; "
+      f"{entry['train_eval_s']:.0f} s of training and evaluation, {entry['total_s']:.0f} s "
+      "in all)."
+  )
 
 
 def _without_paths(tree):
@@ -96,13 +100,17 @@ def fingerprint(config) -> str:
   from fashionnet_jax import synthetic
   from fashionnet_jax.data.prepare import dataset_builder_config
   from fashionnet_jax.training.schedule import Schedule
+
   digest = hashlib.sha256()
-  digest.update(json.dumps(_without_paths(config.to_dict()), sort_keys=True,
-                           default=repr).encode())
+  digest.update(json.dumps(_without_paths(config.to_dict()), sort_keys=True, default=repr).encode())
   digest.update(f"steps={Schedule(config.stages, config.num_rounds).total_steps}".encode())
   with tempfile.TemporaryDirectory() as tmp:
-    synthetic.generate(tmp, images=FINGERPRINT_IMAGES, seed=int(config.seed),
-                       benchmarks=[dataset_builder_config(config)])
+    synthetic.generate(
+        tmp,
+        images=FINGERPRINT_IMAGES,
+        seed=int(config.seed),
+        benchmarks=[dataset_builder_config(config)],
+    )
     for folder, _, files in sorted(os.walk(tmp)):
       for name in sorted(files):
         path = os.path.join(folder, name)
@@ -115,19 +123,32 @@ def fingerprint(config) -> str:
 def machine() -> str:
   """'2 CPU cores (x86_64, Linux), jax cpu'."""
   import jax
-  return (f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}), "
-          f"jax {jax.default_backend()}")
+
+  return (
+      f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}), "
+      f"jax {jax.default_backend()}"
+  )
 
 
 def commit() -> str:
   """The checkout's commit (short), '+changes' when the tree differs from it."""
+
   def git(*args):
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
   try:
     head = git("rev-parse", "--short=12", "HEAD")
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", "fashionnet_jax",
-                  "configs", "datasets")
+    changed = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "fashionnet_jax",
+        "configs",
+        "datasets",
+    )
   except (OSError, subprocess.CalledProcessError):
     return "unknown (not a git checkout)"
   return head + ("+changes" if changed else "")
@@ -136,25 +157,38 @@ def commit() -> str:
 def config_name(flag) -> str:
   """The --config file as the record names it: relative to the repository when inside it."""
   from ml_collections import config_flags
+
   path = os.path.abspath(config_flags.get_config_filename(flag).split(":")[0])
   return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
 
 
-def record(path: str, name: str, config, untrained: dict, trained: dict, train_eval_s: float,
-           total_s: float) -> dict:
+def record(
+    path: str,
+    name: str,
+    config,
+    untrained: dict,
+    trained: dict,
+    train_eval_s: float,
+    total_s: float,
+) -> dict:
   """Writes the demo's numbers for config `name` into the record file; returns its entry."""
   from fashionnet_jax.training.schedule import Schedule
+
   data = {}
   if os.path.exists(path):
     with open(path) as f:
       data = json.load(f)
   keys = [key for key, _, _ in ROWS if trained.get(key) is not None]
   entry = {
-      "fingerprint": fingerprint(config), "commit": commit(), "machine": machine(),
+      "fingerprint": fingerprint(config),
+      "commit": commit(),
+      "machine": machine(),
       "date": datetime.date.today().isoformat(),
       "steps": Schedule(config.stages, config.num_rounds).total_steps,
-      "train_eval_s": round(train_eval_s, 1), "total_s": round(total_s, 1),
-      "split": trained.get("split"), "num_categories": int(config.model.num_categories),
+      "train_eval_s": round(train_eval_s, 1),
+      "total_s": round(total_s, 1),
+      "split": trained.get("split"),
+      "num_categories": int(config.model.num_categories),
       "untrained": {k: untrained.get(k) for k in keys},
       "trained": {k: trained[k] for k in keys},
   }
@@ -169,11 +203,19 @@ def _define_flags():
   `table`, as the tests do, defines none)."""
   from absl import flags
   from ml_collections import config_flags
+
   config_flags.DEFINE_config_file("config", "configs/default.py", "Demo config.")
-  flags.DEFINE_string("workdir", "/tmp/fashionnet_demo",
-                      "Run folder: a finished run there is reused (delete it to start over).")
-  flags.DEFINE_string("record", None, f"Measure the README's numbers into this file "
-                      f"({RECORD_FILE}); needs a --workdir that holds no run yet.")
+  flags.DEFINE_string(
+      "workdir",
+      "/tmp/fashionnet_demo",
+      "Run folder: a finished run there is reused (delete it to start over).",
+  )
+  flags.DEFINE_string(
+      "record",
+      None,
+      f"Measure the README's numbers into this file "
+      f"({RECORD_FILE}); needs a --workdir that holds no run yet.",
+  )
   flags.DEFINE_bool("verbose", False, VERBOSE_FLAG_HELP)
 
 
@@ -182,16 +224,22 @@ def main(argv):
   del argv
   from absl import flags
   from etils import epath
+
   flags_ = flags.FLAGS
   start = time.perf_counter()
   config = config_flag()
   workdir = epath.Path(flags_.workdir)
   if flags_.record and (workdir / "config.json").exists():
-    raise UsageError(f"--record measures a fresh run: --workdir {workdir} already holds one "
-                     "(remove it or name another)")
-  console.say(f"FashionNet demo: {config.dataset.name}, config {config_name(flags_['config'])}, "
-              f"run folder {workdir}")
+    raise UsageError(
+        f"--record measures a fresh run: --workdir {workdir} already holds one "
+        "(remove it or name another)"
+    )
+  console.say(
+      f"FashionNet demo: {config.dataset.name}, config {config_name(flags_['config'])}, "
+      f"run folder {workdir}"
+  )
   from fashionnet_jax import train
+
   try:
     t_train = time.perf_counter()
     train.train_and_evaluate(config, workdir)
@@ -204,18 +252,28 @@ def main(argv):
   untrained = json.loads((evals / "0.json").read_text()) if 0 in steps else {}
   trained = json.loads((evals / f"{steps[-1]}.json").read_text())
   total_s = time.perf_counter() - start
-  print(f"\nFashionNet demo: {config.dataset.name}, {steps[-1]} steps, "
-        f"{console.duration(total_s)} in all")
+  print(
+      f"\nFashionNet demo: {config.dataset.name}, {steps[-1]} steps, "
+      f"{console.duration(total_s)} in all"
+  )
   print(table(untrained, trained, int(config.model.num_categories)))
   print(f"Full report: {evals / f'{steps[-1]}.md'}")
   if flags_.record:
-    entry = record(flags_.record, config_name(flags_["config"]), config, untrained, trained,
-                   train_eval_s, total_s)
+    entry = record(
+        flags_.record,
+        config_name(flags_["config"]),
+        config,
+        untrained,
+        trained,
+        train_eval_s,
+        total_s,
+    )
     print(f"Recorded in {flags_.record}: {caption(entry)}")
 
 
 if __name__ == "__main__":
   from absl import app, logging
+
   _define_flags()
   logging.set_verbosity(logging.WARNING)
   app.run(main, flags_parser=parse_absl_flags)

@@ -5,6 +5,7 @@ file, a weight file, a checkpoint, a workdir): its message is one line naming
 what and where, and a command prints it and exits with `USER_ERROR_EXIT`.
 Anything else keeps its traceback: that is a bug to report.
 """
+
 from __future__ import annotations
 
 import functools

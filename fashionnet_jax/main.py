@@ -18,6 +18,7 @@ Exit status: 0 done; 2 a user mistake (one line on stderr: config, data, weights
 checkpoint, workdir); 75 preempted by SIGTERM after saving a checkpoint (rerun the
 same command to resume; launch/ scripts requeue on it); 1 training diverged.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,25 +31,49 @@ from fashionnet_jax.cli import VERBOSE_FLAG_HELP, UsageError, config_flag, parse
 from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Where checkpoints, logs and evaluations go (local or gs://); "
-                    "required unless --print_config.")
-flags.DEFINE_bool("print_config", False, "Print the resolved config (file, argument and "
-                  "--config.FIELD overrides) as JSON and exit without training.")
+config_flags.DEFINE_config_file(
+    "config", None, "Training config file (configs/*.py).", lock_config=True
+)
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Where checkpoints, logs and evaluations go (local or gs://); "
+    "required unless --print_config.",
+)
+flags.DEFINE_bool(
+    "print_config",
+    False,
+    "Print the resolved config (file, argument and "
+    "--config.FIELD overrides) as JSON and exit without training.",
+)
 flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (then evaluate) or only evaluate.")
-flags.DEFINE_string("coordinator_address", os.environ.get("FASHIONNET_COORDINATOR_ADDRESS"),
-                    "host:port of process 0, for multi-process runs outside TPU pods/SLURM.")
-flags.DEFINE_integer("num_processes", int(os.environ.get("FASHIONNET_NUM_PROCESSES", "0")) or None,
-                     "Number of processes of a multi-process run.")
-flags.DEFINE_integer("process_id", int(os.environ["FASHIONNET_PROCESS_ID"])
-                     if "FASHIONNET_PROCESS_ID" in os.environ else None,
-                     "This process's index in a multi-process run.")
-flags.DEFINE_string("eval_dir", None, "--mode=evaluate: where the evaluation goes (default: the "
-                    "workdir when writable, else a temporary folder).")
-flags.DEFINE_bool("distributed", None,
-                  "Force (True) or skip (False) jax.distributed.initialize(); default: "
-                  "initialise when a coordinator is given or a TPU pod/SLURM job is detected.")
+flags.DEFINE_string(
+    "coordinator_address",
+    os.environ.get("FASHIONNET_COORDINATOR_ADDRESS"),
+    "host:port of process 0, for multi-process runs outside TPU pods/SLURM.",
+)
+flags.DEFINE_integer(
+    "num_processes",
+    int(os.environ.get("FASHIONNET_NUM_PROCESSES", "0")) or None,
+    "Number of processes of a multi-process run.",
+)
+flags.DEFINE_integer(
+    "process_id",
+    int(os.environ["FASHIONNET_PROCESS_ID"]) if "FASHIONNET_PROCESS_ID" in os.environ else None,
+    "This process's index in a multi-process run.",
+)
+flags.DEFINE_string(
+    "eval_dir",
+    None,
+    "--mode=evaluate: where the evaluation goes (default: the "
+    "workdir when writable, else a temporary folder).",
+)
+flags.DEFINE_bool(
+    "distributed",
+    None,
+    "Force (True) or skip (False) jax.distributed.initialize(); default: "
+    "initialise when a coordinator is given or a TPU pod/SLURM job is detected.",
+)
 flags.DEFINE_bool("verbose", False, VERBOSE_FLAG_HELP)
 flags.mark_flags_as_required(["config"])
 
@@ -61,19 +86,27 @@ def _multi_process_environment() -> bool:
   # Cloud TPU VMs: JAX reads the slice's workers from the metadata server;
   # initialising on a single-host slice is harmless.
   hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  return (len([h for h in hosts.split(",") if h]) > 1 or os.path.exists("/dev/accel0")
-          or os.path.exists("/dev/vfio/0") or "TPU_ACCELERATOR_TYPE" in os.environ)
+  return (
+      len([h for h in hosts.split(",") if h]) > 1
+      or os.path.exists("/dev/accel0")
+      or os.path.exists("/dev/vfio/0")
+      or "TPU_ACCELERATOR_TYPE" in os.environ
+  )
 
 
 def initialize_distributed():
   import jax
+
   wanted = FLAGS.distributed if FLAGS.distributed is not None else _multi_process_environment()
   if not wanted:
     return
   kwargs = {}
   if FLAGS.coordinator_address:
-    kwargs = dict(coordinator_address=FLAGS.coordinator_address,
-                  num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+    kwargs = dict(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
     local = os.environ.get("FASHIONNET_LOCAL_DEVICE_IDS")
     if local:  # one process driving several GPUs of a node (launch/gpu/slurm_task.sh)
       kwargs["local_device_ids"] = [int(i) for i in local.split(",")]
@@ -81,9 +114,13 @@ def initialize_distributed():
   if os.environ.get("JAX_PLATFORMS", "").split(",")[0] == "cpu":
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**kwargs)
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count())
+  logging.info(
+      "jax.distributed: process %d of %d, %d local / %d global devices",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
 
 
 @exit_on_user_error
@@ -99,6 +136,7 @@ def main(argv):
   if config.get("xla_flags"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + config.xla_flags).strip()
   from fashionnet_jax import train
+
   initialize_distributed()
   try:
     if FLAGS.mode == "train":

@@ -24,6 +24,7 @@ reported on stderr (one line naming it) and the others are still predicted;
 a model trained on the synthetic demo data says so on stderr, once;
 the exit status is then 1. Usage errors exit with 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,19 +41,38 @@ from fashionnet_jax.inference.describe import LabelSpace, predict_files
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = Parser(prog="python -m fashionnet_jax.predict",
-                   description="Category, attributes and landmarks of photos (one JSON line each).")
+  parser = Parser(
+      prog="python -m fashionnet_jax.predict",
+      description="Category, attributes and landmarks of photos (one JSON line each).",
+  )
   parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any PIL format)")
   add_model_arguments(parser)
-  parser.add_argument("--bbox", action="append", metavar="x1,y1,x2,y2",
-                      help="clothes bounding box in pixels; once for all images or once per "
-                           "image, in order (default: the whole image)")
-  parser.add_argument("--visualize", metavar="OUT_DIR",
-                      help="also draw each prediction to OUT_DIR/<image name>.png")
-  parser.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5,
-                      help="categories and attributes listed per image (default 5)")
-  parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
-                      help="images per forward pass (default 32)")
+  parser.add_argument(
+      "--bbox",
+      action="append",
+      metavar="x1,y1,x2,y2",
+      help="clothes bounding box in pixels; once for all images or once per "
+      "image, in order (default: the whole image)",
+  )
+  parser.add_argument(
+      "--visualize", metavar="OUT_DIR", help="also draw each prediction to OUT_DIR/<image name>.png"
+  )
+  parser.add_argument(
+      "--top-k",
+      "--top_k",
+      dest="top_k",
+      type=int,
+      default=5,
+      help="categories and attributes listed per image (default 5)",
+  )
+  parser.add_argument(
+      "--batch-size",
+      "--batch_size",
+      dest="batch_size",
+      type=int,
+      default=32,
+      help="images per forward pass (default 32)",
+  )
   add_verbose_argument(parser)
   return parser
 
@@ -79,6 +99,7 @@ def run(argv: Iterable[str] | None = None, stdout=None, stderr=None) -> int:
       raise UsageError("--top-k and --batch-size must be >= 1")
     bboxes = images.bboxes_for(args.bbox, len(args.images))
     from fashionnet_jax.inference.predictor import CheckpointNotFoundError, Predictor
+
     try:
       predictor = Predictor(workdir=args.workdir, checkpoint=args.checkpoint)
     except CheckpointNotFoundError as e:
@@ -93,8 +114,9 @@ def run(argv: Iterable[str] | None = None, stdout=None, stderr=None) -> int:
   failed, taken = 0, set()
   if args.visualize:
     os.makedirs(args.visualize, exist_ok=True)
-  for path, record, error in predict_files(predictor, args.images, bboxes, top_k=args.top_k,
-                                           batch_size=args.batch_size):
+  for path, record, error in predict_files(
+      predictor, args.images, bboxes, top_k=args.top_k, batch_size=args.batch_size
+  ):
     if error is not None:
       print(f"error: {error}", file=stderr, flush=True)
       failed += 1
@@ -102,6 +124,7 @@ def run(argv: Iterable[str] | None = None, stdout=None, stderr=None) -> int:
     print(json.dumps(record), file=stdout, flush=True)
     if args.visualize:
       from fashionnet_jax.inference import visualize
+
       visualize.draw_prediction(path, record).save(visualize_path(args.visualize, path, taken))
   if failed:
     print(f"{failed} of {len(args.images)} images failed", file=stderr)

@@ -22,6 +22,7 @@ It runs the project's own commands, one process each, and skips what is done:
   4. RUNS/results.md: each benchmark's test numbers beside FashionNet's (Tables 2-5).
 --dry-run prints every command it would run, and runs none.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,12 @@ from fashionnet_jax.cli import Parser, UsageError, add_verbose_argument
 from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 # Benchmark (builder config) -> its config file (configs/<file>.py:<platform>).
-CONFIGS = {"category_attribute": "default", "inshop": "inshop",
-           "consumer2shop": "consumer2shop", "landmarks": "fld"}
+CONFIGS = {
+    "category_attribute": "default",
+    "inshop": "inshop",
+    "consumer2shop": "consumer2shop",
+    "landmarks": "fld",
+}
 # Benchmark -> the run it fine-tunes from (the others start from the ImageNet weights).
 STARTS_FROM = {"inshop": "category_attribute", "consumer2shop": "category_attribute"}
 RESULTS_FILE = "results.md"
@@ -45,34 +50,59 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = Parser(prog="python -m fashionnet_jax.reproduce",
-                  description="Reproduce the paper's table on real DeepFashion.")
-  parser.add_argument("--manual_dir", required=True,
-                      help="folder holding the released benchmark folders (README)")
-  parser.add_argument("--imagenet", required=True,
-                      help="downloaded ImageNet VGG-16 weights (vgg16-397923af.pth or Keras .h5)")
+  parser = Parser(
+      prog="python -m fashionnet_jax.reproduce",
+      description="Reproduce the paper's table on real DeepFashion.",
+  )
+  parser.add_argument(
+      "--manual_dir", required=True, help="folder holding the released benchmark folders (README)"
+  )
+  parser.add_argument(
+      "--imagenet",
+      required=True,
+      help="downloaded ImageNet VGG-16 weights (vgg16-397923af.pth or Keras .h5)",
+  )
   parser.add_argument("--workdir", required=True, help="where runs, weights and results.md go")
-  parser.add_argument("--data_dir", default=None,
-                      help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-  parser.add_argument("--benchmarks", default=",".join(CONFIGS),
-                      help="comma-separated subset of " + ",".join(CONFIGS))
-  parser.add_argument("--platform", choices=("gpu", "tpu"), default="gpu",
-                      help="full-size config variant (configs/full_size.py)")
-  parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
-                      help="print the commands, run nothing")
+  parser.add_argument(
+      "--data_dir",
+      default=None,
+      help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+  )
+  parser.add_argument(
+      "--benchmarks",
+      default=",".join(CONFIGS),
+      help="comma-separated subset of " + ",".join(CONFIGS),
+  )
+  parser.add_argument(
+      "--platform",
+      choices=("gpu", "tpu"),
+      default="gpu",
+      help="full-size config variant (configs/full_size.py)",
+  )
+  parser.add_argument(
+      "--dry-run",
+      "--dry_run",
+      dest="dry_run",
+      action="store_true",
+      help="print the commands, run nothing",
+  )
   add_verbose_argument(parser)  # the runs inherit it (FASHIONNET_VERBOSE)
   return parser
 
 
 def _data_dir(args) -> str:
-  return args.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
-      "~/tensorflow_datasets")
+  return (
+      args.data_dir
+      or os.environ.get("TFDS_DATA_DIR")
+      or os.path.expanduser("~/tensorflow_datasets")
+  )
 
 
 def _prepared(data_dir: str, benchmark: str) -> bool:
   root = os.path.join(data_dir, "deepfashion", benchmark)
   return os.path.isdir(root) and any(
-      os.path.exists(os.path.join(root, v, "dataset_info.json")) for v in os.listdir(root))
+      os.path.exists(os.path.join(root, v, "dataset_info.json")) for v in os.listdir(root)
+  )
 
 
 def final_metrics(run_dir: str) -> dict | None:
@@ -80,7 +110,9 @@ def final_metrics(run_dir: str) -> dict | None:
   folder = os.path.join(run_dir, "eval")
   if not os.path.isdir(folder):
     return None
-  steps = sorted(int(f[:-5]) for f in os.listdir(folder) if f.endswith(".json") and f[:-5].isdigit())
+  steps = sorted(
+      int(f[:-5]) for f in os.listdir(folder) if f.endswith(".json") and f[:-5].isdigit()
+  )
   records = []
   for s in steps:
     with open(os.path.join(folder, f"{s}.json")) as f:
@@ -118,35 +150,69 @@ def plan(args) -> list[tuple[str, list[str]]]:
   steps = []
   for b in train:
     if not _prepared(data_dir, b):
-      steps.append((f"build {b}", [
-          "tfds", "build", os.path.join(ROOT, "datasets", "deepfashion"), f"--config={b}",
-          f"--manual_dir={args.manual_dir}", f"--data_dir={data_dir}",
-          "--file_format=array_record"]))
+      steps.append(
+          (
+              f"build {b}",
+              [
+                  "tfds",
+                  "build",
+                  os.path.join(ROOT, "datasets", "deepfashion"),
+                  f"--config={b}",
+                  f"--manual_dir={args.manual_dir}",
+                  f"--data_dir={data_dir}",
+                  "--file_format=array_record",
+              ],
+          )
+      )
   if not os.path.exists(weights) and any(b not in STARTS_FROM for b in train):
-    steps.append(("convert ImageNet weights", [
-        sys.executable, "-m", "fashionnet_jax.weights", f"--source={args.imagenet}",
-        f"--out={os.path.dirname(weights)}", "--backbone=vgg16"]))
+    steps.append(
+        (
+            "convert ImageNet weights",
+            [
+                sys.executable,
+                "-m",
+                "fashionnet_jax.weights",
+                f"--source={args.imagenet}",
+                f"--out={os.path.dirname(weights)}",
+                "--backbone=vgg16",
+            ],
+        )
+    )
   for b in train:
     source = STARTS_FROM.get(b)
     init_from = os.path.join(args.workdir, source) if source else weights
     what = f"train and evaluate {b}" + (
         f" from the {source} run (the paper's retrieval network also learnt the attributes)"
-        if source else " from the ImageNet weights")
-    steps.append((what, [
-        sys.executable, "-m", "fashionnet_jax.main",
-        f"--config={os.path.join(ROOT, 'configs', CONFIGS[b] + '.py')}:{args.platform}",
-        f"--workdir={os.path.join(args.workdir, b)}", f"--config.init_from={init_from}",
-        f"--config.dataset.data_dir={data_dir}"]))
+        if source
+        else " from the ImageNet weights"
+    )
+    steps.append(
+        (
+            what,
+            [
+                sys.executable,
+                "-m",
+                "fashionnet_jax.main",
+                f"--config={os.path.join(ROOT, 'configs', CONFIGS[b] + '.py')}:{args.platform}",
+                f"--workdir={os.path.join(args.workdir, b)}",
+                f"--config.init_from={init_from}",
+                f"--config.dataset.data_dir={data_dir}",
+            ],
+        )
+    )
   return steps
 
 
 def write_results(args) -> str:
   from fashionnet_jax.evaluation import report
+
   benchmarks = _requested(args)
   results = {b: final_metrics(os.path.join(args.workdir, b)) for b in benchmarks}
   path = os.path.join(args.workdir, RESULTS_FILE)
-  text = ("# FashionNet reproduced (test splits; model selected on validation where the "
-          "benchmark has one)\n\n" + report.reproduction_table(results))
+  text = (
+      "# FashionNet reproduced (test splits; model selected on validation where the "
+      "benchmark has one)\n\n" + report.reproduction_table(results)
+  )
   os.makedirs(args.workdir, exist_ok=True)
   with open(path, "w") as f:
     f.write(text)
@@ -176,8 +242,10 @@ def run(argv=None, stdout=None, stderr=None) -> int:
       print(f"{parser.prog}: {what} was preempted; rerun to resume", file=stderr)
       return PREEMPTED_EXIT
     if status:
-      print(f"{parser.prog}: error: {what} failed (exit status {status}); rerun to resume",
-            file=stderr)
+      print(
+          f"{parser.prog}: error: {what} failed (exit status {status}); rerun to resume",
+          file=stderr,
+      )
       return 1
   if args.dry_run:
     print(f"# then write {os.path.join(args.workdir, RESULTS_FILE)}", file=stdout)

@@ -9,8 +9,14 @@ The values are the ones of the released files and of the builder's data contract
 
 # The builder's 8 landmark slots, in order.
 LANDMARK_NAMES = (
-    "left_collar", "right_collar", "left_sleeve", "right_sleeve",
-    "left_waistline", "right_waistline", "left_hem", "right_hem",
+    "left_collar",
+    "right_collar",
+    "left_sleeve",
+    "right_sleeve",
+    "left_waistline",
+    "right_waistline",
+    "left_hem",
+    "right_hem",
 )
 NUM_LANDMARKS = len(LANDMARK_NAMES)
 # A horizontal flip exchanges each left slot with its right one.
@@ -33,26 +39,70 @@ SLOTS_BY_CLOTHES_TYPE = {
 # list_category_cloth.txt verbatim, in file order (the 1-based row is the label):
 # (name, clothes type).
 CATEGORIES = (
-    ("Anorak", 1), ("Blazer", 1), ("Blouse", 1), ("Bomber", 1),
-    ("Button-Down", 1), ("Cardigan", 1), ("Flannel", 1), ("Halter", 1),
-    ("Henley", 1), ("Hoodie", 1), ("Jacket", 1), ("Jersey", 1), ("Parka", 1),
-    ("Peacoat", 1), ("Poncho", 1), ("Sweater", 1), ("Tank", 1), ("Tee", 1),
-    ("Top", 1), ("Turtleneck", 1), ("Capris", 2), ("Chinos", 2),
-    ("Culottes", 2), ("Cutoffs", 2), ("Gauchos", 2), ("Jeans", 2),
-    ("Jeggings", 2), ("Jodhpurs", 2), ("Joggers", 2), ("Leggings", 2),
-    ("Sarong", 2), ("Shorts", 2), ("Skirt", 2), ("Sweatpants", 2),
-    ("Sweatshorts", 2), ("Trunks", 2), ("Caftan", 3), ("Cape", 3),
-    ("Coat", 3), ("Coverup", 3), ("Dress", 3), ("Jumpsuit", 3),
-    ("Kaftan", 3), ("Kimono", 3), ("Nightdress", 3), ("Onesie", 3),
-    ("Robe", 3), ("Romper", 3), ("Shirtdress", 3), ("Sundress", 3),
+    ("Anorak", 1),
+    ("Blazer", 1),
+    ("Blouse", 1),
+    ("Bomber", 1),
+    ("Button-Down", 1),
+    ("Cardigan", 1),
+    ("Flannel", 1),
+    ("Halter", 1),
+    ("Henley", 1),
+    ("Hoodie", 1),
+    ("Jacket", 1),
+    ("Jersey", 1),
+    ("Parka", 1),
+    ("Peacoat", 1),
+    ("Poncho", 1),
+    ("Sweater", 1),
+    ("Tank", 1),
+    ("Tee", 1),
+    ("Top", 1),
+    ("Turtleneck", 1),
+    ("Capris", 2),
+    ("Chinos", 2),
+    ("Culottes", 2),
+    ("Cutoffs", 2),
+    ("Gauchos", 2),
+    ("Jeans", 2),
+    ("Jeggings", 2),
+    ("Jodhpurs", 2),
+    ("Joggers", 2),
+    ("Leggings", 2),
+    ("Sarong", 2),
+    ("Shorts", 2),
+    ("Skirt", 2),
+    ("Sweatpants", 2),
+    ("Sweatshorts", 2),
+    ("Trunks", 2),
+    ("Caftan", 3),
+    ("Cape", 3),
+    ("Coat", 3),
+    ("Coverup", 3),
+    ("Dress", 3),
+    ("Jumpsuit", 3),
+    ("Kaftan", 3),
+    ("Kimono", 3),
+    ("Nightdress", 3),
+    ("Onesie", 3),
+    ("Robe", 3),
+    ("Romper", 3),
+    ("Shirtdress", 3),
+    ("Sundress", 3),
 )
 CATEGORY_TYPE = dict(CATEGORIES)
 
 # list_attr_cloth.txt types of the 1000 released attributes (Anno_coarse).
 ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
 # The 26 attributes of the 2020 Anno_fine re-labelling.
-FINE_ATTRIBUTE_TYPE_NAMES = {1: "texture", 2: "sleeve", 3: "length",
-                             4: "neckline", 5: "fabric", 6: "fit"}
+FINE_ATTRIBUTE_TYPE_NAMES = {
+    1: "texture",
+    2: "sleeve",
+    3: "length",
+    4: "neckline",
+    5: "fabric",
+    6: "fit",
+}
 NUM_ATTRIBUTES = 1000  # Anno_coarse's list_attr_cloth.txt
 NUM_FINE_ATTRIBUTES = 26
 

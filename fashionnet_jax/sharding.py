@@ -4,6 +4,7 @@ Parameters are replicated except the large fully-connected kernels (fc6/fc7, the
 attribute head), which are split over `model` along their output dimension when
 the mesh has a model axis; their optimiser state follows them.
 """
+
 from __future__ import annotations
 
 import jax
@@ -29,7 +30,8 @@ def create_mesh(mesh_config, devices=None) -> Mesh:
     data = n // model
   if data * model != n:
     raise ConfigError(
-        f"config.mesh data={mesh_config.data} x model={model} does not match the {n} devices")
+        f"config.mesh data={mesh_config.data} x model={model} does not match the {n} devices"
+    )
   return Mesh(np.asarray(devices).reshape(data, model), (DATA, MODEL))
 
 
@@ -44,8 +46,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def param_spec(path, leaf, model_size: int) -> P:
   """Shards a large 2-D kernel's output dimension over `model` when it divides."""
   shape = getattr(leaf, "shape", ())
-  if (model_size > 1 and len(shape) == 2 and np.prod(shape) >= _MIN_SHARDED_SIZE
-      and shape[1] % model_size == 0):
+  if (
+      model_size > 1
+      and len(shape) == 2
+      and np.prod(shape) >= _MIN_SHARDED_SIZE
+      and shape[1] % model_size == 0
+  ):
     return P(None, MODEL)
   return P()
 
@@ -54,8 +60,8 @@ def state_shardings(mesh: Mesh, state_shapes):
   """NamedShardings for a pytree of (abstract) arrays, following `param_spec`."""
   model_size = mesh.shape[MODEL]
   return jax.tree_util.tree_map_with_path(
-      lambda path, leaf: NamedSharding(mesh, param_spec(path, leaf, model_size)),
-      state_shapes)
+      lambda path, leaf: NamedSharding(mesh, param_spec(path, leaf, model_size)), state_shapes
+  )
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, name: str = "config.batch_size"):
@@ -63,4 +69,6 @@ def check_batch_size(batch_size: int, mesh: Mesh, name: str = "config.batch_size
   if batch_size % data:
     raise ConfigError(f"{name}={batch_size} is not divisible by the {data} data-parallel devices")
   if batch_size % jax.process_count():
-    raise ConfigError(f"{name}={batch_size} is not divisible by the {jax.process_count()} processes")
+    raise ConfigError(
+        f"{name}={batch_size} is not divisible by the {jax.process_count()} processes"
+    )

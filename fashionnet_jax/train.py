@@ -6,6 +6,7 @@ config allows) → grain host batches → global jax.Arrays on the (data, model)
 checkpoints (state + grain iterator) and CLU metric writers → evaluation with the
 paper's protocols (evaluation.loop). `evaluate_checkpoint` is --mode=evaluate.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,10 @@ class Preempted(Exception):
   """SIGTERM stopped training after a checkpoint; the same command resumes it."""
 
   def __init__(self, step: int, workdir):
-    super().__init__(f"preempted at step {step}: checkpoint saved in {workdir}; rerun the same "
-                     "command to resume")
+    super().__init__(
+        f"preempted at step {step}: checkpoint saved in {workdir}; rerun the same "
+        "command to resume"
+    )
     self.step = step
 
 
@@ -72,14 +75,16 @@ def _evaluate(config, setup, writer, step: int, state=None, out_dir=None, **kwar
   written to `out_dir` (default: the workdir)."""
   state = setup.state if state is None else state
   predict = lambda images: setup.predict_fn(state.params, state.model_state, images)
-  return eval_loop.evaluate_and_report(config, predict, setup.mesh, out_dir or setup.workdir,
-                                       writer, step, **kwargs)
+  return eval_loop.evaluate_and_report(
+      config, predict, setup.mesh, out_dir or setup.workdir, writer, step, **kwargs
+  )
 
 
 def _validate(config, setup, writer, step: int, selection) -> None:
   """Model selection: evaluate on the validation split and keep the best state."""
-  metrics = _evaluate(config, setup, writer, step, split=config.dataset.validation_split,
-                      folder=VALIDATION_FOLDER)
+  metrics = _evaluate(
+      config, setup, writer, step, split=config.dataset.validation_split, folder=VALIDATION_FOLDER
+  )
   selection.consider(step, metrics, setup.state)
 
 
@@ -90,11 +95,17 @@ def _final_evaluation(config, setup, writer, total: int, selection) -> dict:
   if selection.step != total:
     _validate(config, setup, writer, total, selection)
   if selection.step is None:
-    raise ConfigError(f"config.select_metric={selection.metric!r} was NaN at every validation: "
-                      "no step to choose (does the validation split have that label?)")
+    raise ConfigError(
+        f"config.select_metric={selection.metric!r} was NaN at every validation: "
+        "no step to choose (does the validation split have that label?)"
+    )
   best = selection.restore(setup.abstract_state())
-  logging.info("Testing the step chosen on validation: %d (%s=%.4f).", selection.step,
-               selection.metric, selection.value)
+  logging.info(
+      "Testing the step chosen on validation: %d (%s=%.4f).",
+      selection.step,
+      selection.metric,
+      selection.value,
+  )
   chosen = _chosen(selection.step, selection.metric, selection.value)
   results = _evaluate(config, setup, writer, selection.step, state=best, extra=chosen)
   results.update(chosen)
@@ -108,8 +119,12 @@ def _chosen(step, metric, value) -> dict:
 
 def _stage_meta(setup: TrainSetup, step: int) -> dict:
   round_, stage = setup.schedule.locate(step)
-  return dict(step=int(step), round=int(round_), stage=int(stage),
-              stage_name=setup.schedule.stages[stage].name)
+  return dict(
+      step=int(step),
+      round=int(round_),
+      stage=int(stage),
+      stage_name=setup.schedule.stages[stage].name,
+  )
 
 
 def _check_nonfinite(metrics, step, limit):
@@ -118,7 +133,8 @@ def _check_nonfinite(metrics, step, limit):
     bad = [k for k, b in zip(LOSS_TERMS, np.asarray(metrics["term_nonfinite"])) if b]
     what = ", ".join(bad) if bad else "the gradient"
     raise NonFiniteLossError(
-        f"step {step}: {streak} consecutive non-finite updates (non-finite: {what}); stopping")
+        f"step {step}: {streak} consecutive non-finite updates (non-finite: {what}); stopping"
+    )
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -151,33 +167,43 @@ def _train_and_evaluate(config, workdir) -> dict:
     (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=1))
     # ... and what the model is trained on, which predict and serve records carry.
     labels.save(dict(labels.dataset_labels(config), trained_on=trained_on(config)), workdir)
-  writer = metric_writers.create_default_writer(
-      str(workdir), just_logging=jax.process_index() > 0)
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
   train_iter = pipeline.create_train_iterator(config)
-  ckpt = Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
-                      keep=config.keep_checkpoints)
-  selection = (selection_lib.BestCheckpoint(workdir, config.select_metric, config.select_mode)
-               if config.get("select_metric") else None)
+  ckpt = Checkpointer(
+      workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints
+  )
+  selection = (
+      selection_lib.BestCheckpoint(workdir, config.select_metric, config.select_mode)
+      if config.get("select_metric")
+      else None
+  )
   start = 0
   restored, state_meta = ckpt.restore_newest(
-      lambda s: ckpt.restore(setup.abstract_state(), train_iter, s))
+      lambda s: ckpt.restore(setup.abstract_state(), train_iter, s)
+  )
   if restored is not None:
     setup.state, meta = state_meta
     start = int(meta["step"])
-    logging.info("Resumed from step %d (round %d, stage %s).", start, meta["round"],
-                 meta["stage_name"])
+    logging.info(
+        "Resumed from step %d (round %d, stage %s).", start, meta["round"], meta["stage_name"]
+    )
   total = setup.schedule.total_steps
   if start == 0:
-    writer.write_hparams({k: v for k, v in config.to_dict().items()
-                          if isinstance(v, (int, float, str, bool))})
+    writer.write_hparams(
+        {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))}
+    )
 
   hooks = []
   if jax.process_index() == 0:
     hooks.append(periodic_actions.ReportProgress(num_train_steps=total, writer=writer))
     if int(config.get("profile_steps", 0)) > 0:
-      hooks.append(periodic_actions.Profile(
-          num_profile_steps=int(config.profile_steps), logdir=str(workdir),
-          first_profile=min(start + 10, total)))
+      hooks.append(
+          periodic_actions.Profile(
+              num_profile_steps=int(config.profile_steps),
+              logdir=str(workdir),
+              first_profile=min(start + 10, total),
+          )
+      )
   if start == 0 and config.get("eval_at_start", False):
     _evaluate(config, setup, writer, 0)
   preemption = _Preemption()
@@ -206,7 +232,8 @@ def _train_and_evaluate(config, workdir) -> dict:
         scalars.update(
             learning_rate=float(setup.lr_schedule(step)),
             stage=float(_stage_meta(setup, step)["stage"]),
-            images_per_sec=len(history) * int(config.batch_size) / max(dt, 1e-9))
+            images_per_sec=len(history) * int(config.batch_size) / max(dt, 1e-9),
+        )
         writer.write_scalars(done, scalars)
         history, t_log = [], time.perf_counter()
         if progress is not None:
@@ -232,13 +259,18 @@ def _train_and_evaluate(config, workdir) -> dict:
     ckpt.close()
     preemption.restore()
   if progress is not None and not preemption.requested:
-    console.say(f"trained steps {start + 1}-{total} in "
-                f"{console.duration(time.perf_counter() - t_train)}")
+    console.say(
+        f"trained steps {start + 1}-{total} in "
+        f"{console.duration(time.perf_counter() - t_train)}"
+    )
   if preemption.requested:
     writer.flush()
     raise Preempted(step + 1 if start < total else start, workdir)
-  logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
-               parameter_fingerprint(setup.state.params))
+  logging.info(
+      "process %d: final parameter fingerprint %s",
+      jax.process_index(),
+      parameter_fingerprint(setup.state.params),
+  )
   try:
     results = _final_evaluation(config, setup, writer, total, selection)
   finally:
@@ -252,8 +284,10 @@ def _progress(config, start: int, total: int):
   """Process 0's progress display (console.Progress), None elsewhere or with nothing to train."""
   if jax.process_index() != 0 or start >= total:
     return None
-  console.say(f"training {total - start} steps (batch {int(config.batch_size)}, "
-              f"{jax.device_count()} {jax.devices()[0].platform.upper()} device(s))")
+  console.say(
+      f"training {total - start} steps (batch {int(config.batch_size)}, "
+      f"{jax.device_count()} {jax.devices()[0].platform.upper()} device(s))"
+  )
   return console.Progress(total, start, int(config.batch_size), int(config.log_every_steps))
 
 
@@ -292,11 +326,13 @@ def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
   setup = TrainSetup(config, workdir, initialise=False, checked=True)
   choice = selection_lib.selected(setup.workdir)
   folder = selection_lib.BEST_FOLDER if choice is not None else "checkpoints"
-  ckpt = Checkpointer(setup.workdir, every_steps=0, keep=config.keep_checkpoints,
-                      folder=folder, read_only=True)
+  ckpt = Checkpointer(
+      setup.workdir, every_steps=0, keep=config.keep_checkpoints, folder=folder, read_only=True
+  )
   try:
     step, setup.state = ckpt.restore_newest(
-        lambda s: ckpt.restore_state_only(setup.abstract_state(), s))
+        lambda s: ckpt.restore_state_only(setup.abstract_state(), s)
+    )
   finally:
     ckpt.close()
   if step is None:
@@ -304,17 +340,21 @@ def evaluate_checkpoint(config, workdir, out_dir=None) -> dict[str, float]:
   extra = None
   if choice is not None:
     extra = _chosen(step, choice["metric"], choice["value"])
-    logging.info("Evaluating the step chosen on validation: %d (%s=%.4f).", step,
-                 choice["metric"], float(choice["value"]))
+    logging.info(
+        "Evaluating the step chosen on validation: %d (%s=%.4f).",
+        step,
+        choice["metric"],
+        float(choice["value"]),
+    )
   else:
     logging.info("Evaluating the newest checkpoint: step %d (the run selects none).", step)
   if out_dir is None and not run_workdir.writable(setup.workdir):
     out_dir = tempfile.mkdtemp(prefix="fashionnet_eval_")
-    logging.warning("%s is read-only: writing the evaluation to %s instead.",
-                    setup.workdir, out_dir)
+    logging.warning(
+        "%s is read-only: writing the evaluation to %s instead.", setup.workdir, out_dir
+    )
   out_dir = run_workdir.prepare(out_dir) if out_dir is not None else setup.workdir
-  writer = metric_writers.create_default_writer(
-      str(out_dir), just_logging=jax.process_index() > 0)
+  writer = metric_writers.create_default_writer(str(out_dir), just_logging=jax.process_index() > 0)
   results = _evaluate(config, setup, writer, int(step), out_dir=out_dir, extra=extra)
   results.update(extra or {})
   return results

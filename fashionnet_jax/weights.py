@@ -7,6 +7,7 @@ writes DIR/<backbone>_imagenet.npz. Sources: torchvision `vgg16-397923af.pth` /
 `vgg16_weights_tf_dim_ordering_tf_kernels*.h5`. The conversion itself is
 `models.pretrained`; nothing is downloaded.
 """
+
 import argparse
 import os
 import sys
@@ -19,27 +20,35 @@ from fashionnet_jax.schema import BACKBONES
 @exit_on_user_error
 def main(argv=None):
   parser = argparse.ArgumentParser(
-      prog='python -m fashionnet_jax.weights',
-      description='Convert downloaded ImageNet weights (torchvision .pth, Keras VGG16 .h5) into the '
-                  '.npz that config.init_from loads. Nothing is downloaded.')
-  parser.add_argument('--source', required=True, help='vgg16-397923af.pth, resnet50-*.pth or '
-                      'vgg16_weights_tf_dim_ordering_tf_kernels*.h5')
-  parser.add_argument('--out', required=True, help='output folder')
-  parser.add_argument('--backbone', choices=BACKBONES, default=None,
-                      help='default: resnet50 if the file name says resnet, else vgg16')
+      prog="python -m fashionnet_jax.weights",
+      description="Convert downloaded ImageNet weights (torchvision .pth, Keras VGG16 .h5) into the "
+      ".npz that config.init_from loads. Nothing is downloaded.",
+  )
+  parser.add_argument(
+      "--source",
+      required=True,
+      help="vgg16-397923af.pth, resnet50-*.pth or " "vgg16_weights_tf_dim_ordering_tf_kernels*.h5",
+  )
+  parser.add_argument("--out", required=True, help="output folder")
+  parser.add_argument(
+      "--backbone",
+      choices=BACKBONES,
+      default=None,
+      help="default: resnet50 if the file name says resnet, else vgg16",
+  )
   args = parser.parse_args(argv)
   backbone = args.backbone or guess_backbone(args.source)
   params = convert(args.source, backbone)  # a WeightImportError is one line, exit 2
   try:
-    out = save_converted(params, os.path.join(args.out, f'{backbone}_imagenet.npz'))
+    out = save_converted(params, os.path.join(args.out, f"{backbone}_imagenet.npz"))
   except OSError as e:
-    raise WeightImportError(f'--out {args.out}: cannot write there ({e.strerror or e})') from None
+    raise WeightImportError(f"--out {args.out}: cannot write there ({e.strerror or e})") from None
   count = sum(v.size for v in params.values())
-  print(f'{backbone}: {len(params)} tensors, {count:,} values -> {out}')
-  if backbone == 'vgg16' and 'fc6/kernel' not in params:
-    print('note: no fc6/fc7 in this file (a notop checkpoint); only the convs will be imported')
+  print(f"{backbone}: {len(params)} tensors, {count:,} values -> {out}")
+  if backbone == "vgg16" and "fc6/kernel" not in params:
+    print("note: no fc6/fc7 in this file (a notop checkpoint); only the convs will be imported")
   return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   sys.exit(main())

@@ -1,5 +1,6 @@
 """Test setup: 8 forced CPU devices (sharding tests), shared synthetic data and trained run,
 real photos (tests/host.py)."""
+
 import os
 
 import pytest
@@ -36,11 +37,18 @@ def run_dir(tmp_path_factory):
   from tiny import tiny_config
 
   from fashionnet_jax import train
+
   root = tmp_path_factory.mktemp("predict_run")
-  config = tiny_config(**{"dataset.data_dir": str(root / "data"), "dataset.synthetic_images": 60,
-                          "eval_at_start": False, "model.num_attributes": 1000,
-                          "loss.attribute_weighting": True,
-                          "checkpoint_every_steps": 1000})  # one (final) save: ~6 s each
+  config = tiny_config(
+      **{
+          "dataset.data_dir": str(root / "data"),
+          "dataset.synthetic_images": 60,
+          "eval_at_start": False,
+          "model.num_attributes": 1000,
+          "loss.attribute_weighting": True,
+          "checkpoint_every_steps": 1000,
+      }
+  )  # one (final) save: ~6 s each
   train.train_and_evaluate(config, root / "workdir")
   return root
 
@@ -50,6 +58,7 @@ def data_dir(tmp_path_factory):
   """Synthetic DeepFashion category_attribute for tests/tiny_train_config.py, built once."""
   import tiny_train_config
   from fashionnet_jax.data.prepare import ensure_dataset
+
   config = tiny_train_config.get_config()
   config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
   ensure_dataset(config)
@@ -61,5 +70,6 @@ def trained(tmp_path_factory, data_dir):
   """One uninterrupted `main` run of tests/tiny_train_config.py: (workdir, its log).
   Tests that change it work on a copy."""
   import e2e
+
   workdir = tmp_path_factory.mktemp("uninterrupted")
   return workdir, e2e.finish(e2e.main_process(workdir, data_dir))

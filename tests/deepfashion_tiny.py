@@ -16,8 +16,11 @@ from PIL import Image
 from fashionnet_jax.data import records
 
 SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: tuple(range(8))}
-CATEGORIES = ["Anorak", "Blazer", "Blouse"] + [f"Cat_{i}" for i in range(3, 47)] + [
-    "Skirt", "Dress", "Jumpsuit"]
+CATEGORIES = (
+    ["Anorak", "Blazer", "Blouse"]
+    + [f"Cat_{i}" for i in range(3, 47)]
+    + ["Skirt", "Dress", "Jumpsuit"]
+)
 CATEGORY_TYPES = [1] * 47 + [2, 3, 3]
 
 
@@ -29,8 +32,13 @@ def jpeg(width: int, height: int, seed: int) -> bytes:
   return buf.getvalue()
 
 
-def write_list(path: pathlib.Path, header: str | None, rows: list[str],
-               crlf: bool = False, count: int | None = None) -> None:
+def write_list(
+    path: pathlib.Path,
+    header: str | None,
+    rows: list[str],
+    crlf: bool = False,
+    count: int | None = None,
+) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   lines = [str(len(rows) if count is None else count)]
   lines += [header] if header is not None else []
@@ -44,8 +52,7 @@ def landmark_row(rng, clothes_type, width, height, pad):
   vis = np.full((8,), 3, np.int8)
   parts = []
   for slot in SLOTS[clothes_type]:
-    v, x, y = int(rng.integers(0, 3)), int(rng.integers(0, width)), int(
-        rng.integers(0, height))
+    v, x, y = int(rng.integers(0, 3)), int(rng.integers(0, width)), int(rng.integers(0, height))
     xy[slot], vis[slot] = (x, y), v
     parts.append(f"{v} {x:03d} {y:03d}")
   if pad:
@@ -53,8 +60,7 @@ def landmark_row(rng, clothes_type, width, height, pad):
   return "  ".join(parts), xy, vis
 
 
-def write_images(img_dir: pathlib.Path, images: dict[str, bytes],
-                 as_zip: bool) -> None:
+def write_images(img_dir: pathlib.Path, images: dict[str, bytes], as_zip: bool) -> None:
   img_dir.mkdir(parents=True, exist_ok=True)
   if as_zip:
     with zipfile.ZipFile(img_dir / "img.zip", "w") as z:
@@ -66,8 +72,18 @@ def write_images(img_dir: pathlib.Path, images: dict[str, bytes],
       (img_dir / name).write_bytes(data)
 
 
-def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
-                    crlf=False, pad=False, seed=0, anno="Anno", photos=None):
+def write_benchmark(
+    manual_dir,
+    config: str,
+    n: int = 12,
+    *,
+    as_zip=True,
+    crlf=False,
+    pad=False,
+    seed=0,
+    anno="Anno",
+    photos=None,
+):
   """Writes one benchmark folder; returns {name: truth dict}.
 
   `photos` (JPEG bytes, used in turn) replaces the random pixels with real images,
@@ -76,8 +92,7 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
   rng = np.random.default_rng(seed)
   root = pathlib.Path(manual_dir) / records.BENCHMARK_DIRS[config]
   a, ev = root / anno, root / "Eval"
-  statuses = {"inshop": ["train", "query", "gallery"]}.get(
-      config, ["train", "val", "test"])
+  statuses = {"inshop": ["train", "query", "gallery"]}.get(config, ["train", "val", "test"])
   truth, images = {}, {}
   bbox_rows, lm_rows, part_rows, cat_rows, attr_rows = [], [], [], [], []
   pairs = []
@@ -104,8 +119,16 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
     x1, y1 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
     x2, y2 = int(rng.integers(w // 2, w)), int(rng.integers(h // 2, h))
     triples, xy, vis = landmark_row(rng, ct, w, h, pad or config == "landmarks")
-    t = dict(status=status, width=w, height=h, bbox=(x1, y1, x2, y2),
-             clothes_type=ct, xy=xy, vis=vis, variation_type=1 + i % 5)
+    t = dict(
+        status=status,
+        width=w,
+        height=h,
+        bbox=(x1, y1, x2, y2),
+        clothes_type=ct,
+        xy=xy,
+        vis=vis,
+        variation_type=1 + i % 5,
+    )
     box = f"{x1:03d} {y1:03d} {x2:03d} {y2:03d}"
     pad_name = name.ljust(60)
     if config == "category_attribute":
@@ -123,7 +146,7 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
     else:
       t["item_id"] = item
       t["pose_type"] = 1 + i % 6
-      t["source"] = (0 if "shop" in name else 1)  # shop, consumer
+      t["source"] = 0 if "shop" in name else 1  # shop, consumer
       third = t["pose_type"] if config == "inshop" else t["source"] + 1
       bbox_rows.append(f"{pad_name}{ct}  {third}  {box}")
       lm_rows.append(f"{pad_name}{ct}  {t['variation_type']}  {triples}")
@@ -136,47 +159,62 @@ def write_benchmark(manual_dir, config: str, n: int = 12, *, as_zip=True,
     images[name] = photos[i % len(photos)] if photos else jpeg(w, h, seed + i)
 
   if config == "category_attribute":
-    write_list(a / "list_category_cloth.txt", "category_name  category_type",
-               [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)],
-               crlf)
-    write_list(a / "list_attr_cloth.txt", "attribute_name  attribute_type",
-               [f"{'attr ' + str(k) + ' print':<29}{1 + k % 5}"
-                for k in range(1000)], crlf)
-    write_list(a / "list_category_img.txt", "image_name  category_label",
-               cat_rows, crlf)
-    write_list(a / "list_attr_img.txt", "image_name  attribute_labels",
-               attr_rows, crlf)
-    write_list(a / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2",
-               bbox_rows, crlf)
-    write_list(a / "list_landmarks.txt",
-               "image_name  clothes_type  landmark_visibility_1 ...",
-               lm_rows, crlf)
-    write_list(ev / "list_eval_partition.txt",
-               "image_name  evaluation_status", part_rows, crlf)
+    write_list(
+        a / "list_category_cloth.txt",
+        "category_name  category_type",
+        [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)],
+        crlf,
+    )
+    write_list(
+        a / "list_attr_cloth.txt",
+        "attribute_name  attribute_type",
+        [f"{'attr ' + str(k) + ' print':<29}{1 + k % 5}" for k in range(1000)],
+        crlf,
+    )
+    write_list(a / "list_category_img.txt", "image_name  category_label", cat_rows, crlf)
+    write_list(a / "list_attr_img.txt", "image_name  attribute_labels", attr_rows, crlf)
+    write_list(a / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2", bbox_rows, crlf)
+    write_list(
+        a / "list_landmarks.txt",
+        "image_name  clothes_type  landmark_visibility_1 ...",
+        lm_rows,
+        crlf,
+    )
+    write_list(ev / "list_eval_partition.txt", "image_name  evaluation_status", part_rows, crlf)
   elif config == "landmarks":
-    write_list(a / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2",
-               bbox_rows, crlf)
-    write_list(a / "list_landmarks.txt",
-               "image_name  clothes_type  variation_type  ...", lm_rows, crlf)
-    write_list(ev / "list_eval_partition.txt",
-               "image_name  evaluation_status", part_rows, crlf)
+    write_list(a / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2", bbox_rows, crlf)
+    write_list(
+        a / "list_landmarks.txt", "image_name  clothes_type  variation_type  ...", lm_rows, crlf
+    )
+    write_list(ev / "list_eval_partition.txt", "image_name  evaluation_status", part_rows, crlf)
   else:
     suffix = "inshop" if config == "inshop" else "consumer2shop"
     third = "pose_type" if config == "inshop" else "source_type"
-    write_list(a / f"list_bbox_{suffix}.txt",
-               f"image_name  clothes_type  {third}  x_1  y_1  x_2  y_2",
-               bbox_rows, crlf)
-    write_list(a / f"list_landmarks_{suffix}.txt",
-               "image_name  clothes_type  variation_type  ...", lm_rows, crlf)
+    write_list(
+        a / f"list_bbox_{suffix}.txt",
+        f"image_name  clothes_type  {third}  x_1  y_1  x_2  y_2",
+        bbox_rows,
+        crlf,
+    )
+    write_list(
+        a / f"list_landmarks_{suffix}.txt",
+        "image_name  clothes_type  variation_type  ...",
+        lm_rows,
+        crlf,
+    )
     items = sorted({t["item_id"] for t in truth.values()})
     write_list(a / f"list_item_{suffix}.txt", None, items, crlf)
     if config == "inshop":
-      write_list(ev / "list_eval_partition.txt",
-                 "image_name  item_id  evaluation_status", part_rows, crlf)
+      write_list(
+          ev / "list_eval_partition.txt", "image_name  item_id  evaluation_status", part_rows, crlf
+      )
     else:
-      write_list(ev / "list_eval_partition.txt",
-                 "image_pair_name_1  image_pair_name_2  item_id"
-                 "  evaluation_status", pairs, crlf)
+      write_list(
+          ev / "list_eval_partition.txt",
+          "image_pair_name_1  image_pair_name_2  item_id" "  evaluation_status",
+          pairs,
+          crlf,
+      )
   write_images(root / "Img", images, as_zip)
   return truth
 
@@ -202,10 +240,18 @@ def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0, rel
   root = pathlib.Path(manual_dir) / records.BENCHMARK_DIRS["category_attribute"]
   a = root / "Anno_fine"
   eol = "\r\n" if crlf else "\n"
-  write_list(a / "list_category_cloth.txt", "category_name  category_type",
-             [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)], crlf)
-  write_list(a / "list_attr_cloth.txt", "attribute_name   attribute_type",
-             [f"{'fine_' + str(k):<21}{1 + k % 6}" for k in range(26)], crlf)
+  write_list(
+      a / "list_category_cloth.txt",
+      "category_name  category_type",
+      [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)],
+      crlf,
+  )
+  write_list(
+      a / "list_attr_cloth.txt",
+      "attribute_name   attribute_type",
+      [f"{'fine_' + str(k):<21}{1 + k % 6}" for k in range(26)],
+      crlf,
+  )
   # Categories of each clothes type: Blouse (upper), Skirt (lower), Dress (full).
   labels = {1: 3, 2: 48, 3: 49}
   truth, images, list_rows = {}, {}, []
@@ -245,15 +291,29 @@ def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0, rel
       lines["_attr"].append(" ".join(str(v) for v in attrs) + " ")
       lines["_bbox"].append(f"{x1} {y1} {x2} {y2}")
       lines["_landmarks"].append(" ".join(fields) + " ")
-      truth[split].append(dict(name=name, width=w, height=h, bbox=(x1, y1, x2, y2),
-                               clothes_type=ct, category=labels[ct], xy=xy, vis=vis,
-                               attributes=np.where(attrs == 1, 1, -1)))
+      truth[split].append(
+          dict(
+              name=name,
+              width=w,
+              height=h,
+              bbox=(x1, y1, x2, y2),
+              clothes_type=ct,
+              category=labels[ct],
+              xy=xy,
+              vis=vis,
+              attributes=np.where(attrs == 1, 1, -1),
+          )
+      )
       images[name] = jpeg(w, h, seed + k)
     for suffix, rows in lines.items():
       a.mkdir(parents=True, exist_ok=True)
       (a / f"{stem}{suffix}.txt").write_bytes("".join(r + eol for r in rows).encode())
   if released_list:
-    write_list(root / released_list / "list_landmarks.txt",
-               "image_name  clothes_type  landmark_visibility_1 ...", list_rows, crlf)
+    write_list(
+        root / released_list / "list_landmarks.txt",
+        "image_name  clothes_type  landmark_visibility_1 ...",
+        list_rows,
+        crlf,
+    )
   write_images(root / "Img", images, as_zip=True)
   return truth

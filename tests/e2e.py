@@ -1,4 +1,5 @@
 """Helpers for the tests that run `python -m fashionnet_jax.main` as a user would."""
+
 import os
 import re
 import subprocess
@@ -12,10 +13,23 @@ TOTAL_STEPS = 24  # tiny_train_config: (6 + 6) steps x 2 rounds
 
 
 def main_process(workdir, data_dir, *flags, env=None):
-  cmd = [sys.executable, "-m", "fashionnet_jax.main", f"--config={CONFIG}",
-         f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}", *flags]
-  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env={**os.environ, **(env or {})})
+  cmd = [
+      sys.executable,
+      "-m",
+      "fashionnet_jax.main",
+      f"--config={CONFIG}",
+      f"--workdir={workdir}",
+      f"--config.dataset.data_dir={data_dir}",
+      *flags,
+  ]
+  return subprocess.Popen(
+      cmd,
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      env={**os.environ, **(env or {})},
+  )
 
 
 def finish(proc, timeout=300, returncode=0):
@@ -30,7 +44,9 @@ def fingerprints(log):
 
 def checkpoint_steps(workdir):
   folder = Path(workdir) / "checkpoints"
-  return sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit()) if folder.exists() else []
+  return (
+      sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit()) if folder.exists() else []
+  )
 
 
 def wait_for_checkpoint(workdir, proc, after=-1, timeout=240):

@@ -9,6 +9,7 @@ System tools (shellcheck, chromedriver, root for `mount`): a test that lacks one
 skips with a one-line reason on a user's machine and fails when `CI=true`, so CI
 still proves it.
 """
+
 import os
 import shutil
 from pathlib import Path
@@ -44,6 +45,7 @@ def real_photos(out: Path) -> list[Path]:
     return paths
   import skimage.data
   from PIL import Image
+
   paths = []
   for name in PUBLIC_DOMAIN:
     path = out / f"{name}.jpg"

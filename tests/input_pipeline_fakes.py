@@ -4,6 +4,7 @@ Each present landmark is drawn as a disc in its slot's colour, so a test can
 check that after any crop / resize / flip the pixel at a transformed landmark
 still shows that landmark's colour.
 """
+
 import io
 
 import ml_collections
@@ -11,9 +12,19 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # One saturated colour per landmark slot, far apart from each other and the greys.
-PALETTE = np.array([
-    (255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 255, 0),
-    (255, 0, 255), (0, 255, 255), (255, 128, 0), (128, 0, 255)], np.float32)
+PALETTE = np.array(
+    [
+        (255, 0, 0),
+        (0, 200, 0),
+        (0, 0, 255),
+        (255, 255, 0),
+        (255, 0, 255),
+        (0, 255, 255),
+        (255, 128, 0),
+        (128, 0, 255),
+    ],
+    np.float32,
+)
 SLOTS_BY_TYPE = {0: (0, 1, 2, 3, 6, 7), 1: (4, 5, 6, 7), 2: tuple(range(8))}
 MARKER_RADIUS = 7
 
@@ -22,8 +33,9 @@ def nearest_slot_colour(pixel):
   return int(np.argmin(np.linalg.norm(PALETTE - np.asarray(pixel, np.float32), axis=-1)))
 
 
-def make_record(index, rng, *, num_attributes=6, width=140, height=120,
-                images_per_item=3, fields=None):
+def make_record(
+    index, rng, *, num_attributes=6, width=140, height=120, images_per_item=3, fields=None
+):
   """One record: grey background, a darker garment box, a marker per landmark."""
   bw, bh = rng.uniform(0.55, 0.8) * width, rng.uniform(0.55, 0.8) * height
   x0, y0 = rng.uniform(0, width - bw), rng.uniform(0, height - bh)
@@ -48,8 +60,9 @@ def make_record(index, rng, *, num_attributes=6, width=140, height=120,
   record = {
       "image": buf.getvalue(),
       "image/filename": f"img/fake/img_{index:08d}.jpg".encode(),
-      "bbox": np.array([y0 / height, x0 / width, (y0 + bh) / height, (x0 + bw) / width],
-                       np.float32),
+      "bbox": np.array(
+          [y0 / height, x0 / width, (y0 + bh) / height, (x0 + bw) / width], np.float32
+      ),
       "landmarks": landmarks,
       "landmark_visibility": visibility,
       "clothes_type": np.int64(clothes_type),
@@ -70,16 +83,33 @@ def make_source(n, *, seed=0, **kwargs):
 def make_config(**overrides):
   config = ml_collections.ConfigDict()
   config.seed = 7
-  config.dataset = ml_collections.ConfigDict(dict(
-      name="deepfashion/category_attribute", data_dir=None, train_split="train",
-      eval_split="validation", cache_dir=None))
+  config.dataset = ml_collections.ConfigDict(
+      dict(
+          name="deepfashion/category_attribute",
+          data_dir=None,
+          train_split="train",
+          eval_split="validation",
+          cache_dir=None,
+      )
+  )
   config.image_size = 48
   config.batch_size = 4
   config.eval_batch_size = 4
-  config.input = ml_collections.ConfigDict(dict(
-      crop_margin=0.1, crop_jitter=0.1, flip=True, color_jitter=0.0, worker_count=0,
-      read_threads=2, prefetch_buffer_size=2, shuffle=True, sampler="random",
-      retrieval_p=3, retrieval_k=2))
+  config.input = ml_collections.ConfigDict(
+      dict(
+          crop_margin=0.1,
+          crop_jitter=0.1,
+          flip=True,
+          color_jitter=0.0,
+          worker_count=0,
+          read_threads=2,
+          prefetch_buffer_size=2,
+          shuffle=True,
+          sampler="random",
+          retrieval_p=3,
+          retrieval_k=2,
+      )
+  )
   config.model = ml_collections.ConfigDict(dict(num_attributes=6))
   config.update_from_flattened_dict(overrides)
   return config

@@ -5,6 +5,7 @@ the CPU rehearsal of the real user's path (tests/test_rehearsal.py).
   python -m fashionnet_jax.main --config=tests/rehearsal_config.py --workdir=RUN \
       --config.dataset.manual_dir=DIR --config.dataset.data_dir=TFDS --config.init_from=W
 """
+
 import os
 import sys
 

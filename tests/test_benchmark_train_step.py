@@ -1,4 +1,5 @@
 """The train-step benchmark: its JSON figures on a tiny config, the analytic FLOP count."""
+
 import json
 
 import pytest
@@ -7,13 +8,20 @@ from tiny import ROOT, tiny_config
 from fashionnet_jax.benchmarks import flops, torch_reference, train_step
 
 TINY_FLAGS = [
-    f"--config={ROOT / 'configs' / 'default.py'}", "--config.image_size=32",
-    "--config.model.width_multiplier=0.0625", "--config.model.fc6_dim=32",
-    "--config.model.fc6_local_dim=16", "--config.model.num_attributes=12",
-    "--config.model.embedding_dim=16", "--batch=8", "--num_devices=1",
-    "--steps=3", "--warmup=1", "--matmul_size=128", "--pooling_iters=3"]
-
-
+    f"--config={ROOT / 'configs' / 'default.py'}",
+    "--config.image_size=32",
+    "--config.model.width_multiplier=0.0625",
+    "--config.model.fc6_dim=32",
+    "--config.model.fc6_local_dim=16",
+    "--config.model.num_attributes=12",
+    "--config.model.embedding_dim=16",
+    "--batch=8",
+    "--num_devices=1",
+    "--steps=3",
+    "--warmup=1",
+    "--matmul_size=128",
+    "--pooling_iters=3",
+]
 
 
 @pytest.mark.slow
@@ -22,10 +30,23 @@ def test_main_prints_sane_figures_as_last_json_line(capsys):
   lines = capsys.readouterr().out.strip().splitlines()
   results = json.loads(lines[-1])
   assert results == json.loads(json.dumps(returned))
-  for key in ("images_per_s", "step_ms", "compile_s", "xla_flops_per_step",
-              "analytic_flops_per_step", "xla_over_analytic", "mfu", "mfu_measured_peak",
-              "peak_tflops_measured", "peak_memory_bytes", "pooling_share", "pooling_ms",
-              "jax", "device", "batch"):
+  for key in (
+      "images_per_s",
+      "step_ms",
+      "compile_s",
+      "xla_flops_per_step",
+      "analytic_flops_per_step",
+      "xla_over_analytic",
+      "mfu",
+      "mfu_measured_peak",
+      "peak_tflops_measured",
+      "peak_memory_bytes",
+      "pooling_share",
+      "pooling_ms",
+      "jax",
+      "device",
+      "batch",
+  ):
     assert key in results, key
   assert results["batch"] == 8 and results["num_devices"] == 1
   assert results["images_per_s"] > 0 and results["compile_s"] > 0
@@ -33,8 +54,9 @@ def test_main_prints_sane_figures_as_last_json_line(capsys):
   assert results["images_per_s"] * results["step_ms"] / 1e3 == pytest.approx(8, rel=1e-3)
   assert results["xla_flops_per_step"] > 0
   assert results["cudnn_conv_flops_per_step"] == 0  # CPU: convolutions are HLO ops XLA counts
-  assert results["analytic_flops_per_step"] == flops.train_flops_per_image(
-      tiny_config().model, 32) * 8
+  assert (
+      results["analytic_flops_per_step"] == flops.train_flops_per_image(tiny_config().model, 32) * 8
+  )
   ratio = results["xla_over_analytic"]
   print(f"XLA / analytic FLOPs on the tiny config: {ratio}")
   assert 0.5 < ratio < 2.0, ratio
@@ -54,8 +76,14 @@ def test_bad_flag_is_one_line_error(capsys):
 
 def test_bad_config_is_one_line_error(capsys):
   with pytest.raises(SystemExit) as exit_info:
-    train_step.main(["train_step", f"--config={ROOT / 'configs' / 'default.py'}",
-                     "--config.model.backbone=vgg19", "--num_devices=1"])
+    train_step.main(
+        [
+            "train_step",
+            f"--config={ROOT / 'configs' / 'default.py'}",
+            "--config.model.backbone=vgg19",
+            "--num_devices=1",
+        ]
+    )
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip()
   assert "config.model.backbone='vgg19'" in err and len(err.splitlines()) == 1
@@ -63,10 +91,14 @@ def test_bad_config_is_one_line_error(capsys):
 
 def test_analytic_flops_match_the_torch_reference_and_resnet50():
   from configs import gpu
+
   model = gpu.get_config().model
   # The PyTorch reference counts its own network's layers (benchmarks/torch_reference.py).
-  assert flops.train_flops_per_image(model, 224) == 110_241_497_088 == 3 * (
-      torch_reference.flops_per_image(224))
+  assert (
+      flops.train_flops_per_image(model, 224)
+      == 110_241_497_088
+      == 3 * (torch_reference.flops_per_image(224))
+  )
   parts = flops.forward_flops_per_image(model, 224)
   assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
   # ResNet-50's convolutions (trunk + one conv5) are torchvision's 4.09 GMACs.
@@ -77,18 +109,25 @@ def test_analytic_flops_match_the_torch_reference_and_resnet50():
   # Without the landmark branch the pose and local branches are gone.
   model.use_landmark_branch = False
   assert set(flops.forward_flops_per_image(model, 224)) == {
-      "trunk", "global_branch", "fusion", "heads", "total"}
+      "trunk",
+      "global_branch",
+      "fusion",
+      "heads",
+      "total",
+  }
   assert flops.conv5_shape(gpu.get_config().model, 224) == (14, 512)
 
 
 @pytest.mark.slow
 def test_profile_joins_kernels_to_the_step_hlo_ops(tmp_path, capsys):
   from fashionnet_jax.benchmarks import profile_summary
+
   profile_dir = tmp_path / "prof"
   results = train_step.main(["train_step"] + TINY_FLAGS + [f"--profile_dir={profile_dir}"])
   assert (profile_dir / "step.hlo").read_text().startswith("HloModule")
-  summary = profile_summary.summarise(str(profile_dir), top=10, steps=results["profile_steps"],
-                                      device="cpu")
+  summary = profile_summary.summarise(
+      str(profile_dir), top=10, steps=results["profile_steps"], device="cpu"
+  )
   joined = summary["hlo"]
   # Every timed XLA kernel of the trace is an instruction of the dumped program.
   assert joined["unmatched_ms"] == 0 and joined["ops"]
@@ -101,6 +140,7 @@ def test_profile_joins_kernels_to_the_step_hlo_ops(tmp_path, capsys):
 
 def test_kernel_kinds_do_not_take_converts_for_convolutions():
   from fashionnet_jax.benchmarks.profile_summary import kind_of
+
   assert kind_of("loop_convert_fusion") == "elementwise fusion"
   assert kind_of("wrapped_convert_17") == "other"
   assert kind_of("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32") == "convolution"

@@ -1,4 +1,5 @@
 """Every config loads and validates; the full-size ones are the real recipe, for each benchmark."""
+
 import importlib
 import json
 import os
@@ -11,19 +12,35 @@ from absl import flags
 from ml_collections import config_flags
 from tiny import ROOT  # (puts the repository root on sys.path)
 
-from configs import (consumer2shop, default, fine, fld, full_size, gpu, inshop, no_landmarks,
-                     resnet50, tpu_v3)
+from configs import (
+    consumer2shop,
+    default,
+    fine,
+    fld,
+    full_size,
+    gpu,
+    inshop,
+    no_landmarks,
+    resnet50,
+    tpu_v3,
+)
 from fashionnet_jax.errors import ConfigError
 from fashionnet_jax.training.config_checks import validate_config
 from fashionnet_jax.training.schedule import GROUPS
 
-BENCHMARKS = {default: "category_attribute", inshop: "inshop", consumer2shop: "consumer2shop",
-              fld: "landmarks", fine: "category_attribute_fine",
-              no_landmarks: "category_attribute"}
+BENCHMARKS = {
+    default: "category_attribute",
+    inshop: "inshop",
+    consumer2shop: "consumer2shop",
+    fld: "landmarks",
+    fine: "category_attribute_fine",
+    no_landmarks: "category_attribute",
+}
 
 
-@pytest.mark.parametrize("module", [default, inshop, consumer2shop, fld, fine, gpu, tpu_v3,
-                                    resnet50, no_landmarks])
+@pytest.mark.parametrize(
+    "module", [default, inshop, consumer2shop, fld, fine, gpu, tpu_v3, resnet50, no_landmarks]
+)
 def test_every_config_validates(module):
   validate_config(module.get_config())
 
@@ -49,9 +66,13 @@ def test_full_size_config_of_every_benchmark(module, platform):
   for stage in config.stages:
     assert tuple(stage.train) == GROUPS
   # Model selection on validation wherever the benchmark has a validation split.
-  want = {"inshop": None, "consumer2shop": "retrieval_top20", "landmarks": "landmark_ne",
-          "category_attribute": "attribute_top3_recall",
-          "category_attribute_fine": "attribute_top3_recall"}[BENCHMARKS[module]]
+  want = {
+      "inshop": None,
+      "consumer2shop": "retrieval_top20",
+      "landmarks": "landmark_ne",
+      "category_attribute": "attribute_top3_recall",
+      "category_attribute_fine": "attribute_top3_recall",
+  }[BENCHMARKS[module]]
   assert config.get("select_metric") == want
 
 
@@ -65,7 +86,10 @@ def test_the_demo_stages_are_the_papers_too():
     assert tuple(stage.train) == GROUPS
   weights = [dict(s.weights) for s in default.get_config().stages]
   # Stage 1 leads with the pose terms, stage 2 with the recognition terms.
-  assert weights[0]["landmark"] > weights[1]["landmark"] and weights[1]["category"] > weights[0]["category"]
+  assert (
+      weights[0]["landmark"] > weights[1]["landmark"]
+      and weights[1]["category"] > weights[0]["category"]
+  )
 
 
 def test_an_unknown_platform_is_a_clear_error():
@@ -94,8 +118,9 @@ def test_the_ablation_is_fashionnet_without_the_branch_and_nothing_else(arg):
 
 
 # Every config file (full_size.py holds the rules they share, not a config).
-CONFIG_FILES = sorted(p.stem for p in (ROOT / "configs").glob("*.py")
-                      if p.stem not in ("__init__", "full_size"))
+CONFIG_FILES = sorted(
+    p.stem for p in (ROOT / "configs").glob("*.py") if p.stem not in ("__init__", "full_size")
+)
 ARGUMENTS = (None, *full_size.PLATFORMS)
 # The files that are one platform of default.py: they refuse the other one.
 PLATFORM_FILES = {"gpu": "gpu", "tpu_v3": "tpu"}
@@ -114,8 +139,11 @@ def _load_with_flag(name, arg):
 def test_every_config_file_takes_the_same_argument(name, arg):
   other = name in PLATFORM_FILES and arg not in (None, PLATFORM_FILES[name])
   if other:  # configs/gpu.py:tpu is a mistake, said in one line naming the file
-    with pytest.raises(ConfigError, match=rf"^configs/{name}.py:{arg}: this file is "
-                       rf"configs/default.py:{PLATFORM_FILES[name]}"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^configs/{name}.py:{arg}: this file is "
+        rf"configs/default.py:{PLATFORM_FILES[name]}",
+    ):
       importlib.import_module(f"configs.{name}").get_config(arg)
     return
   config = _load_with_flag(name, arg)
@@ -158,19 +186,37 @@ def test_no_field_is_set_twice_on_the_way(monkeypatch, name, arg):
 
 def test_print_config_prints_the_resolved_config_and_trains_nothing(tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  r = subprocess.run([sys.executable, "-m", "fashionnet_jax.main",
-                      "--config=configs/inshop.py:gpu", "--print_config",
-                      "--config.batch_size=64"],
-                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  r = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "fashionnet_jax.main",
+          "--config=configs/inshop.py:gpu",
+          "--print_config",
+          "--config.batch_size=64",
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert r.returncode == 0, r.stderr
   want = inshop.get_config("gpu")
   want.batch_size = 64  # the override is part of what is printed
   assert json.loads(r.stdout) == json.loads(want.to_json_best_effort())
   # Without --print_config the workdir is still required (one line, exit 2).
-  r = subprocess.run([sys.executable, "-m", "fashionnet_jax.main", "--config=configs/inshop.py"],
-                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  r = subprocess.run(
+      [sys.executable, "-m", "fashionnet_jax.main", "--config=configs/inshop.py"],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
-      "error: --workdir is required")
+      "error: --workdir is required"
+  )
 
 
 class _Stop(Exception):

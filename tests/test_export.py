@@ -5,6 +5,7 @@ the SavedModel): outputs within 1e-5. `serving_default` decodes and resizes in
 TF: pixels within 1 level of PIL's (libjpeg's DCT scaling in both), so outputs
 within 1e-3 of the Predictor on the same files.
 """
+
 import numpy as np
 import pytest
 
@@ -14,6 +15,7 @@ import orbax.export  # noqa: F401,E402  (pip install -e '.[serve]')
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory):
   from fashionnet_jax.export.__main__ import main
+
   out = tmp_path_factory.mktemp("savedmodel") / "1"
   main(["--workdir", str(run_dir / "workdir"), "--out", str(out)])
   return out
@@ -25,6 +27,7 @@ def test_savedmodel_matches_the_predictor_on_real_photos(exported, run_dir, real
   from fashionnet_jax.export.savedmodel import OUTPUTS, tf_decode_resize
   from fashionnet_jax.inference.images import load_image
   from fashionnet_jax.inference.predictor import Predictor
+
   predictor = Predictor(workdir=run_dir / "workdir")
   model = tf.saved_model.load(str(exported))
   assert set(model.signatures) == {"serving_default", "predict_images"}
@@ -50,11 +53,14 @@ def test_savedmodel_matches_the_predictor_on_real_photos(exported, run_dir, real
 
 def test_the_command_refuses_a_bad_workdir_or_out_in_one_line(tmp_path, capsys):
   from fashionnet_jax.export.__main__ import main
+
   taken = tmp_path / "taken"
   taken.mkdir()
   (taken / "saved_model.pb").write_bytes(b"")
-  for argv in (["--workdir", str(tmp_path / "nothing"), "--out", str(tmp_path / "new")],
-               ["--workdir", str(tmp_path), "--out", str(taken)]):
+  for argv in (
+      ["--workdir", str(tmp_path / "nothing"), "--out", str(tmp_path / "new")],
+      ["--workdir", str(tmp_path), "--out", str(taken)],
+  ):
     with pytest.raises(SystemExit) as exit_:
       main(argv)
     assert exit_.value.code == 2

@@ -6,6 +6,7 @@ test) imports from it, or runs it as `-m fashionnet_jax.X`. Top-level modules a
 user runs (test_layout's commands) count as the folder "commands"; the string
 "launch" as the launch/ scripts.
 """
+
 import ast
 from pathlib import Path
 
@@ -17,15 +18,21 @@ PACKAGE = TESTS.parent / "fashionnet_jax"
 
 def package_folders() -> set[str]:
   """Subpackages, plus "commands" and "launch" (the scripts beside the package)."""
-  return {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} | {"commands", "launch"}
+  return {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} | {
+      "commands",
+      "launch",
+  }
 
 
 def is_slow(node) -> bool:
   """`@pytest.mark.slow` on a test, or `pytestmark = pytest.mark.slow` (alone or in a list)."""
   if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
     return any("pytest.mark.slow" in ast.unparse(d) for d in node.decorator_list)
-  return (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
-          and "pytest.mark.slow" in ast.unparse(node.value))
+  return (
+      isinstance(node, ast.Assign)
+      and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
+      and "pytest.mark.slow" in ast.unparse(node.value)
+  )
 
 
 def modules_named(node) -> list[str]:
@@ -52,8 +59,13 @@ def folders_named(node) -> set[str]:
     if name == "launch":
       found.add("launch")
     elif parts[0] == "fashionnet_jax" and len(parts) > 1:
-      found.add(parts[1] if parts[1] in folders
-                else "commands" if is_command(f"fashionnet_jax.{parts[1]}") else None)
+      found.add(
+          parts[1]
+          if parts[1] in folders
+          else "commands"
+          if is_command(f"fashionnet_jax.{parts[1]}")
+          else None
+      )
   return found & folders
 
 
@@ -62,8 +74,11 @@ def fast_tier_touches(source: str) -> set[str]:
   tree = ast.parse(source)
   if any(is_slow(node) for node in tree.body if isinstance(node, ast.Assign)):
     return set()
-  tests = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
-           and n.name.startswith(("test", "Test"))]
+  tests = [
+      n
+      for n in tree.body
+      if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name.startswith(("test", "Test"))
+  ]
   fast = [n for n in tests if not is_slow(n)]
   if not fast:
     return set()
@@ -80,12 +95,15 @@ def test_the_fast_tier_touches_every_package_folder():
 
 
 def test_a_slow_mark_takes_a_test_out_of_the_reckoning():
-  body = 'def test_a():\n  from fashionnet_jax.data import pipeline\n'
+  body = "def test_a():\n  from fashionnet_jax.data import pipeline\n"
   assert fast_tier_touches("import pytest\n" + body) == {"data"}
   assert fast_tier_touches("import pytest\n@pytest.mark.slow\n" + body) == set()
   assert fast_tier_touches("import pytest\npytestmark = [pytest.mark.slow]\n" + body) == set()
-  both = ("from fashionnet_jax import export\n@pytest.mark.slow\n" + body
-          + "def test_b():\n  run(['python', '-m', 'fashionnet_jax.predict', 'launch'])\n")
+  both = (
+      "from fashionnet_jax import export\n@pytest.mark.slow\n"
+      + body
+      + "def test_b():\n  run(['python', '-m', 'fashionnet_jax.predict', 'launch'])\n"
+  )
   assert fast_tier_touches(both) == {"export", "commands", "launch"}
   with_launch = "LAUNCH = ROOT / 'launch'\ndef test_c():\n  pass\n"
   assert fast_tier_touches(with_launch) == {"launch"}

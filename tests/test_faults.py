@@ -5,6 +5,7 @@ end in one line naming what and where, the documented exit status, and no file o
 the run lost. The fast cases run in-process; `main`'s own are subprocesses, as a
 user runs them, started together so they overlap.
 """
+
 import io
 import json
 import os
@@ -34,23 +35,32 @@ from fashionnet_jax.training.config_checks import validate_config
 def _files(folder):
   """{relative path: bytes} of every file under folder."""
   folder = Path(folder)
-  return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-          if p.is_file()}
+  return {
+      str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+  }
 
 
 # --- config bounds ------------------------------------------------------------------
 
-@pytest.mark.parametrize("field,value,message", [
-    ("optimizer.learning_rate", -0.1, "config.optimizer.learning_rate=-0.1: must be > 0.0"),
-    ("keep_checkpoints", 0, "config.keep_checkpoints=0: must be >= 1"),
-    ("model.dropout_rate", 1.0, "config.model.dropout_rate=1.0: must be in [0.0, 1.0)"),
-    ("model.pooling_window", 4, "config.model.pooling_window=4: must be odd"),
-    ("optimizer.momentum", 1.0, "config.optimizer.momentum=1.0: must be in [0.0, 1.0)"),
-    ("loss.attribute_min_ratio", 0.0, "config.loss.attribute_min_ratio=0.0: must be in (0.0, 0.5]"),
-    ("optimizer.step_boundaries", (0.9, 0.5), "config.optimizer.step_boundaries=(0.9, 0.5)"),
-    ("image_size", 48, "config.image_size=48 must be a multiple of 32"),
-    ("input.retrieval_k", 1, "config.input.retrieval_k=1: must be >= 2"),
-])
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("optimizer.learning_rate", -0.1, "config.optimizer.learning_rate=-0.1: must be > 0.0"),
+        ("keep_checkpoints", 0, "config.keep_checkpoints=0: must be >= 1"),
+        ("model.dropout_rate", 1.0, "config.model.dropout_rate=1.0: must be in [0.0, 1.0)"),
+        ("model.pooling_window", 4, "config.model.pooling_window=4: must be odd"),
+        ("optimizer.momentum", 1.0, "config.optimizer.momentum=1.0: must be in [0.0, 1.0)"),
+        (
+            "loss.attribute_min_ratio",
+            0.0,
+            "config.loss.attribute_min_ratio=0.0: must be in (0.0, 0.5]",
+        ),
+        ("optimizer.step_boundaries", (0.9, 0.5), "config.optimizer.step_boundaries=(0.9, 0.5)"),
+        ("image_size", 48, "config.image_size=48 must be a multiple of 32"),
+        ("input.retrieval_k", 1, "config.input.retrieval_k=1: must be >= 2"),
+    ],
+)
 def test_numeric_config_values_out_of_range_fail_in_one_line(field, value, message):
   config = tiny_config(**{field: value})
   with pytest.raises(ConfigError) as e:
@@ -72,6 +82,7 @@ def test_negative_stage_weight_and_empty_schedule_fail():
 
 # --- the workdir: a folder, writable, one writer --------------------------------------
 
+
 def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
   path = tmp_path / "run"
   path.write_text("not a folder")
@@ -90,8 +101,9 @@ time.sleep(120)
 
 
 def test_second_writer_fails_naming_the_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
-  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+      [sys.executable, "-c", _HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+  )
   try:
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(WorkdirError) as e:
@@ -132,13 +144,21 @@ def test_resuming_with_a_changed_model_fails_before_touching_the_run(tmp_path):
 
 def test_resuming_may_change_steps_eval_cadence_logging_and_data_paths(tmp_path):
   _fake_run(tmp_path, tiny_config())
-  resumed = tiny_config(**{"eval_every_steps": 7, "log_every_steps": 1, "keep_checkpoints": 5,
-                           "dataset.data_dir": "/elsewhere", "num_rounds": 3})
+  resumed = tiny_config(
+      **{
+          "eval_every_steps": 7,
+          "log_every_steps": 1,
+          "keep_checkpoints": 5,
+          "dataset.data_dir": "/elsewhere",
+          "num_rounds": 3,
+      }
+  )
   resumed.stages[1].steps = 9
   run_workdir.claim(tmp_path, resumed, writer=True).release()
 
 
 # --- damaged checkpoints ----------------------------------------------------------------
+
 
 def _truncate_arrays(step_dir):
   for f in (step_dir / "state").rglob("*"):
@@ -189,7 +209,9 @@ def test_no_restorable_checkpoint_is_one_line(tmp_path):
   for step in (1, 2, 3):
     _truncate_arrays(tmp_path / "checkpoints" / str(step))
   ckpt = Checkpointer(tmp_path, every_steps=1, keep=5, async_save=False)
-  with pytest.raises(CheckpointError, match=r"checkpoints: no checkpoint restores \(newest, step 3"):
+  with pytest.raises(
+      CheckpointError, match=r"checkpoints: no checkpoint restores \(newest, step 3"
+  ):
     ckpt.restore_newest(lambda s: ckpt.restore(abstract, None, s))
   ckpt.close()
   assert not (tmp_path / DAMAGED_FOLDER).exists()  # nothing proven damaged: nothing moved
@@ -197,9 +219,11 @@ def test_no_restorable_checkpoint_is_one_line(tmp_path):
 
 # --- bad weight files ----------------------------------------------------------------
 
+
 def test_unreadable_init_from_files_name_the_file(tmp_path):
   from fashionnet_jax import weights
   from fashionnet_jax.models.pretrained import WeightImportError, convert
+
   text = tmp_path / "vgg16_imagenet.npz"
   text.write_text("this is not an npz\n")
   good = tmp_path / "good.npz"
@@ -218,11 +242,15 @@ def test_unreadable_init_from_files_name_the_file(tmp_path):
 
 # --- main, as a user runs it --------------------------------------------------------------
 
+
 def _read_only_mount(target: Path, source: Path | None = None) -> bool:
   """A read-only tmpfs at target (with a copy of source): EROFS even for root."""
   target.mkdir(parents=True, exist_ok=True)
-  if shutil.which("mount") is None or subprocess.call(
-      ["mount", "-t", "tmpfs", "tmpfs", str(target)], stderr=subprocess.DEVNULL) != 0:
+  if (
+      shutil.which("mount") is None
+      or subprocess.call(["mount", "-t", "tmpfs", "tmpfs", str(target)], stderr=subprocess.DEVNULL)
+      != 0
+  ):
     return False  # not root (or no mount at all): the caller skips, or fails under CI
   if source is not None:
     shutil.copytree(source, target, dirs_exist_ok=True)
@@ -243,28 +271,54 @@ def test_user_mistakes_in_main_are_one_line_and_exit_2(tmp_path, data_dir, train
   read_only = tmp_path / "ro"
   mounted = _read_only_mount(read_only)
   cases = {
-      "unknown key": ([f"--workdir={tmp_path / 'w1'}", "--config.foo=1"],
-                      "error: --config.foo: the config has no field 'foo'"),
-      "negative lr": ([f"--workdir={tmp_path / 'w2'}", "--config.optimizer.learning_rate=-0.1"],
-                      "error: config.optimizer.learning_rate=-0.1: must be > 0.0"),
-      "keep 0": ([f"--workdir={tmp_path / 'w3'}", "--config.keep_checkpoints=0"],
-                 "error: config.keep_checkpoints=0: must be >= 1"),
-      "workdir a file": ([f"--workdir={a_file}"],
-                         f"error: --workdir {a_file}: exists and is not a folder"),
-      "missing init_from": ([f"--workdir={tmp_path / 'w4'}", "--config.init_from=/nonexistent.pth"],
-                            "error: config.init_from=/nonexistent.pth: no such file or run folder"),
-      "changed model": ([f"--workdir={run}", "--config.model.fc6_dim=48"],
-                        "model.fc6_dim: 32 -> 48"),
+      "unknown key": (
+          [f"--workdir={tmp_path / 'w1'}", "--config.foo=1"],
+          "error: --config.foo: the config has no field 'foo'",
+      ),
+      "negative lr": (
+          [f"--workdir={tmp_path / 'w2'}", "--config.optimizer.learning_rate=-0.1"],
+          "error: config.optimizer.learning_rate=-0.1: must be > 0.0",
+      ),
+      "keep 0": (
+          [f"--workdir={tmp_path / 'w3'}", "--config.keep_checkpoints=0"],
+          "error: config.keep_checkpoints=0: must be >= 1",
+      ),
+      "workdir a file": (
+          [f"--workdir={a_file}"],
+          f"error: --workdir {a_file}: exists and is not a folder",
+      ),
+      "missing init_from": (
+          [f"--workdir={tmp_path / 'w4'}", "--config.init_from=/nonexistent.pth"],
+          "error: config.init_from=/nonexistent.pth: no such file or run folder",
+      ),
+      "changed model": (
+          [f"--workdir={run}", "--config.model.fc6_dim=48"],
+          "model.fc6_dim: 32 -> 48",
+      ),
   }
   if mounted:
-    cases["read-only workdir"] = ([f"--workdir={read_only}"],
-                                  f"error: --workdir {read_only}: not writable")
+    cases["read-only workdir"] = (
+        [f"--workdir={read_only}"],
+        f"error: --workdir {read_only}: not writable",
+    )
   try:
-    procs = {name: subprocess.Popen(
-        [sys.executable, "-m", "fashionnet_jax.main", f"--config={e2e.CONFIG}",
-         f"--config.dataset.data_dir={data_dir}", *flags], cwd=e2e.ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for name, (flags, _) in cases.items()}
+    procs = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fashionnet_jax.main",
+                f"--config={e2e.CONFIG}",
+                f"--config.dataset.data_dir={data_dir}",
+                *flags,
+            ],
+            cwd=e2e.ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, (flags, _) in cases.items()
+    }
     for name, proc in procs.items():
       _, err = proc.communicate(timeout=240)
       lines = [l for l in err.splitlines() if l.startswith("error:")]
@@ -324,25 +378,34 @@ def test_retrieve_and_serve_refuse_an_index_of_another_embedding_size(run_dir, t
   from PIL import Image
 
   from fashionnet_jax import retrieve
+
   index = tmp_path / "index"
   index.mkdir()
-  (index / "meta.json").write_text(json.dumps(dict(
-      complete=True, images=str(tmp_path), model=dict(workdir="elsewhere", step=1))))
+  (index / "meta.json").write_text(
+      json.dumps(dict(complete=True, images=str(tmp_path), model=dict(workdir="elsewhere", step=1)))
+  )
   np.save(index / "embeddings.npy", np.zeros((3, 7), np.float32))  # the model's is 16
   (index / "paths.txt").write_text("a.jpg\nb.jpg\nc.jpg\n")
   photo = tmp_path / "query.jpg"
   Image.new("RGB", (64, 64), (200, 30, 30)).save(photo)
   err = io.StringIO()
-  status = retrieve.run(["query", "--index", str(index), "--workdir", str(run_dir / "workdir"),
-                         str(photo)], stdout=io.StringIO(), stderr=err)
+  status = retrieve.run(
+      ["query", "--index", str(index), "--workdir", str(run_dir / "workdir"), str(photo)],
+      stdout=io.StringIO(),
+      stderr=err,
+  )
   assert status == USER_ERROR_EXIT
   lines = [l for l in err.getvalue().splitlines() if "error:" in l]
-  assert lines == [f"python -m fashionnet_jax.retrieve query: error: --index {index}: its embeddings "
-                   "have 7 dimensions, this model's 16: rebuild the index with this model"], err.getvalue()
+  assert lines == [
+      f"python -m fashionnet_jax.retrieve query: error: --index {index}: its embeddings "
+      "have 7 dimensions, this model's 16: rebuild the index with this model"
+  ], err.getvalue()
   from fashionnet_jax.serve.__main__ import main as serve
+
   with pytest.raises(SystemExit) as e:
     serve(["--workdir", str(run_dir / "workdir"), "--index", str(index), "--port", "1"])
   assert e.value.code == USER_ERROR_EXIT
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
       f"error: --index {index}: its embeddings have 7 dimensions, this model's 16: rebuild the "
-      "index with this model")
+      "index with this model"
+  )

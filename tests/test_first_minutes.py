@@ -1,5 +1,6 @@
 """The first ten minutes (issue 23): progress, a quiet start, data labels, the README's
 numbers kept true, and --help that explains every option."""
+
 import concurrent.futures
 import importlib.util
 import io
@@ -66,12 +67,16 @@ def test_tensorflow_info_lines_are_off_unless_verbose(monkeypatch):
 
 def _read_only_warnings(tmp_path, caplog):
   from fashionnet_jax.training.checkpointing import Checkpointer
+
   (tmp_path / "checkpoints").mkdir(exist_ok=True)
   caplog.clear()
   with caplog.at_level(logging.WARNING):
     Checkpointer(tmp_path, every_steps=0, keep=2, read_only=True).close()
-  return [r.getMessage() for r in caplog.records if "read_only" in r.getMessage()
-          or "read only" in r.getMessage()]
+  return [
+      r.getMessage()
+      for r in caplog.records
+      if "read_only" in r.getMessage() or "read only" in r.getMessage()
+  ]
 
 
 def test_orbax_read_only_warnings_are_filtered_unless_verbose(tmp_path, caplog, monkeypatch):
@@ -84,6 +89,7 @@ def test_orbax_read_only_warnings_are_filtered_unless_verbose(tmp_path, caplog, 
 def test_a_local_tfds_build_is_quiet_and_restores_what_it_changed(monkeypatch, capsys):
   from absl import logging as absl_logging
   from tensorflow_datasets.core.utils import tqdm_utils
+
   monkeypatch.delenv(console.VERBOSE_ENV, raising=False)
   level = absl_logging.get_verbosity()
   with console.quiet_tfds():
@@ -98,26 +104,40 @@ def test_a_local_tfds_build_is_quiet_and_restores_what_it_changed(monkeypatch, c
 
 
 def _config(data_dir):
-  return ml_collections.ConfigDict({"dataset": {
-      "name": "deepfashion/category_attribute", "data_dir": str(data_dir),
-      "synthetic_if_missing": True}})
+  return ml_collections.ConfigDict(
+      {
+          "dataset": {
+              "name": "deepfashion/category_attribute",
+              "data_dir": str(data_dir),
+              "synthetic_if_missing": True,
+          }
+      }
+  )
 
 
 def test_trained_on_is_synthetic_only_where_the_synthetic_tree_was_built(tmp_path):
   config = _config(tmp_path)
   assert trained_on(config) == "DeepFashion category_attribute"
   (tmp_path / "synthetic_deepfashion" / "Category and Attribute Prediction Benchmark").mkdir(
-      parents=True)
+      parents=True
+  )
   assert trained_on(config) == SYNTHETIC
 
 
 def test_a_synthetic_report_is_labelled_and_leaves_the_paper_out(tmp_path):
   metrics = {"category_top3": 0.9, "landmark_ne": 0.05}
-  real = report.write_report(metrics, tmp_path / "real", 1, "test", "category_attribute",
-                             trained_on="DeepFashion category_attribute")
+  real = report.write_report(
+      metrics,
+      tmp_path / "real",
+      1,
+      "test",
+      "category_attribute",
+      trained_on="DeepFashion category_attribute",
+  )
   assert "82.58" in real["markdown"].read_text()  # the published column is there for real data
-  written = report.write_report(metrics, tmp_path / "synthetic", 1, "test",
-                                "category_attribute", trained_on=SYNTHETIC)
+  written = report.write_report(
+      metrics, tmp_path / "synthetic", 1, "test", "category_attribute", trained_on=SYNTHETIC
+  )
   md = written["markdown"].read_text()
   assert SYNTHETIC in md and "not comparable" in md
   assert "82.58" not in md and "FashionNet (published)" not in md
@@ -127,6 +147,7 @@ def test_a_synthetic_report_is_labelled_and_leaves_the_paper_out(tmp_path):
 
 def test_predict_records_say_what_the_model_was_trained_on(run_dir, real_photos):
   from fashionnet_jax import predict
+
   out, err = io.StringIO(), io.StringIO()
   status = predict.run(["--workdir", str(run_dir / "workdir"), str(real_photos[0])], out, err)
   assert status == 0, err.getvalue()
@@ -141,8 +162,9 @@ def test_predict_records_say_what_the_model_was_trained_on(run_dir, real_photos)
 
 def _load_config(name):
   """get_config() of a config file named as the record names it (configs/default.py)."""
-  spec = importlib.util.spec_from_file_location(f"_demo_config_{pathlib.Path(name).stem}",
-                                                ROOT / name)
+  spec = importlib.util.spec_from_file_location(
+      f"_demo_config_{pathlib.Path(name).stem}", ROOT / name
+  )
   module = importlib.util.module_from_spec(spec)
   sys.path.insert(0, str(ROOT))
   try:
@@ -167,7 +189,8 @@ def test_the_demo_is_what_its_numbers_were_measured_on(name):
       f"{name}: the demo's config, synthetic data or step count changed since "
       f"{demo.RECORD_FILE} was measured (commit {entry['commit']}): rerun `python -m "
       f"fashionnet_jax.demo --config={name} --record={demo.RECORD_FILE} --workdir=NEW_FOLDER` "
-      "and put its table in README.md")
+      "and put its table in README.md"
+  )
 
 
 def test_the_fingerprint_follows_config_steps_and_seed_but_not_paths():
@@ -187,7 +210,9 @@ def test_the_fingerprint_follows_config_steps_and_seed_but_not_paths():
 @pytest.mark.parametrize("name", ["configs/default.py", "configs/inshop.py"])
 def test_the_readme_shows_the_recorded_numbers(name):
   entry = _entries()[name]
-  assert entry["trained"], f"{demo.RECORD_FILE}: {name} not measured yet (run the demo with --record)"
+  assert entry[
+      "trained"
+  ], f"{demo.RECORD_FILE}: {name} not measured yet (run the demo with --record)"
   readme = (ROOT / "README.md").read_text()
   expected = demo.readme_table(entry)
   assert expected in readme, f"README.md should show, for {name}:\n{expected}"
@@ -197,23 +222,43 @@ def test_the_readme_shows_the_recorded_numbers(name):
 def test_the_demo_table_is_the_readme_format():
   untrained = {"category_top1": 0.0111, "landmark_ne": 0.34}
   trained = {"category_top1": 0.8, "landmark_ne": 0.0466, "retrieval_top1": None, "split": "test"}
-  assert demo.table(untrained, trained) == "\n".join([
-      "| metric (synthetic test split) | untrained | trained |", "|---|---|---|",
-      "| category top-1 (chance 0.02) | 0.011 | 0.800 |",
-      "| landmark NE (lower is better) | 0.340 | 0.047 |"])
+  assert demo.table(untrained, trained) == "\n".join(
+      [
+          "| metric (synthetic test split) | untrained | trained |",
+          "|---|---|---|",
+          "| category top-1 (chance 0.02) | 0.011 | 0.800 |",
+          "| landmark NE (lower is better) | 0.340 | 0.047 |",
+      ]
+  )
 
 
 # ------------------------------------------------------------------ --help
 
 
-COMMANDS = ("main", "demo", "predict", "retrieve index", "retrieve query", "weights",
-            "reproduce", "synthetic", "study", "serve", "export")
+COMMANDS = (
+    "main",
+    "demo",
+    "predict",
+    "retrieve index",
+    "retrieve query",
+    "weights",
+    "reproduce",
+    "synthetic",
+    "study",
+    "serve",
+    "export",
+)
 
 
 def _help(command):
   module, *sub = command.split()
-  r = subprocess.run([sys.executable, "-m", f"fashionnet_jax.{module}", *sub, "--help"],
-                     capture_output=True, text=True, cwd=ROOT, timeout=120)
+  r = subprocess.run(
+      [sys.executable, "-m", f"fashionnet_jax.{module}", *sub, "--help"],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      timeout=120,
+  )
   return r.stdout + r.stderr
 
 
@@ -248,6 +293,7 @@ def test_every_option_of_every_command_has_help_text():
 
 def test_argparse_help_shows_each_default_once():
   from fashionnet_jax.serve.__main__ import build_parser
+
   text = build_parser().format_help()
   assert "--port PORT" in text and "(default: 8000)" in text
   assert "(default 16)" in text and "(default 16) (default" not in text  # said once

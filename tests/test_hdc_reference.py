@@ -5,6 +5,7 @@ The port follows layers/pair_fast_loss_layer.cpp of PkuRainBow/Hard-Aware-Deeply
 and margin 1 are those of model_train/Deep_Fashion/in_shop/HDC_deploy.prototxt). Quoted C++ lines
 are in the comments; its loops stay loops. Caffe's std::map iterates labels in increasing order.
 """
+
 import jax
 import numpy as np
 import pytest
@@ -160,8 +161,9 @@ def _released(levels, labels, margin=1.0):
 
 def _ours(levels, labels, margin=1.0):
   def total(e):
-    return losses.cascaded_embedding_loss(e, labels, HARD_RATIOS, "per_level", "contrastive",
-                                          margin)
+    return losses.cascaded_embedding_loss(
+        e, labels, HARD_RATIOS, "per_level", "contrastive", margin
+    )
 
   (_, per_level), grads = jax.jit(jax.value_and_grad(total, has_aux=True))(levels)
   return np.asarray(per_level), np.asarray(grads)
@@ -171,10 +173,13 @@ def _unit(x):
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-@pytest.mark.parametrize("labels,margin", [
-    (np.repeat(np.arange(4), 3), 1.0),  # P=4 items x K=3 images
-    (np.array([3, 0, 3, 1, 0, 2, 2, 3, 1, 4, 0, 3]), 1.5),  # uneven, unsorted, one singleton
-])
+@pytest.mark.parametrize(
+    "labels,margin",
+    [
+        (np.repeat(np.arange(4), 3), 1.0),  # P=4 items x K=3 images
+        (np.array([3, 0, 3, 1, 0, 2, 2, 3, 1, 4, 0, 3]), 1.5),  # uneven, unsorted, one singleton
+    ],
+)
 def test_per_level_is_the_released_layer_forward_and_backward(labels, margin):
   levels = _unit(np.random.default_rng(0).normal(size=(12, 3, 4)))
   want_values, want_grads = _released(levels, labels, margin)

@@ -1,4 +1,5 @@
 """The HLO census on a real deviceless H100 compile, and the audit of the real train step."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -14,10 +15,16 @@ from fashionnet_jax.benchmarks import hlo_audit, hlo_census
 H100_HLO = Path(__file__).parent / "data" / "h100_conv_relu_step.hlo"
 
 TINY_FLAGS = [
-    f"--config={ROOT / 'configs' / 'default.py'}", "--config.image_size=32",
-    "--config.model.width_multiplier=0.0625", "--config.model.fc6_dim=32",
-    "--config.model.fc6_local_dim=16", "--config.model.num_attributes=12",
-    "--config.model.embedding_dim=16", "--batch=8", "--top=3"]
+    f"--config={ROOT / 'configs' / 'default.py'}",
+    "--config.image_size=32",
+    "--config.model.width_multiplier=0.0625",
+    "--config.model.fc6_dim=32",
+    "--config.model.fc6_local_dim=16",
+    "--config.model.num_attributes=12",
+    "--config.model.embedding_dim=16",
+    "--batch=8",
+    "--top=3",
+]
 
 
 def test_census_reads_cudnn_convolutions_bytes_and_donation_off_h100_hlo():
@@ -26,8 +33,7 @@ def test_census_reads_cudnn_convolutions_bytes_and_donation_off_h100_hlo():
   summary = hlo_census.summarise(ops)
   # 3 forwards with the ReLU fused in, 3 weight gradients, 2 input gradients (none
   # for the input batch).
-  assert summary["convolutions"] == {"forward+relu": 3, "backward_filter": 3,
-                                     "backward_input": 2}
+  assert summary["convolutions"] == {"forward+relu": 3, "backward_filter": 3, "backward_input": 2}
   # Each ReLU gradient + bias gradient is one reduction fusion.
   assert summary["by_kind"]["reduction"]["kernels"] == 3
   forward = next(op for op in ops if op.detail == "forward+relu")
@@ -59,12 +65,14 @@ def test_audit_of_the_tiny_train_step_on_this_machine(capsys):
   # The convolutions' FLOPs read off the HLO agree with the analytic count's bulk.
   assert 0.5 < results["conv_flops_per_step"] / results["analytic_flops_per_step"] <= 1.0
   assert results["roofline_floor_ms"] == pytest.approx(
-      results["memory_bound_ms"] + results["compute_ms"], abs=2e-5)
+      results["memory_bound_ms"] + results["compute_ms"], abs=2e-5
+  )
 
 
 def test_h100_target_compiles_or_says_what_to_install(capsys):
-  has_plugin = (importlib.util.find_spec("jax_plugins") is not None and any(
-      importlib.util.find_spec(f"jax_plugins.xla_cuda{v}") is not None for v in (12, 13)))
+  has_plugin = importlib.util.find_spec("jax_plugins") is not None and any(
+      importlib.util.find_spec(f"jax_plugins.xla_cuda{v}") is not None for v in (12, 13)
+  )
   if has_plugin:
     results = hlo_audit.main(["hlo_audit", "--target=h100"] + TINY_FLAGS)
     assert results["device"] == "NVIDIA H100 80GB HBM3"

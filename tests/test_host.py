@@ -1,4 +1,5 @@
 """tests/host.py: the real photos a plain clone has, and a missing system tool's skip or fail."""
+
 import pytest
 from PIL import Image
 
@@ -8,7 +9,9 @@ from conftest import pytest_configure
 
 def test_a_missing_tool_skips_on_a_users_machine_and_fails_under_ci(monkeypatch):
   monkeypatch.delenv("CI", raising=False)
-  with pytest.raises(pytest.skip.Exception, match="^nothing-here is not installed: apt-get nothing$"):
+  with pytest.raises(
+      pytest.skip.Exception, match="^nothing-here is not installed: apt-get nothing$"
+  ):
     host.program("nothing-here", "apt-get nothing")
   monkeypatch.setenv("CI", "false")
   with pytest.raises(pytest.skip.Exception):
@@ -20,7 +23,9 @@ def test_a_missing_tool_skips_on_a_users_machine_and_fails_under_ci(monkeypatch)
   assert host.program("sh", "apt-get install dash").endswith("/sh")
 
 
-def test_without_samples_the_real_photos_are_scikit_images_public_domain_ones(monkeypatch, tmp_path):
+def test_without_samples_the_real_photos_are_scikit_images_public_domain_ones(
+    monkeypatch, tmp_path
+):
   monkeypatch.delenv(host.SAMPLES_VARIABLE, raising=False)
   assert host.samples() is None
   photos = host.real_photos(tmp_path)
@@ -37,7 +42,9 @@ def test_samples_folder_is_used_and_an_empty_one_stops_the_run(monkeypatch, tmp_
   folder = tmp_path / "samples"
   folder.mkdir()
   monkeypatch.setenv(host.SAMPLES_VARIABLE, str(folder))
-  with pytest.raises(pytest.UsageError, match=f"^FASHIONNET_SAMPLES={folder}: no .jpg files there$"):
+  with pytest.raises(
+      pytest.UsageError, match=f"^FASHIONNET_SAMPLES={folder}: no .jpg files there$"
+  ):
     pytest_configure(None)
   for name in ("b.jpg", host.BBOX_SAMPLE, "notes.txt"):
     Image.new("RGB", (300, 300)).save(folder / name, "JPEG")

@@ -5,6 +5,7 @@ The expected layers are written out here by hand from the two torchvision layout
 (tests/torch_models.py: random weights, nothing downloaded); the expected update is
 plain SGD's, -lr x m x g, at the first step.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,27 +26,43 @@ from torch_models import TorchResNet50, torch_vgg16  # noqa: E402
 
 LR = 0.05
 # Layers no ImageNet classifier has, whatever the backbone.
-NEW_EVERYWHERE = ("pose_branch/landmarks", "pose_branch/visibility", "local_branch/fc6_local",
-                  "fusion/fc7_fusion", "heads/")
+NEW_EVERYWHERE = (
+    "pose_branch/landmarks",
+    "pose_branch/visibility",
+    "local_branch/fc6_local",
+    "fusion/fc7_fusion",
+    "heads/",
+)
 # ResNet-50 ends at its conv5_x stage: the fc6/fc7 layers VGG-16 fills are new on it.
-NEW_ON_RESNET = NEW_EVERYWHERE + ("global_branch/fc6_global", "pose_branch/fc6_pose",
-                                  "pose_branch/fc7_pose")
+NEW_ON_RESNET = NEW_EVERYWHERE + (
+    "global_branch/fc6_global",
+    "pose_branch/fc6_pose",
+    "pose_branch/fc7_pose",
+)
 
 
 def _sgd(config):
   """Plain SGD at LR from the first step: the update is -LR x multiplier x gradient."""
-  config.update_from_flattened_dict({
-      "optimizer.name": "sgd", "optimizer.momentum": 0.9, "optimizer.weight_decay": 0.0,
-      "optimizer.grad_clip_norm": 0.0, "optimizer.warmup_steps": 0,
-      "optimizer.schedule": "constant", "optimizer.learning_rate": LR})
+  config.update_from_flattened_dict(
+      {
+          "optimizer.name": "sgd",
+          "optimizer.momentum": 0.9,
+          "optimizer.weight_decay": 0.0,
+          "optimizer.grad_clip_norm": 0.0,
+          "optimizer.warmup_steps": 0,
+          "optimizer.schedule": "constant",
+          "optimizer.learning_rate": LR,
+      }
+  )
   return config
 
 
 def _multipliers(tx, params):
   """{parameter path name: its update / (-LR x gradient)} for a gradient of ones."""
   grads = jax.tree.map(jnp.ones_like, params)
-  update = jax.jit(lambda g, p: tx.update(g, tx.init(p), p,
-                                          group_mask=np.ones(len(GROUPS), np.float32))[0])
+  update = jax.jit(
+      lambda g, p: tx.update(g, tx.init(p), p, group_mask=np.ones(len(GROUPS), np.float32))[0]
+  )
   updates = update(grads, params)
   flat = jax.tree_util.tree_flatten_with_path(updates)[0]
   out = {}
@@ -70,11 +87,21 @@ def _resnet50_file(tmp_path):
 def _full_size_tiny(module, **overrides):
   """A :gpu config at widths a 2-core CPU builds in seconds (ResNet-50 base 8 = torch's)."""
   config = _sgd(module.get_config("gpu"))
-  config.update_from_flattened_dict({
-      "image_size": 32, "batch_size": 8, "eval_batch_size": 8, "model.width_multiplier": 1 / 8,
-      "model.fc6_dim": 32, "model.fc6_local_dim": 16, "model.num_attributes": 12,
-      "model.embedding_dim": 16, "model.dtype": "float32", "loss.attribute_weighting": False,
-      **overrides})
+  config.update_from_flattened_dict(
+      {
+          "image_size": 32,
+          "batch_size": 8,
+          "eval_batch_size": 8,
+          "model.width_multiplier": 1 / 8,
+          "model.fc6_dim": 32,
+          "model.fc6_local_dim": 16,
+          "model.num_attributes": 12,
+          "model.embedding_dim": 16,
+          "model.dtype": "float32",
+          "loss.attribute_weighting": False,
+          **overrides,
+      }
+  )
   return config
 
 
@@ -93,15 +120,15 @@ def test_resnet50_fc6_and_fc7_learn_at_the_new_layer_rate(tmp_path):
   # A resumed run rebuilds this optimiser from the same file; the state it restores into
   # is built without knowing the new layers (runs.load_run too): the same structure.
   plain = make_optimizer(config, trainer.schedule.total_steps)
-  assert (jax.tree.structure(plain.init(params))
-          == jax.tree.structure(trainer.tx.init(params)))
+  assert jax.tree.structure(plain.init(params)) == jax.tree.structure(trainer.tx.init(params))
 
 
 def _zeros(config):
   """Parameters of config's FashionNet, as zeros (no initialiser compiled)."""
   abstract = nnx.eval_shape(lambda: FashionNet(config.model, rngs=nnx.Rngs(0)))
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                      nnx.state(abstract, nnx.Param).to_pure_dict())
+  return jax.tree.map(
+      lambda s: jnp.zeros(s.shape, s.dtype), nnx.state(abstract, nnx.Param).to_pure_dict()
+  )
 
 
 def test_scratch_has_no_new_layers():
@@ -128,8 +155,7 @@ def _filled(path, **model):
   return config, names, written & names
 
 
-VGG = dict(width_multiplier=1.0, fc6_dim=64, fc6_local_dim=16, num_attributes=7,
-           embedding_dim=8)
+VGG = dict(width_multiplier=1.0, fc6_dim=64, fc6_local_dim=16, num_attributes=7, embedding_dim=8)
 
 
 def test_vgg16_fc6_and_fc7_filled_from_imagenet_learn_at_1x(tmp_path):
@@ -164,10 +190,17 @@ def test_the_ablations_fc7_fusion_starts_at_random_as_fashionnets(tmp_path):
 def test_the_landmarks_study_arms_differ_only_in_the_branch(platform):
   preset = presets.get_preset("landmarks")
   fashionnet, ablation = (
-      runner.variant_config(v, preset, steps=None if platform else preset.steps, seed=0,
-                            data_dir="/d", platform=platform,
-                            init_from="w.npz" if platform else None)
-      for v in preset.variants)
+      runner.variant_config(
+          v,
+          preset,
+          steps=None if platform else preset.steps,
+          seed=0,
+          data_dir="/d",
+          platform=platform,
+          init_from="w.npz" if platform else None,
+      )
+      for v in preset.variants
+  )
   assert ablation.model.use_landmark_branch is False
   ablation.model.use_landmark_branch = True
   assert ablation.to_dict() == fashionnet.to_dict()
@@ -178,12 +211,17 @@ def _save_run(config, workdir):
   from fashionnet_jax.training.checkpointing import Checkpointer
   from fashionnet_jax.training.runs import model_fn
   from fashionnet_jax.training.step import abstract_train_state
+
   abstract = abstract_train_state(model_fn(config), make_optimizer(config, 100), 0)
   workdir.mkdir(parents=True)
   (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=1))
   ckpt = Checkpointer(workdir, every_steps=1, keep=1, async_save=False)
-  ckpt.save(0, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract), None,
-            dict(step=0, round=0, stage=0, stage_name="pose"))
+  ckpt.save(
+      0,
+      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract),
+      None,
+      dict(step=0, round=0, stage=0, stage_name="pose"),
+  )
   ckpt.close()
 
 
@@ -196,4 +234,3 @@ def test_from_a_fashionnet_run_only_what_it_lacks_is_new(tmp_path):
   trainer = TrainSetup(config, tmp_path / "run", devices=jax.devices()[:1])
   got = _multipliers(trainer.tx, jax.device_get(trainer.state.params))
   assert got == _expected(got, ("heads/attributes/",))
-

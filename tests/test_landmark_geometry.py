@@ -10,6 +10,7 @@ to the first of many ties, so the test swaps it for the average pool of the same
 window, stride and padding. The image is large enough that the field never
 reaches the border (checked), where zero padding would cut it.
 """
+
 import functools
 
 import jax
@@ -26,10 +27,12 @@ WIDTH = 0.01  # 8 channels everywhere: the geometry does not depend on width
 
 def _constant_kernels(model):
   """Every conv kernel = 1 / fan_in (an average), biases and BatchNorm left at their identity init."""
+
   def constant(path, x):
-    if any(getattr(key, 'key', None) == 'kernel' for key in path):
+    if any(getattr(key, "key", None) == "kernel" for key in path):
       return jnp.full_like(x, 1.0 / np.prod(x.shape[:-1]))
     return x
+
   nnx.update(model, jax.tree_util.tree_map_with_path(constant, nnx.state(model, nnx.Param)))
 
 
@@ -47,7 +50,7 @@ def _resnet():
 
 
 # backbone -> (builder, input side where two interior cells' whole fields fit, those cells (row, col))
-BACKBONES = {'vgg16': (_vgg, 256, ((7, 7), (8, 9))), 'resnet50': (_resnet, 480, ((7, 7), (8, 8)))}
+BACKBONES = {"vgg16": (_vgg, 256, ((7, 7), (8, 9))), "resnet50": (_resnet, 480, ((7, 7), (8, 8)))}
 
 
 def _average_pool_2x2(x):
@@ -62,8 +65,8 @@ def measured_centroids(backbone):
   _constant_kernels(trunk)
   _constant_kernels(conv5)
   with pytest.MonkeyPatch.context() as patch:  # max pools -> average pools, same windows
-    patch.setattr(vgg, 'max_pool_2x2', _average_pool_2x2)
-    patch.setattr(nnx, 'max_pool', nnx.avg_pool)
+    patch.setattr(vgg, "max_pool_2x2", _average_pool_2x2)
+    patch.setattr(nnx, "max_pool", nnx.avg_pool)
     net = lambda x: conv5(trunk(x))
     image = jnp.ones((1, size, size, 3), jnp.float32)
     cotangents = np.zeros((len(cells),) + jax.eval_shape(net, image).shape, np.float32)
@@ -75,20 +78,29 @@ def measured_centroids(backbone):
     weights = grad[0].sum(-1)
     assert weights.min() >= 0 and weights.sum() > 0
     # The whole field inside the image: no zero padding cut it.
-    assert not (weights[0].any() or weights[-1].any() or weights[:, 0].any() or weights[:, -1].any())
+    assert not (
+        weights[0].any() or weights[-1].any() or weights[:, 0].any() or weights[:, -1].any()
+    )
     centres = np.arange(size) + 0.5
-    centroids.append((np.sum(weights.sum(0) * centres) / weights.sum(),
-                      np.sum(weights.sum(1) * centres) / weights.sum()))
+    centroids.append(
+        (
+            np.sum(weights.sum(0) * centres) / weights.sum(),
+            np.sum(weights.sum(1) * centres) / weights.sum(),
+        )
+    )
   return centroids
 
 
-@pytest.mark.parametrize('backbone', BACKBONES)
+@pytest.mark.parametrize("backbone", BACKBONES)
 def test_declared_cell_centres_are_receptive_field_centroids(backbone):
   build, _, cells = BACKBONES[backbone]
   geometry = build()[2]
   for (row, col), centroid in zip(cells, measured_centroids(backbone)):
-    np.testing.assert_allclose(centroid, [geometry.offset + geometry.stride * col,
-                                          geometry.offset + geometry.stride * row], atol=1e-3)
+    np.testing.assert_allclose(
+        centroid,
+        [geometry.offset + geometry.stride * col, geometry.offset + geometry.stride * row],
+        atol=1e-3,
+    )
 
 
 def test_declared_geometry():
@@ -97,11 +109,13 @@ def test_declared_geometry():
   assert tuple(resnet.CONV5_CELLS) == (32.0, 0.5)
 
 
-@pytest.mark.parametrize('backbone, cells', [('vgg16', 14), ('resnet50', 7)])
+@pytest.mark.parametrize("backbone, cells", [("vgg16", 14), ("resnet50", 7)])
 def test_landmark_maps_to_nearest_cell_at_224(backbone, cells):
   size = 224
   trunk, conv5, geometry = BACKBONES[backbone][0]()
-  shape = jax.eval_shape(lambda x: conv5(trunk(x)), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  shape = jax.eval_shape(
+      lambda x: conv5(trunk(x)), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  )
   assert shape.shape[1:3] == (cells, cells)
   # The measured centres (the fields whole, at a larger input; cells repeat every stride).
   (_, col), (x, _) = BACKBONES[backbone][2][0], measured_centroids(backbone)[0]

@@ -6,6 +6,7 @@ visibility and unused slots; src/dataset.py: BBoxCrop, Rescale((224, 224)),
 CheckLandmarks, LandmarksNormalize; src/utils.py: Evaluator.landmark_count/evaluate),
 which GLE_FLD (dataset.py, utils.py) repeats.
 """
+
 import io
 
 import jax
@@ -48,8 +49,9 @@ def _dataset(seed=0):
     xy[first], vis[first] = (x1 - 5, y1 + 10), 0
     # Predictions in pixels, some far off (the error a network makes is its own).
     pred = xy + rng.normal(scale=(8, 6), size=(8, 2))
-    examples.append(dict(size=(w, h), bbox=(x1, y1, x2, y2), type=clothes_type,
-                         xy=xy, vis=vis, pred=pred))
+    examples.append(
+        dict(size=(w, h), bbox=(x1, y1, x2, y2), type=clothes_type, xy=xy, vis=vis, pred=pred)
+    )
   return examples
 
 
@@ -107,24 +109,28 @@ def _collected_arrays(examples, margin):
   records = []
   for e in examples:
     (w, h), (x1, y1, x2, y2) = e["size"], e["bbox"]
-    records.append({
-        "image": _jpeg(w, h),
-        "bbox": np.array([y1 / h, x1 / w, y2 / h, x2 / w], np.float32),  # tfds BBox
-        "landmarks": (e["xy"] / [w, h]).astype(np.float32),
-        "landmark_visibility": e["vis"].astype(np.int64),
-    })
-  load = preprocess.LoadEvalExample(records, preprocess.Preprocess(
-      image_size=16, num_attributes=4, train=False, crop_margin=margin))
-  batch = preprocess.collate([load(i) for i in range(len(records))] + [load(-1)],
-                             normalize=False)
+    records.append(
+        {
+            "image": _jpeg(w, h),
+            "bbox": np.array([y1 / h, x1 / w, y2 / h, x2 / w], np.float32),  # tfds BBox
+            "landmarks": (e["xy"] / [w, h]).astype(np.float32),
+            "landmark_visibility": e["vis"].astype(np.int64),
+        }
+    )
+  load = preprocess.LoadEvalExample(
+      records,
+      preprocess.Preprocess(image_size=16, num_attributes=4, train=False, crop_margin=margin),
+  )
+  batch = preprocess.collate([load(i) for i in range(len(records))] + [load(-1)], normalize=False)
   keep = batch["mask"]
   arrays = {k: batch[k][keep] for k in ("landmarks", "landmark_visibility", "crop", "bbox")}
   # The network's predictions live in the crop's frame, in continuous coordinates:
   # pixel index p has its centre at p + 0.5 (data/transforms.py's convention).
   crop = arrays["crop"]
   pred = np.stack([(e["pred"] + 0.5) / e["size"] for e in examples])
-  arrays["pred_landmarks"] = ((pred - crop[:, None, :2]) / (crop[:, None, 2:] - crop[:, None, :2])
-                              ).astype(np.float32)
+  arrays["pred_landmarks"] = (
+      (pred - crop[:, None, :2]) / (crop[:, None, 2:] - crop[:, None, :2])
+  ).astype(np.float32)
   return arrays
 
 
@@ -148,16 +154,17 @@ def test_landmark_ne_is_the_released_bbox_frame_ne(margin):
 def test_landmark_keys_name_their_frame():
   metrics = loop.landmark_scores(_collected_arrays(_dataset(1), 0.1))
   assert set(metrics) == {
-      "landmark_ne", "landmark_ne_image",
+      "landmark_ne",
+      "landmark_ne_image",
       *(f"landmark_ne_{n}" for n in evaluate.LANDMARK_NAMES),
-      *(f"landmark_detected_bbox224_{t}px" for t in (5, 10, 15, 20, 25, 30, 35, 40))}
+      *(f"landmark_detected_bbox224_{t}px" for t in (5, 10, 15, 20, 25, 30, 35, 40)),
+  }
 
 
 def test_eval_examples_carry_the_ground_truth_bbox():
   examples = _dataset()
   arrays = _collected_arrays(examples, 0.25)
-  want = [(x1 / w, y1 / h, x2 / w, y2 / h)
-          for (w, h), (x1, y1, x2, y2) in zip(SIZES, BBOXES)]
+  want = [(x1 / w, y1 / h, x2 / w, y2 / h) for (w, h), (x1, y1, x2, y2) in zip(SIZES, BBOXES)]
   np.testing.assert_allclose(arrays["bbox"], want, rtol=1e-6)
   assert (arrays["crop"][:, :2] <= arrays["bbox"][:, :2]).all()  # the margin widens the crop
 
@@ -180,14 +187,15 @@ def test_compute_metrics_scores_in_the_bbox_frame(monkeypatch):
   the centre of a zero-margin crop, i.e. of the bbox, scored against the records' bboxes."""
   records = fakes.make_source(6)
   monkeypatch.setattr(pipeline, "open_source", lambda config, split: records)
-  config = fakes.make_config(**{"dataset.name": "deepfashion/landmarks",
-                                "input.crop_margin": 0.0})
+  config = fakes.make_config(**{"dataset.name": "deepfashion/landmarks", "input.crop_margin": 0.0})
   mesh = jax.make_mesh((1,), ("data",))
 
   def predict(images):
     n = images.shape[0]
-    return {"landmarks": np.full((n, 8, 2), 0.5, np.float32),
-            "embedding": np.zeros((n, 4), np.float32)}
+    return {
+        "landmarks": np.full((n, 8, 2), 0.5, np.float32),
+        "embedding": np.zeros((n, 4), np.float32),
+    }
 
   metrics = loop.compute_metrics(config, predict, mesh, "test")
   dist = [[] for _ in range(8)]

@@ -1,4 +1,5 @@
 """landmark_pool against a plain NumPy loop: values, where the gradient goes, none to landmarks."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,12 @@ def loop_pool(features, landmarks, visible, window):
       row = min(max(int(np.floor(landmarks[i, l, 1] * h)), 0), h - 1)
       col = min(max(int(np.floor(landmarks[i, l, 0] * w)), 0), w - 1)
       r = window // 2
-      cells = [(y, x) for y in range(row - r, row + r + 1) for x in range(col - r, col + r + 1)
-               if 0 <= y < h and 0 <= x < w]
+      cells = [
+          (y, x)
+          for y in range(row - r, row + r + 1)
+          for x in range(col - r, col + r + 1)
+          if 0 <= y < h and 0 <= x < w
+      ]
       for ch in range(c):
         best = max(cells, key=lambda yx: features[i, yx[0], yx[1], ch])
         out[i, l, ch] = features[i, best[0], best[1], ch]
@@ -43,10 +48,12 @@ def random_inputs(seed, b=3, h=5, w=6, c=4, num_landmarks=8):
   return features, landmarks, visible
 
 
-@pytest.mark.parametrize('window', [1, 3, 5])
+@pytest.mark.parametrize("window", [1, 3, 5])
 def test_matches_loop(window):
   features, landmarks, visible = random_inputs(window)
-  got = jax.jit(landmark_pool, static_argnames='window')(features, landmarks, visible, window=window)
+  got = jax.jit(landmark_pool, static_argnames="window")(
+      features, landmarks, visible, window=window
+  )
   want, _ = loop_pool(features, landmarks, visible, window)
   np.testing.assert_array_equal(np.asarray(got), want)
   assert got.shape == (3, 8, 4)
@@ -61,7 +68,7 @@ def test_window_one_is_the_landmark_cell():
   np.testing.assert_array_equal(np.asarray(got)[..., 0], [[0, 7], [16 + 15, 16 + 10]])
 
 
-@pytest.mark.parametrize('window', [3, 5])
+@pytest.mark.parametrize("window", [3, 5])
 def test_gradient_goes_to_max_cells_not_landmarks(window):
   features, landmarks, visible = random_inputs(10 + window)
   cotangent = np.random.default_rng(0).normal(size=(3, 8, 4)).astype(np.float32)
@@ -82,8 +89,11 @@ def test_gradient_matches_finite_differences():
   # difference quotient precise; a small step keeps clear of max switches.
   pool = jax.jit(lambda x: landmark_pool(x, landmarks, visible))
   f = lambda x: np.sum(np.asarray(pool(x), np.float64) ** 2)
-  grad = np.asarray(jax.grad(lambda x: jnp.sum(landmark_pool(x, landmarks, visible) ** 2))(
-      features.astype(np.float32)))
+  grad = np.asarray(
+      jax.grad(lambda x: jnp.sum(landmark_pool(x, landmarks, visible) ** 2))(
+          features.astype(np.float32)
+      )
+  )
   eps = 1e-4
   for index in np.ndindex(features.shape):
     bump = np.zeros_like(features)
@@ -97,11 +107,13 @@ def test_bfloat16_features_keep_dtype():
   features, landmarks, visible = random_inputs(3)
   got = landmark_pool(jnp.asarray(features, jnp.bfloat16), landmarks, visible)
   assert got.dtype == jnp.bfloat16
-  want, _ = loop_pool(np.asarray(jnp.asarray(features, jnp.bfloat16).astype(jnp.float32)), landmarks, visible, 3)
+  want, _ = loop_pool(
+      np.asarray(jnp.asarray(features, jnp.bfloat16).astype(jnp.float32)), landmarks, visible, 3
+  )
   np.testing.assert_array_equal(np.asarray(got.astype(jnp.float32)), want)
 
 
 def test_even_window_is_rejected():
   features, landmarks, visible = random_inputs(0)
-  with pytest.raises(ValueError, match='window must be a positive odd number, got 2'):
+  with pytest.raises(ValueError, match="window must be a positive odd number, got 2"):
     landmark_pool(features, landmarks, visible, window=2)

@@ -1,6 +1,7 @@
 """Launch scripts: shellcheck, the commands tpu_vm.sh prints (--dry-run) and runs
 (against a fake gcloud), the remote train command run for real in a sandbox, and the
 GPU scripts' jax.distributed environment under a fake srun/scontrol."""
+
 import os
 import pathlib
 import shlex
@@ -20,10 +21,28 @@ TPU_VM = LAUNCH / "tpu_vm.sh"
 SINGLE_NODE = LAUNCH / "gpu" / "single_node.sh"
 SBATCH = LAUNCH / "gpu" / "slurm.sbatch"
 
-SUBCOMMANDS = ["create", "setup", "data", "mount", "train", "logs", "tensorboard", "resume",
-               "delete"]
-SETTINGS = ("TPU_", "GCP_PROJECT", "GCS_BUCKET", "FASHIONNET_", "TFDS_DATA_DIR", "SLURM_",
-            "CUDA_VISIBLE_DEVICES", "JAX_", "PYTHON")
+SUBCOMMANDS = [
+    "create",
+    "setup",
+    "data",
+    "mount",
+    "train",
+    "logs",
+    "tensorboard",
+    "resume",
+    "delete",
+]
+SETTINGS = (
+    "TPU_",
+    "GCP_PROJECT",
+    "GCS_BUCKET",
+    "FASHIONNET_",
+    "TFDS_DATA_DIR",
+    "SLURM_",
+    "CUDA_VISIBLE_DEVICES",
+    "JAX_",
+    "PYTHON",
+)
 
 
 def clean_env(**extra):
@@ -33,8 +52,14 @@ def clean_env(**extra):
 
 
 def sh(cmd, env=None, cwd=ROOT):
-  return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd,
-                        env=env if env is not None else clean_env(), timeout=60)
+  return subprocess.run(
+      [str(c) for c in cmd],
+      capture_output=True,
+      text=True,
+      cwd=cwd,
+      env=env if env is not None else clean_env(),
+      timeout=60,
+  )
 
 
 def write_exe(path, text):
@@ -44,25 +69,36 @@ def write_exe(path, text):
 
 # ------------------------------------------------------------------ shellcheck --
 
+
 def test_shellcheck_passes_on_every_launch_script():
   host.program("shellcheck", "apt-get install shellcheck")
   scripts = sorted(p for p in LAUNCH.rglob("*") if p.suffix in (".sh", ".sbatch"))
-  assert {p.name for p in scripts} >= {"tpu_vm.sh", "single_node.sh", "slurm.sbatch",
-                                       "slurm_task.sh", "common.sh"}
+  assert {p.name for p in scripts} >= {
+      "tpu_vm.sh",
+      "single_node.sh",
+      "slurm.sbatch",
+      "slurm_task.sh",
+      "common.sh",
+  }
   r = sh(["shellcheck", "-x", *[p.relative_to(ROOT) for p in scripts]])
   assert r.returncode == 0, r.stdout + r.stderr
 
 
 # ------------------------------------------------------------- tpu_vm.sh --dry-run --
 
-TPU = dict(TPU_ZONE="us-central2-b", GCP_PROJECT="proj-1", GCS_BUCKET="gs://fn-bucket",
-           FASHIONNET_WORKDIR="gs://fn-bucket/runs/a")
+TPU = dict(
+    TPU_ZONE="us-central2-b",
+    GCP_PROJECT="proj-1",
+    GCS_BUCKET="gs://fn-bucket",
+    FASHIONNET_WORKDIR="gs://fn-bucket/runs/a",
+)
 
 
 def dry(sub, *flags, accelerator="v3-8", **env):
   """The commands `tpu_vm.sh SUB --dry-run` prints, each split into its words."""
-  r = sh([TPU_VM, sub, "--dry-run", *flags],
-         env=clean_env(**TPU, TPU_ACCELERATOR=accelerator, **env))
+  r = sh(
+      [TPU_VM, sub, "--dry-run", *flags], env=clean_env(**TPU, TPU_ACCELERATOR=accelerator, **env)
+  )
   assert r.returncode == 0, r.stderr
   return [shlex.split(line) for line in r.stdout.splitlines() if not line.startswith("#")]
 
@@ -88,9 +124,15 @@ def test_create(accelerator, spot):
   assert ("--spot" in cmd) == spot
 
 
-@pytest.mark.parametrize("accelerator,version", [
-    ("v5litepod-16", "v2-alpha-tpuv5-lite"), ("v5p-8", "v2-alpha-tpuv5"),
-    ("v6e-8", "v2-alpha-tpuv6e"), ("v2-32", "tpu-ubuntu2204-base")])
+@pytest.mark.parametrize(
+    "accelerator,version",
+    [
+        ("v5litepod-16", "v2-alpha-tpuv5-lite"),
+        ("v5p-8", "v2-alpha-tpuv5"),
+        ("v6e-8", "v2-alpha-tpuv6e"),
+        ("v2-32", "tpu-ubuntu2204-base"),
+    ],
+)
 def test_create_picks_the_software_version_by_generation(accelerator, version):
   (cmd,) = dry("create", accelerator=accelerator)
   assert option(cmd, "version") == version
@@ -108,17 +150,23 @@ def test_setup_copies_the_checkout_and_installs_on_every_worker(accelerator):
   assert ssh[4:6] == ["ssh", "fashionnet"] and "--worker=all" in ssh
   assert option(ssh, "zone") == "us-central2-b" and option(ssh, "project") == "proj-1"
   remote = option(ssh, "command")
-  for piece in ['"jax[tpu]"', '-e "$HOME/fashionnet_jax"', "install -y tmux gcsfuse",
-                'venv --python 3.11 "$HOME/fashionnet_venv"',
-                'tar -xzf "$HOME/fashionnet_jax_src.tgz"']:
+  for piece in [
+      '"jax[tpu]"',
+      '-e "$HOME/fashionnet_jax"',
+      "install -y tmux gcsfuse",
+      'venv --python 3.11 "$HOME/fashionnet_venv"',
+      'tar -xzf "$HOME/fashionnet_jax_src.tgz"',
+  ]:
     assert piece in remote
 
 
 def test_setup_from_a_git_repo_clones_on_the_workers():
   (ssh,) = dry("setup", "--repo=https://github.com/me/fashionnet_jax.git", "--ref", "v1")
   remote = option(ssh, "command")
-  assert ("git clone --depth 1 --branch v1 https://github.com/me/fashionnet_jax.git "
-          '"$HOME/fashionnet_jax"') in remote
+  assert (
+      "git clone --depth 1 --branch v1 https://github.com/me/fashionnet_jax.git "
+      '"$HOME/fashionnet_jax"'
+  ) in remote
   assert "--worker=all" in ssh
 
 
@@ -129,39 +177,71 @@ def assert_mounts(remote):
 
 @pytest.mark.parametrize("accelerator", ["v3-8", "v4-32"])
 def test_data_builds_uploads_and_mounts_on_every_worker(accelerator, tmp_path):
-  build, upload, ssh = dry("data", f"--manual-dir={tmp_path}", "--data-dir=/tmp/tfds",
-                           accelerator=accelerator)
-  assert build == ["tfds", "build", str(ROOT / "datasets/deepfashion"),
-                   f"--manual_dir={tmp_path}", "--config=category_attribute",
-                   "--file_format=array_record", "--data_dir=/tmp/tfds"]
-  assert upload == ["gcloud", "storage", "rsync", "--recursive", "/tmp/tfds/deepfashion",
-                    "gs://fn-bucket/tensorflow_datasets/deepfashion"]
+  build, upload, ssh = dry(
+      "data", f"--manual-dir={tmp_path}", "--data-dir=/tmp/tfds", accelerator=accelerator
+  )
+  assert build == [
+      "tfds",
+      "build",
+      str(ROOT / "datasets/deepfashion"),
+      f"--manual_dir={tmp_path}",
+      "--config=category_attribute",
+      "--file_format=array_record",
+      "--data_dir=/tmp/tfds",
+  ]
+  assert upload == [
+      "gcloud",
+      "storage",
+      "rsync",
+      "--recursive",
+      "/tmp/tfds/deepfashion",
+      "gs://fn-bucket/tensorflow_datasets/deepfashion",
+  ]
   assert "--worker=all" in ssh
   assert_mounts(option(ssh, "command"))
 
 
 def test_data_upload_only_needs_no_tpu(tmp_path):
-  r = sh([TPU_VM, "data", "--dry-run", "--skip-build", "--no-mount", "--bucket=bk1",
-          "--data-dir=built", "--dataset-config=inshop"], cwd=tmp_path)
+  r = sh(
+      [
+          TPU_VM,
+          "data",
+          "--dry-run",
+          "--skip-build",
+          "--no-mount",
+          "--bucket=bk1",
+          "--data-dir=built",
+          "--dataset-config=inshop",
+      ],
+      cwd=tmp_path,
+  )
   assert r.returncode == 0, r.stderr
   assert r.stdout.splitlines() == [
       f"gcloud storage rsync --recursive {tmp_path}/built/deepfashion "
-      "gs://bk1/tensorflow_datasets/deepfashion"]
+      "gs://bk1/tensorflow_datasets/deepfashion"
+  ]
 
 
 @pytest.mark.parametrize("accelerator", ["v3-8", "v4-32"])
 def test_train_starts_main_in_tmux_on_every_worker(accelerator):
-  (ssh,) = dry("train", "--config=configs/resnet50.py", "--", "--config.batch_size=512",
-               accelerator=accelerator)
+  (ssh,) = dry(
+      "train",
+      "--config=configs/resnet50.py",
+      "--",
+      "--config.batch_size=512",
+      accelerator=accelerator,
+  )
   assert ssh[4:6] == ["ssh", "fashionnet"] and "--worker=all" in ssh
   assert option(ssh, "zone") == "us-central2-b" and option(ssh, "project") == "proj-1"
   remote = option(ssh, "command")
   assert_mounts(remote)
   assert "tmux new-session -d -s fashionnet" in remote
-  for piece in ["TFDS_DATA_DIR=/mnt/gcs/fn-bucket/tensorflow_datasets",
-                "-m fashionnet_jax.main --config=configs/resnet50.py "
-                "--workdir=gs://fn-bucket/runs/a --mode=train --config.batch_size=512",
-                'tee -a "$HOME/fashionnet_train.log"']:
+  for piece in [
+      "TFDS_DATA_DIR=/mnt/gcs/fn-bucket/tensorflow_datasets",
+      "-m fashionnet_jax.main --config=configs/resnet50.py "
+      "--workdir=gs://fn-bucket/runs/a --mode=train --config.batch_size=512",
+      'tee -a "$HOME/fashionnet_train.log"',
+  ]:
     assert piece in remote
   assert "kill-session" not in remote  # refuses to start twice unless --restart
   (ssh,) = dry("train", "--restart", accelerator=accelerator)
@@ -174,8 +254,8 @@ FAKE_WORKER_TOOLS = {
     "sudo": 'exec "$@"\n',
     "mountpoint": "exit 1\n",
     "gcsfuse": 'echo "$@" > "$HOME/gcsfuse.args"\n',
-    "mkdir": 'exit 0\n',
-    "chown": 'exit 0\n',
+    "mkdir": "exit 0\n",
+    "chown": "exit 0\n",
 }
 
 
@@ -185,31 +265,53 @@ def test_the_remote_train_command_runs_main_with_the_right_arguments(tmp_path):
   home = tmp_path / "home"
   (home / "fashionnet_jax").mkdir(parents=True)
   (home / "fashionnet_venv" / "bin").mkdir(parents=True)
-  write_exe(home / "fashionnet_venv" / "bin" / "python",
-            '#!/bin/sh\n{ pwd; echo "$TFDS_DATA_DIR"; printf "%s\\n" "$@"; } > "$HOME/main.args"\n')
+  write_exe(
+      home / "fashionnet_venv" / "bin" / "python",
+      '#!/bin/sh\n{ pwd; echo "$TFDS_DATA_DIR"; printf "%s\\n" "$@"; } > "$HOME/main.args"\n',
+  )
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
   for name, body in FAKE_WORKER_TOOLS.items():
     write_exe(bin_dir / name, "#!/bin/sh\n" + body)
   env = dict(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(home), USER="me")
-  r = subprocess.run(["bash", "-c", option(ssh, "command")], env=env, cwd=home,
-                     capture_output=True, text=True, timeout=30)
+  r = subprocess.run(
+      ["bash", "-c", option(ssh, "command")],
+      env=env,
+      cwd=home,
+      capture_output=True,
+      text=True,
+      timeout=30,
+  )
   assert r.returncode == 0, r.stderr
   assert "training started in tmux session fashionnet" in r.stdout
   cwd, data_dir, *argv = (home / "main.args").read_text().splitlines()
   assert cwd == str(home / "fashionnet_jax")
   assert data_dir == "/mnt/gcs/fn-bucket/tensorflow_datasets"
-  assert argv == ["-m", "fashionnet_jax.main", "--config=configs/tpu_v3.py",
-                  "--workdir=gs://fn-bucket/runs/a", "--mode=train",
-                  "--config.note=it's a test", "--config.seed=3"]
+  assert argv == [
+      "-m",
+      "fashionnet_jax.main",
+      "--config=configs/tpu_v3.py",
+      "--workdir=gs://fn-bucket/runs/a",
+      "--mode=train",
+      "--config.note=it's a test",
+      "--config.seed=3",
+  ]
   assert (home / "gcsfuse.args").read_text().split() == [
-      "-o", "ro", "--implicit-dirs", "fn-bucket", "/mnt/gcs/fn-bucket"]
+      "-o",
+      "ro",
+      "--implicit-dirs",
+      "fn-bucket",
+      "/mnt/gcs/fn-bucket",
+  ]
   assert (home / "fashionnet_train.log").exists()
 
 
 def test_logs_and_tensorboard():
   (cmd,) = dry("logs", "--worker", "3")
-  assert "--worker=3" in cmd and option(cmd, "command") == 'tail -n 200 -F "$HOME/fashionnet_train.log"'
+  assert (
+      "--worker=3" in cmd
+      and option(cmd, "command") == 'tail -n 200 -F "$HOME/fashionnet_train.log"'
+  )
   (cmd,) = dry("logs", "--attach")
   assert "--worker=0" in cmd and "--ssh-flag=-t" in cmd
   assert option(cmd, "command") == "tmux attach -t fashionnet"
@@ -233,8 +335,19 @@ def test_resume_dry_run_shows_the_recreate_path(accelerator):
 
 
 def test_delete():
-  assert dry("delete") == [["gcloud", "compute", "tpus", "tpu-vm", "delete", "fashionnet",
-                            "--zone=us-central2-b", "--project=proj-1", "--quiet"]]
+  assert dry("delete") == [
+      [
+          "gcloud",
+          "compute",
+          "tpus",
+          "tpu-vm",
+          "delete",
+          "fashionnet",
+          "--zone=us-central2-b",
+          "--project=proj-1",
+          "--quiet",
+      ]
+  ]
 
 
 # ------------------------------------------------------- tpu_vm.sh for real, fake gcloud --
@@ -257,26 +370,47 @@ def fake_gcloud(tmp_path):
 
   def run(*args, state="", **env):
     log.write_text("")
-    r = sh([TPU_VM, *args], env=clean_env(
-        PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_LOG=str(log), FAKE_STATE=state,
-        TMPDIR=str(tmp_path), **env))
+    r = sh(
+        [TPU_VM, *args],
+        env=clean_env(
+            PATH=f"{bin_dir}:{os.environ['PATH']}",
+            FAKE_LOG=str(log),
+            FAKE_STATE=state,
+            TMPDIR=str(tmp_path),
+            **env,
+        ),
+    )
     return r, [shlex.split(line) for line in log.read_text().splitlines()]
+
   return run
 
 
 def test_project_falls_back_to_gcloud_config_when_not_dry_run(fake_gcloud):
   r, calls = fake_gcloud("delete", "--zone=z-1")
   assert r.returncode == 0, r.stderr
-  assert calls == [["config", "get-value", "project"],
-                   ["compute", "tpus", "tpu-vm", "delete", "fashionnet", "--zone=z-1",
-                    "--project=fake-project", "--quiet"]]
+  assert calls == [
+      ["config", "get-value", "project"],
+      [
+          "compute",
+          "tpus",
+          "tpu-vm",
+          "delete",
+          "fashionnet",
+          "--zone=z-1",
+          "--project=fake-project",
+          "--quiet",
+      ],
+  ]
 
 
-@pytest.mark.parametrize("state,verbs", [
-    ("READY", ["describe", "ssh"]),
-    ("PREEMPTED", ["describe", "delete", "create", "scp", "ssh", "ssh"]),
-    ("", ["describe", "create", "scp", "ssh", "ssh"]),  # the TPU is gone
-])
+@pytest.mark.parametrize(
+    "state,verbs",
+    [
+        ("READY", ["describe", "ssh"]),
+        ("PREEMPTED", ["describe", "delete", "create", "scp", "ssh", "ssh"]),
+        ("", ["describe", "create", "scp", "ssh", "ssh"]),  # the TPU is gone
+    ],
+)
 def test_resume_recreates_only_a_preempted_or_missing_tpu(fake_gcloud, state, verbs):
   r, calls = fake_gcloud("resume", "--spot", state=state, **TPU, TPU_ACCELERATOR="v4-32")
   assert r.returncode == 0, r.stderr
@@ -286,46 +420,87 @@ def test_resume_recreates_only_a_preempted_or_missing_tpu(fake_gcloud, state, ve
 
 
 def test_resume_if_preempted_leaves_a_ready_tpu_alone(fake_gcloud):
-  r, calls = fake_gcloud("resume", "--if-preempted", state="READY", **TPU,
-                         TPU_ACCELERATOR="v3-8")
+  r, calls = fake_gcloud("resume", "--if-preempted", state="READY", **TPU, TPU_ACCELERATOR="v3-8")
   assert r.returncode == 0, r.stderr
   assert [c[3] for c in calls] == ["describe"]
   r, calls = fake_gcloud("resume", state="CREATING", **TPU, TPU_ACCELERATOR="v3-8")
   assert [c[3] for c in calls] == ["describe"]
   assert r.returncode == 2 and r.stderr.splitlines()[-1] == (
-      "error: TPU fashionnet is CREATING; run tpu_vm.sh resume again once it settles")
+      "error: TPU fashionnet is CREATING; run tpu_vm.sh resume again once it settles"
+  )
 
 
 # ----------------------------------------------------------------------- errors --
 
-@pytest.mark.parametrize("args,env,message", [
-    (["create"], {"GCP_PROJECT": "p", "TPU_ACCELERATOR": "v3-8"},
-     "error: --zone (or TPU_ZONE) is required for create"),
-    (["create"], {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
-     "error: --accelerator (or TPU_ACCELERATOR) is required for create"),
-    (["create", "--accelerator=tpu8"], {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
-     "error: --accelerator 'tpu8' is not a TPU type such as v3-8, v4-32, v5litepod-16"),
-    (["setup"], {"TPU_ZONE": "z"},
-     "error: --project (or GCP_PROJECT) is required for setup --dry-run (gcloud's default "
-     "project is looked up only for real runs)"),
-    (["train"], {"TPU_ZONE": "z", "GCP_PROJECT": "p", "FASHIONNET_WORKDIR": "gs://b/r"},
-     "error: --bucket (or GCS_BUCKET) is required for train"),
-    (["train", "--bucket=bk1"], {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
-     "error: --workdir (or FASHIONNET_WORKDIR) is required for train"),
-    (["train", "--bucket=bk1", "--workdir=/tmp/run"], {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
-     "error: --workdir must be a gs:// path (every TPU worker writes to it), got '/tmp/run'"),
-    (["data", "--bucket=bk1"], {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
-     "error: --manual-dir (the DeepFashion download) is required for data (or --skip-build)"),
-    (["mount"], {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
-     "error: --bucket (or GCS_BUCKET) is required for mount"),
-    (["create", "--zone=z", "--workdir=gs://b/r"], {},
-     "error: unknown flag --workdir for create (see tpu_vm.sh create --help)"),
-    (["launch"], {}, "error: unknown subcommand 'launch' (one of create setup data mount "
-     "train logs tensorboard resume delete)"),
-    (["logs", "--worker=one"], {}, "error: --worker must be a worker number, got 'one'"),
-    (["mount", "--bucket=gs://My_Bucket/x"], {},
-     "error: --bucket 'My_Bucket/x' is not a bucket name (give the name only, e.g. my-bucket)"),
-])
+
+@pytest.mark.parametrize(
+    "args,env,message",
+    [
+        (
+            ["create"],
+            {"GCP_PROJECT": "p", "TPU_ACCELERATOR": "v3-8"},
+            "error: --zone (or TPU_ZONE) is required for create",
+        ),
+        (
+            ["create"],
+            {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
+            "error: --accelerator (or TPU_ACCELERATOR) is required for create",
+        ),
+        (
+            ["create", "--accelerator=tpu8"],
+            {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
+            "error: --accelerator 'tpu8' is not a TPU type such as v3-8, v4-32, v5litepod-16",
+        ),
+        (
+            ["setup"],
+            {"TPU_ZONE": "z"},
+            "error: --project (or GCP_PROJECT) is required for setup --dry-run (gcloud's default "
+            "project is looked up only for real runs)",
+        ),
+        (
+            ["train"],
+            {"TPU_ZONE": "z", "GCP_PROJECT": "p", "FASHIONNET_WORKDIR": "gs://b/r"},
+            "error: --bucket (or GCS_BUCKET) is required for train",
+        ),
+        (
+            ["train", "--bucket=bk1"],
+            {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
+            "error: --workdir (or FASHIONNET_WORKDIR) is required for train",
+        ),
+        (
+            ["train", "--bucket=bk1", "--workdir=/tmp/run"],
+            {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
+            "error: --workdir must be a gs:// path (every TPU worker writes to it), got '/tmp/run'",
+        ),
+        (
+            ["data", "--bucket=bk1"],
+            {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
+            "error: --manual-dir (the DeepFashion download) is required for data (or --skip-build)",
+        ),
+        (
+            ["mount"],
+            {"TPU_ZONE": "z", "GCP_PROJECT": "p"},
+            "error: --bucket (or GCS_BUCKET) is required for mount",
+        ),
+        (
+            ["create", "--zone=z", "--workdir=gs://b/r"],
+            {},
+            "error: unknown flag --workdir for create (see tpu_vm.sh create --help)",
+        ),
+        (
+            ["launch"],
+            {},
+            "error: unknown subcommand 'launch' (one of create setup data mount "
+            "train logs tensorboard resume delete)",
+        ),
+        (["logs", "--worker=one"], {}, "error: --worker must be a worker number, got 'one'"),
+        (
+            ["mount", "--bucket=gs://My_Bucket/x"],
+            {},
+            "error: --bucket 'My_Bucket/x' is not a bucket name (give the name only, e.g. my-bucket)",
+        ),
+    ],
+)
 def test_missing_or_bad_settings_give_one_line(args, env, message):
   r = sh([TPU_VM, *args, "--dry-run"], env=clean_env(**env))
   assert r.returncode == 2
@@ -349,38 +524,78 @@ def test_help():
 
 # ------------------------------------------------------------------- GPU scripts --
 
+
 def test_single_node_dry_run(tmp_path):
-  r = sh([SINGLE_NODE, "--dry-run", "--workdir", "runs/a", "--data-dir=tfds", "--",
-          "--config.batch_size=64"], cwd=tmp_path)
+  r = sh(
+      [
+          SINGLE_NODE,
+          "--dry-run",
+          "--workdir",
+          "runs/a",
+          "--data-dir=tfds",
+          "--",
+          "--config.batch_size=64",
+      ],
+      cwd=tmp_path,
+  )
   assert r.returncode == 0, r.stderr
   assert shlex.split(r.stdout) == [
-      "cd", str(ROOT), "&&", f"TFDS_DATA_DIR={tmp_path}/tfds", "python", "-m",
-      "fashionnet_jax.main", "--config=configs/gpu.py", f"--workdir={tmp_path}/runs/a",
-      "--mode=train", "--config.batch_size=64"]
-  r = sh([SINGLE_NODE, "--dry-run", "--workdir=gs://b/run", "--config=configs/resnet50.py",
-          "--mode=evaluate"])
-  assert r.stdout.split()[3:] == ["python", "-m", "fashionnet_jax.main",
-                                  "--config=configs/resnet50.py", "--workdir=gs://b/run",
-                                  "--mode=evaluate"]
+      "cd",
+      str(ROOT),
+      "&&",
+      f"TFDS_DATA_DIR={tmp_path}/tfds",
+      "python",
+      "-m",
+      "fashionnet_jax.main",
+      "--config=configs/gpu.py",
+      f"--workdir={tmp_path}/runs/a",
+      "--mode=train",
+      "--config.batch_size=64",
+  ]
+  r = sh(
+      [
+          SINGLE_NODE,
+          "--dry-run",
+          "--workdir=gs://b/run",
+          "--config=configs/resnet50.py",
+          "--mode=evaluate",
+      ]
+  )
+  assert r.stdout.split()[3:] == [
+      "python",
+      "-m",
+      "fashionnet_jax.main",
+      "--config=configs/resnet50.py",
+      "--workdir=gs://b/run",
+      "--mode=evaluate",
+  ]
 
 
 def test_single_node_runs_main_from_the_repo_root(tmp_path):
   write_exe(tmp_path / "python", '#!/bin/sh\n{ pwd; echo "$TFDS_DATA_DIR"; echo "$@"; } > "$OUT"\n')
   out = tmp_path / "out"
-  r = sh([SINGLE_NODE, "--workdir=gs://b/run", "--python", tmp_path / "python"],
-         env=clean_env(OUT=str(out), TFDS_DATA_DIR="/data/tfds"))
+  r = sh(
+      [SINGLE_NODE, "--workdir=gs://b/run", "--python", tmp_path / "python"],
+      env=clean_env(OUT=str(out), TFDS_DATA_DIR="/data/tfds"),
+  )
   assert r.returncode == 0, r.stderr
   assert out.read_text().splitlines() == [
-      str(ROOT), "/data/tfds",
-      "-m fashionnet_jax.main --config=configs/gpu.py --workdir=gs://b/run --mode=train"]
+      str(ROOT),
+      "/data/tfds",
+      "-m fashionnet_jax.main --config=configs/gpu.py --workdir=gs://b/run --mode=train",
+  ]
 
 
 def test_single_node_errors():
   r = sh([SINGLE_NODE, "--dry-run"])
-  assert r.returncode == 2 and r.stderr.strip() == "error: --workdir (or FASHIONNET_WORKDIR) is required"
+  assert (
+      r.returncode == 2
+      and r.stderr.strip() == "error: --workdir (or FASHIONNET_WORKDIR) is required"
+  )
   r = sh([SINGLE_NODE, "--workdir=x", "--steps=3"])
   assert r.returncode == 2 and r.stderr.strip() == (
-      "error: unknown argument '--steps=3' (see --help; flags for main go after --)")
+      "error: unknown argument '--steps=3' (see --help; flags for main go after --)"
+  )
   r = sh([SINGLE_NODE, "--help"])
   assert r.returncode == 0 and "--data-dir" in r.stdout
 
@@ -413,13 +628,23 @@ def run_sbatch(tmp_path, script=SBATCH, tasks_per_node=1, visible="0,1,2,3", **e
   write_exe(bin_dir / "srun", FAKE_SRUN)
   write_exe(bin_dir / "scontrol", FAKE_SCONTROL)
   write_exe(bin_dir / "python", FAKE_PYTHON)
-  slurm = dict(SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="gpu-a[17-18]", SLURM_JOB_NUM_NODES="2",
-               SLURM_NTASKS=str(2 * tasks_per_node), SLURM_SUBMIT_DIR=str(ROOT))
-  r = sh(["bash", script, "--workdir=gs://b/run", "--data-dir=/shared/tfds", "--",
-          "--config.seed=1"],
-         env=clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_LOG=str(log),
-                       FAKE_TASKS_PER_NODE=str(tasks_per_node), FAKE_VISIBLE=visible,
-                       **{**slurm, **env}))
+  slurm = dict(
+      SLURM_JOB_ID="4242",
+      SLURM_JOB_NODELIST="gpu-a[17-18]",
+      SLURM_JOB_NUM_NODES="2",
+      SLURM_NTASKS=str(2 * tasks_per_node),
+      SLURM_SUBMIT_DIR=str(ROOT),
+  )
+  r = sh(
+      ["bash", script, "--workdir=gs://b/run", "--data-dir=/shared/tfds", "--", "--config.seed=1"],
+      env=clean_env(
+          PATH=f"{bin_dir}:{os.environ['PATH']}",
+          FAKE_LOG=str(log),
+          FAKE_TASKS_PER_NODE=str(tasks_per_node),
+          FAKE_VISIBLE=visible,
+          **{**slurm, **env},
+      ),
+  )
   processes = {}
   for f in log.glob("process.*"):
     argv, *lines = f.read_text().splitlines()
@@ -436,8 +661,10 @@ def test_slurm_one_process_per_node_drives_all_its_gpus(tmp_path):
   assert sorted(processes) == [0, 1]
   port = 4242 % 4096 + 61440
   for pid, (argv, env) in processes.items():
-    assert argv == ("-m fashionnet_jax.main --config=configs/gpu.py --workdir=gs://b/run "
-                    "--mode=train --config.seed=1")
+    assert argv == (
+        "-m fashionnet_jax.main --config=configs/gpu.py --workdir=gs://b/run "
+        "--mode=train --config.seed=1"
+    )
     assert env["FASHIONNET_COORDINATOR_ADDRESS"] == f"gpu-a17:{port}"
     assert env["FASHIONNET_NUM_PROCESSES"] == "2"
     assert env["FASHIONNET_PROCESS_ID"] == str(pid)
@@ -448,12 +675,14 @@ def test_slurm_one_process_per_node_drives_all_its_gpus(tmp_path):
 
 @pytest.mark.parametrize("visible,expected", [("0,1", [0, 1, 0, 1]), ("0", [0, 0, 0, 0])])
 def test_slurm_one_process_per_gpu(tmp_path, visible, expected):
-  r, _, processes = run_sbatch(tmp_path, tasks_per_node=2, visible=visible,
-                               FASHIONNET_COORDINATOR_PORT="5000")
+  r, _, processes = run_sbatch(
+      tmp_path, tasks_per_node=2, visible=visible, FASHIONNET_COORDINATOR_PORT="5000"
+  )
   assert r.returncode == 0, r.stderr
   assert sorted(processes) == [0, 1, 2, 3]
   assert [processes[p][1]["FASHIONNET_LOCAL_DEVICE_IDS"] for p in range(4)] == [
-      str(i) for i in expected]
+      str(i) for i in expected
+  ]
   assert {processes[p][1]["FASHIONNET_NUM_PROCESSES"] for p in range(4)} == {"4"}
   assert {processes[p][1]["FASHIONNET_COORDINATOR_ADDRESS"] for p in range(4)} == {"gpu-a17:5000"}
 
@@ -467,7 +696,8 @@ def test_slurm_spooled_copy_finds_the_checkout_through_the_submit_dir(tmp_path):
   r, _, _ = run_sbatch(tmp_path, script=spooled, SLURM_SUBMIT_DIR=str(tmp_path))
   assert r.returncode == 2 and r.stderr.strip() == (
       f"error: no fashionnet_jax checkout at {tmp_path}: submit from the repository root "
-      "or set FASHIONNET_ROOT")
+      "or set FASHIONNET_ROOT"
+  )
 
 
 @pytest.mark.parametrize("exit_status", [PREEMPTED_EXIT, 1])
@@ -493,6 +723,7 @@ def test_slurm_header_and_outside_slurm():
   assert "#SBATCH --requeue" in header and "#SBATCH --signal=TERM@120" in header
   r = sh(["bash", SBATCH, "--workdir=gs://b/run"])
   assert r.returncode == 2 and r.stderr.strip() == (
-      "error: SLURM_JOB_ID is not set: submit this script with sbatch (or run it inside salloc)")
+      "error: SLURM_JOB_ID is not set: submit this script with sbatch (or run it inside salloc)"
+  )
   r = sh([LAUNCH / "gpu" / "slurm_task.sh", "python"])
   assert r.returncode == 2 and "runs under srun" in r.stderr

@@ -5,6 +5,7 @@ training/ and evaluation/ never import each other (train.py joins them); nothing
 below the commands imports a command or train.py; no circle, lazy imports
 (inside functions) included.
 """
+
 import ast
 import pathlib
 import re
@@ -54,11 +55,12 @@ def import_graph(root: pathlib.Path, package: str) -> dict[str, set[str]]:
         base = node.module or ""
         if node.level:  # relative: resolve against this module's package
           anchor = name.split(".") if is_package else name.split(".")[:-1]
-          anchor = anchor[:len(anchor) - node.level + 1]
+          anchor = anchor[: len(anchor) - node.level + 1]
           base = ".".join(anchor + ([base] if base else []))
         # `from pkg import mod` imports the module pkg.mod; `from mod import name` imports mod.
-        targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                   for a in node.names]
+        targets = [
+            f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+        ]
       for target in targets:
         # Importing one's own enclosing package is how Python reaches a sibling: not an edge.
         if target in modules and target != name and not name.startswith(target + "."):
@@ -161,18 +163,21 @@ def _write(root, files):
 
 
 def test_the_checks_catch_a_circle_and_a_backward_import(tmp_path):
-  _write(tmp_path, {
-      "fashionnet_jax/__init__.py": "",
-      "fashionnet_jax/main.py": "",
-      "fashionnet_jax/train.py": "",
-      "fashionnet_jax/data/__init__.py": "",
-      "fashionnet_jax/data/a.py": "def f():\n  from fashionnet_jax.data import b\n",
-      "fashionnet_jax/data/b.py": "from . import a\nimport fashionnet_jax.training.c\n",
-      "fashionnet_jax/training/__init__.py": "",
-      "fashionnet_jax/training/c.py": "from fashionnet_jax.evaluation.d import g\n",
-      "fashionnet_jax/evaluation/__init__.py": "",
-      "fashionnet_jax/evaluation/d.py": "from fashionnet_jax import main, train\ng = 1\n",
-  })
+  _write(
+      tmp_path,
+      {
+          "fashionnet_jax/__init__.py": "",
+          "fashionnet_jax/main.py": "",
+          "fashionnet_jax/train.py": "",
+          "fashionnet_jax/data/__init__.py": "",
+          "fashionnet_jax/data/a.py": "def f():\n  from fashionnet_jax.data import b\n",
+          "fashionnet_jax/data/b.py": "from . import a\nimport fashionnet_jax.training.c\n",
+          "fashionnet_jax/training/__init__.py": "",
+          "fashionnet_jax/training/c.py": "from fashionnet_jax.evaluation.d import g\n",
+          "fashionnet_jax/evaluation/__init__.py": "",
+          "fashionnet_jax/evaluation/d.py": "from fashionnet_jax import main, train\ng = 1\n",
+      },
+  )
   fake = import_graph(tmp_path, PACKAGE)
   assert circles(fake) == [["fashionnet_jax.data.a", "fashionnet_jax.data.b"]]
   assert violations(fake) == [
@@ -196,7 +201,7 @@ def named_in_docstring(doc: str) -> list[str]:
   if len(paragraphs) != 1:
     raise ValueError("no (or more than one) `Modules:` paragraph")
   depth, outside = 0, []
-  for char in paragraphs[0][len("Modules:"):]:
+  for char in paragraphs[0][len("Modules:") :]:
     depth += (char == "(") - (char == ")")
     if depth == 0 and char != ")":
       outside.append(char)
@@ -206,7 +211,9 @@ def named_in_docstring(doc: str) -> list[str]:
 def folder_entries(folder: pathlib.Path) -> tuple[set[str], set[str]]:
   """(what a docstring must name: modules and subpackages/, what else it may name: folders/)."""
   must = {p.stem for p in folder.glob("*.py") if p.name != "__init__.py"}
-  folders = {p.name + "/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+  folders = {
+      p.name + "/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+  }
   packages = {f for f in folders if (folder / f / "__init__.py").exists()}
   return must | packages, folders - packages
 
@@ -224,8 +231,9 @@ def docstring_errors(root: pathlib.Path, package: str) -> list[str]:
       continue
     must, may = folder_entries(init.parent)
     out += [f"{where}: does not name {name}" for name in sorted(must - set(named))]
-    out += [f"{where}: names {name}, which is not there" for name in named
-            if name not in must | may]
+    out += [
+        f"{where}: names {name}, which is not there" for name in named if name not in must | may
+    ]
   return out
 
 
@@ -234,15 +242,18 @@ def test_every_folder_docstring_names_its_modules():
 
 
 def test_the_docstring_check_catches_a_missing_and_a_moved_module(tmp_path):
-  _write(tmp_path, {
-      "fashionnet_jax/__init__.py": '"""Top.\n\nModules: data/ (the data), main (a command)."""\n',
-      "fashionnet_jax/main.py": "",
-      "fashionnet_jax/data/__init__.py": '"""Data.\n\nModules: a (one, (nested) b), gone (moved)."""\n',
-      "fashionnet_jax/data/a.py": "",
-      "fashionnet_jax/data/b.py": "",
-      "fashionnet_jax/data/static/page.html": "",
-      "fashionnet_jax/models/__init__.py": '"""Models, without a list."""\n',
-  })
+  _write(
+      tmp_path,
+      {
+          "fashionnet_jax/__init__.py": '"""Top.\n\nModules: data/ (the data), main (a command)."""\n',
+          "fashionnet_jax/main.py": "",
+          "fashionnet_jax/data/__init__.py": '"""Data.\n\nModules: a (one, (nested) b), gone (moved)."""\n',
+          "fashionnet_jax/data/a.py": "",
+          "fashionnet_jax/data/b.py": "",
+          "fashionnet_jax/data/static/page.html": "",
+          "fashionnet_jax/models/__init__.py": '"""Models, without a list."""\n',
+      },
+  )
   assert docstring_errors(tmp_path, PACKAGE) == [
       "fashionnet_jax/__init__.py: does not name models/",
       "fashionnet_jax/data/__init__.py: does not name b",
@@ -255,7 +266,8 @@ def test_the_docstring_check_catches_a_missing_and_a_moved_module(tmp_path):
 # (the repository's own are docs/design.md and docs/deepfashion.md) and the sibling
 # shared/ folder. CI's sample photos folder (FASHIONNET_SAMPLES) is data, not a document.
 OUTSIDE_POINTERS = re.compile(
-    r"DESIGN\.md|FORMATS\.md|source notes|/work/shared|\.\./shared/(?!deepfashion/samples\b)")
+    r"DESIGN\.md|FORMATS\.md|source notes|/work/shared|\.\./shared/(?!deepfashion/samples\b)"
+)
 SEARCHED = ("fashionnet_jax", "configs", "datasets", "tests", "launch")
 
 
@@ -264,15 +276,21 @@ def outside_pointers(root: pathlib.Path) -> list[str]:
   out = []
   for top in SEARCHED:
     for path in sorted((root / top).rglob("*")):
-      if (not path.is_file() or path.suffix in (".pyc", ".png", ".jpg", ".npz", ".zip")
-          or path.resolve() == pathlib.Path(__file__).resolve()):  # this file names the patterns
+      if (
+          not path.is_file()
+          or path.suffix in (".pyc", ".png", ".jpg", ".npz", ".zip")
+          or path.resolve() == pathlib.Path(__file__).resolve()
+      ):  # this file names the patterns
         continue
       try:
         lines = path.read_text().splitlines()
       except UnicodeDecodeError:
         continue
-      out += [f"{path.relative_to(root)}:{n}: {line.strip()}" for n, line in enumerate(lines, 1)
-              if OUTSIDE_POINTERS.search(line)]
+      out += [
+          f"{path.relative_to(root)}:{n}: {line.strip()}"
+          for n, line in enumerate(lines, 1)
+          if OUTSIDE_POINTERS.search(line)
+      ]
   return out
 
 
@@ -281,11 +299,18 @@ def test_nothing_points_outside_the_repository():
 
 
 def test_the_pointer_check_catches_each_kind(tmp_path):
-  _write(tmp_path, {
-      "fashionnet_jax/a.py": "# see DESIGN.md\n# fine: docs/design.md\n",
-      "configs/b.py": "X = 1  # (../shared/deepfashion/FORMATS.md)\n",
-      "tests/c.py": '"""As the source notes say."""\n',
-      "launch/d.sh": "cp /work/shared/x .\n# FASHIONNET_SAMPLES=../shared/deepfashion/samples\n",
-  })
+  _write(
+      tmp_path,
+      {
+          "fashionnet_jax/a.py": "# see DESIGN.md\n# fine: docs/design.md\n",
+          "configs/b.py": "X = 1  # (../shared/deepfashion/FORMATS.md)\n",
+          "tests/c.py": '"""As the source notes say."""\n',
+          "launch/d.sh": "cp /work/shared/x .\n# FASHIONNET_SAMPLES=../shared/deepfashion/samples\n",
+      },
+  )
   assert [line.split(":")[0] + ":" + line.split(":")[1] for line in outside_pointers(tmp_path)] == [
-      "fashionnet_jax/a.py:1", "configs/b.py:1", "tests/c.py:1", "launch/d.sh:1"]
+      "fashionnet_jax/a.py:1",
+      "configs/b.py:1",
+      "tests/c.py:1",
+      "launch/d.sh:1",
+  ]

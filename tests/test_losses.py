@@ -1,4 +1,5 @@
 """The four FashionNet losses and the triplet losses on hand-computed cases."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,9 +9,9 @@ from fashionnet_jax.training import losses
 
 def test_landmark_loss_counts_only_visible_and_averages_examples():
   pred = np.zeros((3, 3, 2), np.float32)
-  true = np.array([[[1, 0], [0, 2], [3, 3]],
-                   [[1, 1], [0, 0], [0, 0]],
-                   [[5, 5], [5, 5], [5, 5]]], np.float32)
+  true = np.array(
+      [[[1, 0], [0, 2], [3, 3]], [[1, 1], [0, 0], [0, 0]], [[5, 5], [5, 5], [5, 5]]], np.float32
+  )
   # visible, occluded, truncated / visible, unused, visible / padding example
   vis = np.array([[0, 1, 2], [0, 3, 0], [0, 0, 0]])
   mask = np.array([True, True, False])
@@ -33,7 +34,9 @@ def test_visibility_loss_targets_and_unused_slots():
 
 
 def test_category_loss_skips_missing_labels_and_padding():
-  logits = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [1.0, 1.0, 9.0]], np.float32)
+  logits = np.array(
+      [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [1.0, 1.0, 9.0]], np.float32
+  )
   labels = np.array([2, -1, 0, 1])
   mask = np.array([True, True, True, False])
   log_p = jax.nn.log_softmax(logits)
@@ -59,8 +62,13 @@ def test_attribute_loss_weights_and_formula():
   labels = np.array([[1, -1, 0], [1, 1, 1]], np.int8)
   mask = np.array([True, False])
   sig = lambda z: 1 / (1 + np.exp(-z))
-  want = -(1.0 * np.log(sig(0.0)) + w_neg[1] * np.log(1 - sig(2.0)) + w_neg[2] * np.log(1 - sig(-1.0))) / 3
-  np.testing.assert_allclose(losses.attribute_loss(logits, labels, w_pos, w_neg, mask), want, rtol=1e-5)
+  want = (
+      -(1.0 * np.log(sig(0.0)) + w_neg[1] * np.log(1 - sig(2.0)) + w_neg[2] * np.log(1 - sig(-1.0)))
+      / 3
+  )
+  np.testing.assert_allclose(
+      losses.attribute_loss(logits, labels, w_pos, w_neg, mask), want, rtol=1e-5
+  )
 
 
 def test_losses_are_float32_and_stable_for_large_bf16_logits():
@@ -73,7 +81,9 @@ def test_losses_are_float32_and_stable_for_large_bf16_logits():
   got = losses.attribute_loss(attr, np.array([[-1, 1]]), np.ones(2), np.ones(2))
   np.testing.assert_allclose(got, 1000.0)  # (1000 + 1000) / 2 attributes
   assert got.dtype == jnp.float32
-  grad = jax.grad(lambda z: losses.attribute_loss(z, np.array([[-1, 1]]), np.ones(2), np.ones(2)))(attr)
+  grad = jax.grad(lambda z: losses.attribute_loss(z, np.array([[-1, 1]]), np.ones(2), np.ones(2)))(
+      attr
+  )
   assert np.all(np.isfinite(np.asarray(grad, np.float32)))
 
 
@@ -101,16 +111,30 @@ def test_batch_hard_picks_farthest_positive_and_closest_negative():
   ids = np.array([0, 0, 0, 1, 1, 2, -1])
   d = ((e[:, None] - e[None]) ** 2).sum(-1)
   margin = 0.5
-  want = hand_batch_hard(d, margin, [(0, [1, 2], [3, 4, 5]), (1, [0, 2], [3, 4, 5]), (2, [0, 1], [3, 4, 5]),
-                                     (3, [4], [0, 1, 2, 5]), (4, [3], [0, 1, 2, 5])])
+  want = hand_batch_hard(
+      d,
+      margin,
+      [
+          (0, [1, 2], [3, 4, 5]),
+          (1, [0, 2], [3, 4, 5]),
+          (2, [0, 1], [3, 4, 5]),
+          (3, [4], [0, 1, 2, 5]),
+          (4, [3], [0, 1, 2, 5]),
+      ],
+  )
   np.testing.assert_allclose(losses.batch_hard_triplet_loss(e, ids, margin), want, rtol=1e-5)
   # Anchor 3's hardest negative is example 2 (angle 0.5): masking 2 removes it as
   # anchor, as positive and as negative, so anchor 3 falls back to example 5.
   mask = np.array([1, 1, 0, 1, 1, 1, 1], bool)
-  want_masked = hand_batch_hard(d, margin, [(0, [1], [3, 4, 5]), (1, [0], [3, 4, 5]),
-                                            (3, [4], [0, 1, 5]), (4, [3], [0, 1, 5])])
+  want_masked = hand_batch_hard(
+      d,
+      margin,
+      [(0, [1], [3, 4, 5]), (1, [0], [3, 4, 5]), (3, [4], [0, 1, 5]), (4, [3], [0, 1, 5])],
+  )
   assert want_masked != want
-  np.testing.assert_allclose(losses.batch_hard_triplet_loss(e, ids, margin, mask), want_masked, rtol=1e-5)
+  np.testing.assert_allclose(
+      losses.batch_hard_triplet_loss(e, ids, margin, mask), want_masked, rtol=1e-5
+  )
   grad = jax.grad(losses.batch_hard_triplet_loss)(jnp.asarray(e), ids, margin, mask)
   assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad)[2] == 0)
 
@@ -126,7 +150,9 @@ def test_random_triplet_is_seeded_and_draws_allowed_pairs():
   e /= np.linalg.norm(e, axis=-1, keepdims=True)
   ids = np.repeat(np.arange(4), 3)  # P=4 items × K=3
   key = jax.random.key(1)
-  assert float(losses.random_triplet_loss(e, ids, 0.3, key)) == float(losses.random_triplet_loss(e, ids, 0.3, key))
+  assert float(losses.random_triplet_loss(e, ids, 0.3, key)) == float(
+      losses.random_triplet_loss(e, ids, 0.3, key)
+  )
   draws = [float(losses.random_triplet_loss(e, ids, 0.3, jax.random.key(s))) for s in range(6)]
   assert len(set(draws)) > 1  # different seeds pick different pairs
   hard = float(losses.batch_hard_triplet_loss(e, ids, 0.3))
@@ -135,8 +161,10 @@ def test_random_triplet_is_seeded_and_draws_allowed_pairs():
   # of one of the two hinge values per anchor.
   e2, ids2 = e[:4], np.array([0, 0, 1, 1])
   d = ((e2[:, None] - e2[None]) ** 2).sum(-1)
-  options = [sorted(max(0.0, 0.3 + d[i, i ^ 1] - d[i, j]) for j in range(4) if ids2[j] != ids2[i])
-             for i in range(4)]
+  options = [
+      sorted(max(0.0, 0.3 + d[i, i ^ 1] - d[i, j]) for j in range(4) if ids2[j] != ids2[i])
+      for i in range(4)
+  ]
   reachable = np.array([np.mean(c) for c in np.array(np.meshgrid(*options)).reshape(4, -1).T])
   for seed in range(4):
     got = float(losses.random_triplet_loss(e2, ids2, 0.3, jax.random.key(seed)))

@@ -1,4 +1,5 @@
 """One implementation per job: the gallery ranker of retrieve and serve, absl flag parsing."""
+
 import json
 
 import numpy as np
@@ -31,5 +32,7 @@ def test_a_config_file_that_does_not_load_under_an_override_is_one_line(tmp_path
   with pytest.raises(SystemExit) as exit_info:
     cli.parse_absl_flags(argv, fv)
   assert exit_info.value.code == 2
-  assert capsys.readouterr().err == (f"error: --config: cannot load the config: No such file or "
-                                     f"directory: '{tmp_path}/missing.py'\n")
+  assert capsys.readouterr().err == (
+      f"error: --config: cannot load the config: No such file or "
+      f"directory: '{tmp_path}/missing.py'\n"
+  )

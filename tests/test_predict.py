@@ -1,4 +1,5 @@
 """`python -m fashionnet_jax.predict` on real photos, synthetic photos and bad files."""
+
 import io
 import json
 import os
@@ -22,6 +23,7 @@ APPLIES = {"upper": {0, 1, 2, 3, 6, 7}, "lower": {4, 5, 6, 7}, "full": set(range
 @pytest.fixture(scope="session")
 def predictor(run_dir):
   from fashionnet_jax.inference.predictor import Predictor
+
   return Predictor(workdir=run_dir / "workdir")
 
 
@@ -41,7 +43,7 @@ def photos(run_dir, tmp_path_factory):
   not_image.write_text("this is not a picture\n")
   truncated = out / "cut_short.jpg"  # the name must not say "truncated"
   data = good[0].read_bytes()
-  truncated.write_bytes(data[:len(data) // 2])  # header intact, scan cut off
+  truncated.write_bytes(data[: len(data) // 2])  # header intact, scan cut off
   return {"good": good, "not_image": not_image, "truncated": truncated}
 
 
@@ -57,9 +59,16 @@ def check_record(record, path, top_k):
     assert a["type"] in ATTRIBUTE_TYPES and 0 <= a["probability"] <= 1
   assert record["clothes_type"] in APPLIES
   marks = record["landmarks"]
-  assert [m["name"] for m in marks] == ["left_collar", "right_collar", "left_sleeve",
-                                        "right_sleeve", "left_waistline", "right_waistline",
-                                        "left_hem", "right_hem"]
+  assert [m["name"] for m in marks] == [
+      "left_collar",
+      "right_collar",
+      "left_sleeve",
+      "right_sleeve",
+      "left_waistline",
+      "right_waistline",
+      "left_hem",
+      "right_hem",
+  ]
   assert {i for i, m in enumerate(marks) if m["applies"]} == APPLIES[record["clothes_type"]]
   for m in marks:
     assert m["visible"] == (m["probability_visible"] >= 0.5)
@@ -69,14 +78,35 @@ def check_record(record, path, top_k):
 
 def test_cli_predicts_good_files_and_names_bad_ones(run_dir, photos, tmp_path):
   """One subprocess: JSON per good image, one error line per bad file, exit 1, PNGs."""
-  inputs = [photos["good"][0], photos["not_image"], photos["good"][1], photos["truncated"],
-            photos["good"][2]]
+  inputs = [
+      photos["good"][0],
+      photos["not_image"],
+      photos["good"][1],
+      photos["truncated"],
+      photos["good"][2],
+  ]
   vis = tmp_path / "vis"
   result = subprocess.run(
-      [sys.executable, "-m", "fashionnet_jax.predict", "--workdir", str(run_dir / "workdir"),
-       *map(str, inputs), "--visualize", str(vis), "--top-k", "3", "--batch-size", "2"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+      [
+          sys.executable,
+          "-m",
+          "fashionnet_jax.predict",
+          "--workdir",
+          str(run_dir / "workdir"),
+          *map(str, inputs),
+          "--visualize",
+          str(vis),
+          "--top-k",
+          "3",
+          "--batch-size",
+          "2",
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert result.returncode == 1, result.stderr
   records = [json.loads(line) for line in result.stdout.splitlines()]
   assert [r["image"] for r in records] == [str(p) for p in photos["good"]]
@@ -94,8 +124,10 @@ def test_cli_predicts_good_files_and_names_bad_ones(run_dir, photos, tmp_path):
 
 def test_real_photos(predictor, real_photos, tmp_path):
   from fashionnet_jax.inference import visualize
-  for path, record, error in describe.predict_files(predictor, [str(p) for p in real_photos],
-                                                    top_k=5):
+
+  for path, record, error in describe.predict_files(
+      predictor, [str(p) for p in real_photos], top_k=5
+  ):
     assert error is None, error
     check_record(record, path, top_k=5)
   # A bbox as list_bbox.txt gives it (the attribute-benchmark sample's, where it is here).
@@ -109,6 +141,7 @@ def test_real_photos(predictor, real_photos, tmp_path):
 
 def test_landmarks_to_pixels():
   from fashionnet_jax.inference.images import landmarks_to_pixels
+
   xy = landmarks_to_pixels([[0.5, 0.5], [0.0, 1.0]], crop=(0.1, 0.2, 0.6, 0.7), size=(200, 100))
   np.testing.assert_allclose(xy, [[70.0, 45.0], [20.0, 70.0]], atol=1e-4)
 
@@ -163,8 +196,11 @@ def test_deterministic_and_batch_independent(predictor, photos):
   one_by_one = [r for _, r, _ in describe.predict_files(predictor, paths, batch_size=1)]
   for a, b in zip(first, one_by_one):
     assert [c["name"] for c in a["category"]] == [c["name"] for c in b["category"]]
-    np.testing.assert_allclose([[m["x"], m["y"]] for m in a["landmarks"]],
-                               [[m["x"], m["y"]] for m in b["landmarks"]], atol=0.05)
+    np.testing.assert_allclose(
+        [[m["x"], m["y"]] for m in a["landmarks"]],
+        [[m["x"], m["y"]] for m in b["landmarks"]],
+        atol=0.05,
+    )
 
 
 def test_clothes_type_follows_the_predicted_category():
@@ -175,13 +211,17 @@ def test_clothes_type_follows_the_predicted_category():
   assert labels.clothes_type(np.array([0.1, 0.2, 0.7])) == 3
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--bbox", "1,2,3", "x.jpg"], "--bbox '1,2,3'"),
-    (["--bbox", "10,10,5,20", "x.jpg"], "x1 < x2"),
-    (["--bbox", "0,0,1,1", "--bbox", "0,0,2,2", "a.jpg", "b.jpg", "c.jpg"], "2 --bbox for 3"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--bbox", "1,2,3", "x.jpg"], "--bbox '1,2,3'"),
+        (["--bbox", "10,10,5,20", "x.jpg"], "x1 < x2"),
+        (["--bbox", "0,0,1,1", "--bbox", "0,0,2,2", "a.jpg", "b.jpg", "c.jpg"], "2 --bbox for 3"),
+    ],
+)
 def test_usage_errors_are_one_line(run_dir, argv, message):
   from fashionnet_jax import predict
+
   err = io.StringIO()
   code = predict.run(["--workdir", str(run_dir / "workdir"), *argv], io.StringIO(), err)
   assert code == 2 and message in err.getvalue() and err.getvalue().count("\n") == 1
@@ -189,6 +229,7 @@ def test_usage_errors_are_one_line(run_dir, argv, message):
 
 def test_missing_run_is_a_usage_error(tmp_path):
   from fashionnet_jax import predict
+
   err = io.StringIO()
   assert predict.run(["--workdir", str(tmp_path / "none"), "x.jpg"], io.StringIO(), err) == 2
   assert "config.json" in err.getvalue() and err.getvalue().count("\n") == 1
@@ -199,6 +240,7 @@ def test_missing_run_is_a_usage_error(tmp_path):
 
 def test_help(capsys):
   from fashionnet_jax import predict
+
   with pytest.raises(SystemExit) as exit_info:
     predict.build_parser().parse_args(["--help"])
   assert exit_info.value.code == 0 and "--visualize" in capsys.readouterr().out
@@ -213,11 +255,14 @@ def test_bbox_crop_is_the_eval_pipelines_crop(predictor, photos, overhang):
   from fashionnet_jax.data import annotations as anno
   from fashionnet_jax.data.preprocess import Preprocess
   from fashionnet_jax.inference.images import crop_margin, load_image
+
   path = photos["good"][1]
   width, height = Image.open(path).size
   box = (width // 3, height // 4, width - 2 + overhang, height - 2 + overhang)
-  record = {"image": path.read_bytes(),  # what the builder stores: bytes as released ...
-            "bbox": np.asarray(anno.normalized_bbox(box, width, height), np.float32)}  # ... BBox
+  record = {
+      "image": path.read_bytes(),  # what the builder stores: bytes as released ...
+      "bbox": np.asarray(anno.normalized_bbox(box, width, height), np.float32),
+  }  # ... BBox
   margin = crop_margin(predictor.config)
   expected = Preprocess(predictor.image_size, 12, train=False, crop_margin=margin)(record)
   loaded = load_image(path, predictor.image_size, box, margin)

@@ -6,6 +6,7 @@ The cheap parts of that path have their own tests; this one catches what only th
 whole does (conversion into the full-width model, the float32 heads under a bf16
 trunk, the BatchNorm-free VGG at 224 px, the selection of a step on validation).
 """
+
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ torch = pytest.importorskip("torch")
 def _torchvision_vgg16(path):
   """torchvision.models.vgg16's state_dict with the full 4096-wide classifier."""
   from torch_models import torch_vgg16
+
   torch.manual_seed(0)
   torch.save(torch_vgg16(fc_dim=4096).state_dict(), path)
 
@@ -37,11 +39,21 @@ def test_full_size_vgg16_from_imagenet_weights_train_select_test_report(tmp_path
   weights = tmp_path / "vgg16-397923af.pth"
   _torchvision_vgg16(weights)
   workdir = tmp_path / "run"
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-         "JAX_PLATFORMS": "cpu"}
-  cmd = [sys.executable, "-m", "fashionnet_jax.main", "--config=tests/rehearsal_config.py",
-         f"--workdir={workdir}", f"--config.dataset.manual_dir={manual}",
-         f"--config.dataset.data_dir={tmp_path / 'tfds'}", f"--config.init_from={weights}"]
+  env = {
+      **os.environ,
+      "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+      "JAX_PLATFORMS": "cpu",
+  }
+  cmd = [
+      sys.executable,
+      "-m",
+      "fashionnet_jax.main",
+      "--config=tests/rehearsal_config.py",
+      f"--workdir={workdir}",
+      f"--config.dataset.manual_dir={manual}",
+      f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+      f"--config.init_from={weights}",
+  ]
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, proc.stderr[-4000:]
   log = proc.stderr + proc.stdout
@@ -53,8 +65,13 @@ def test_full_size_vgg16_from_imagenet_weights_train_select_test_report(tmp_path
   assert validation == [2, 4]
   (final,) = [json.loads(p.read_text()) for p in (workdir / "eval").glob("*.json")]
   assert final["split"] == "test" and final["selected_step"] in (2, 4)
-  for key in ("category_top3", "attribute_top3_recall", "attribute_top3_recall_texture",
-              "attribute_top3_recall_texture_within_type", "landmark_ne"):
+  for key in (
+      "category_top3",
+      "attribute_top3_recall",
+      "attribute_top3_recall_texture",
+      "attribute_top3_recall_texture_within_type",
+      "landmark_ne",
+  ):
     assert key in final
   table = (workdir / "eval" / f"{final['step']}.md").read_text()
   assert "82.58" in table and "_within_type" in table

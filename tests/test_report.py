@@ -1,4 +1,5 @@
 """write_report: JSON keys, the Markdown table beside the paper, PNG plots."""
+
 import json
 
 import numpy as np
@@ -37,19 +38,30 @@ def _metrics(seed=0):
 
 def test_write_report_json_markdown_and_plots(tmp_path):
   metrics = _metrics()
-  written = report.write_report(metrics, tmp_path, step=1200, split="test",
-                                dataset="deepfashion/category_attribute:1.0.0")
+  written = report.write_report(
+      metrics, tmp_path, step=1200, split="test", dataset="deepfashion/category_attribute:1.0.0"
+  )
   assert written["json"] == tmp_path / "eval" / "1200.json"
 
   record = json.loads((tmp_path / "eval" / "1200.json").read_text())
   expected_keys = {
-      "category_top1", "category_top3", "category_top5",
-      "attribute_top3_recall", "attribute_top5_recall",
-      *(f"attribute_top{k}_recall_{t}" for k in (3, 5)
-        for t in ("texture", "fabric", "shape", "part", "style")),
-      "landmark_ne", *(f"landmark_ne_{n}" for n in evaluate.LANDMARK_NAMES),
+      "category_top1",
+      "category_top3",
+      "category_top5",
+      "attribute_top3_recall",
+      "attribute_top5_recall",
+      *(
+          f"attribute_top{k}_recall_{t}"
+          for k in (3, 5)
+          for t in ("texture", "fabric", "shape", "part", "style")
+      ),
+      "landmark_ne",
+      *(f"landmark_ne_{n}" for n in evaluate.LANDMARK_NAMES),
       *(f"retrieval_top{k}" for k in (1, 5, 10, 20, 30, 40, 50)),
-      "step", "split", "dataset"}
+      "step",
+      "split",
+      "dataset",
+  }
   assert expected_keys <= set(record)
   assert record["step"] == 1200 and record["split"] == "test"
   assert record["landmark_ne_right_hem"] is None  # NaN -> null, strict JSON
@@ -61,8 +73,11 @@ def test_write_report_json_markdown_and_plots(tmp_path):
   assert "| attribute_top5_recall_style |" in md and "| 73.16 | [cvpr16] |" in md
   # Both protocols, named apart; the paper's numbers only beside the paper's protocol.
   assert "the paper's (all attribute scores ranked once" in md
-  style = [line for line in md.splitlines()
-           if line.startswith("| attribute_top5_recall_style_within_type |")]
+  style = [
+      line
+      for line in md.splitlines()
+      if line.startswith("| attribute_top5_recall_style_within_type |")
+  ]
   assert len(style) == 1 and style[0].endswith("|  |  |")
   assert f"| landmark_ne | {metrics['landmark_ne']:.4f} | 0.0872 | [afgn] |" in md
   assert "| landmark_ne_right_hem | n/a | 0.0823 | [afgn] |" in md
@@ -84,14 +99,23 @@ def test_paper_column_follows_the_dataset(tmp_path):
   assert "| landmark_ne | 0.0500 |  |  |" in md  # no NE reported for In-shop
   assert set(written) == {"json", "markdown", "retrieval_plot"}  # no landmark plots
 
-  written = report.write_report({"landmark_ne": 0.05, "landmark_detected_bbox224_10px": 0.5,
-                                 "landmark_detected_bbox224_20px": 0.7},
-                                tmp_path, 8, "test", "landmarks")
+  written = report.write_report(
+      {
+          "landmark_ne": 0.05,
+          "landmark_detected_bbox224_10px": 0.5,
+          "landmark_detected_bbox224_20px": 0.7,
+      },
+      tmp_path,
+      8,
+      "test",
+      "landmarks",
+  )
   assert "| landmark_ne | 0.0500 | 0.0859 | [afgn] |" in written["markdown"].read_text()
   assert "landmark_detected_plot" in written
 
-  md = report.write_report({"retrieval_top20": 0.2}, tmp_path, 9, "test",
-                           "consumer2shop")["markdown"].read_text()
+  md = report.write_report({"retrieval_top20": 0.2}, tmp_path, 9, "test", "consumer2shop")[
+      "markdown"
+  ].read_text()
   assert "| retrieval_top20 | 0.2000 | 0.188 | [cvpr16_retrieval] |" in md
 
 
@@ -105,12 +129,14 @@ def test_every_published_number_has_its_source(tmp_path):
   afgn = report.SOURCES["afgn"]
   assert "Wang et al., AFGN" in afgn and "CVPR 2018" in afgn and "bbox" in afgn
   assert "not checked here" in afgn  # what could not be confirmed says so
-  md = report.write_report({"landmark_ne": 0.05}, tmp_path, 1, "test",
-                           "landmarks")["markdown"].read_text()
+  md = report.write_report({"landmark_ne": 0.05}, tmp_path, 1, "test", "landmarks")[
+      "markdown"
+  ].read_text()
   assert "- [afgn] FashionNet as re-evaluated by Wang et al." in md
   assert "[cvpr16]" not in md  # only the sources the table uses
-  table = report.reproduction_table({"landmarks": {"landmark_ne": 0.05},
-                                     "inshop": {"retrieval_top20": 0.7}})
+  table = report.reproduction_table(
+      {"landmarks": {"landmark_ne": 0.05}, "inshop": {"retrieval_top20": 0.7}}
+  )
   assert "| landmarks | landmark_ne | 0.0500 | 0.0859 | [afgn] |" in table
   assert "| inshop | retrieval_top20 | 0.7000 | 0.764 | [cvpr16_retrieval] |" in table
   assert "- [afgn] " in table and "- [cvpr16_retrieval] " in table
@@ -118,8 +144,9 @@ def test_every_published_number_has_its_source(tmp_path):
 
 def test_protocol_goes_into_the_json(tmp_path):
   protocol = {"crop": "ground-truth bbox + 0.1 per side", "ne_frame": "ground-truth bbox"}
-  written = report.write_report({"landmark_ne": 0.05}, tmp_path, 2, "test", "landmarks",
-                                extra={"protocol": protocol})
+  written = report.write_report(
+      {"landmark_ne": 0.05}, tmp_path, 2, "test", "landmarks", extra={"protocol": protocol}
+  )
   assert json.loads(written["json"].read_text())["protocol"] == protocol
   md = written["markdown"].read_text()
   assert "protocol: crop: ground-truth bbox + 0.1 per side; ne_frame: ground-truth bbox" in md

@@ -4,6 +4,7 @@ A tiny run selects on a metric that never improves after the first validation
 (`num_examples`, constant), so the selected step (2) is not the final one (4), and
 keep_checkpoints=1 prunes it from checkpoints/: only best/ holds it.
 """
+
 import json
 
 import jax
@@ -29,6 +30,7 @@ def _assert_same(a, b):
 
 def _restore(path):
   import orbax.checkpoint as ocp
+
   with ocp.StandardCheckpointer() as ckptr:
     return ckptr.restore(path / "state")
 
@@ -36,11 +38,20 @@ def _restore(path):
 @pytest.fixture(scope="module")
 def selected_run(tmp_path_factory):
   from fashionnet_jax import train
+
   root = tmp_path_factory.mktemp("selected")
-  config = tiny_config(**{"dataset.data_dir": str(root / "data"), "dataset.synthetic_images": 60,
-                          "model.num_attributes": 1000, "loss.attribute_weighting": True,
-                          "select_metric": "num_examples", "eval_every_steps": 2,
-                          "checkpoint_every_steps": 2, "keep_checkpoints": 1})
+  config = tiny_config(
+      **{
+          "dataset.data_dir": str(root / "data"),
+          "dataset.synthetic_images": 60,
+          "model.num_attributes": 1000,
+          "loss.attribute_weighting": True,
+          "select_metric": "num_examples",
+          "eval_every_steps": 2,
+          "checkpoint_every_steps": 2,
+          "keep_checkpoints": 1,
+      }
+  )
   results = train.train_and_evaluate(config, root / "workdir")
   return config, root / "workdir", results
 
@@ -55,6 +66,7 @@ def test_run_reports_an_earlier_step_than_its_newest_checkpoint(selected_run):
 
 def test_predictor_loads_the_selected_step_by_default(selected_run):
   from fashionnet_jax.inference.predictor import Predictor
+
   _, workdir, _ = selected_run
   predictor = Predictor(workdir=workdir)
   assert predictor.step == 2 and predictor.selection["metric"] == "num_examples"
@@ -64,6 +76,7 @@ def test_predictor_loads_the_selected_step_by_default(selected_run):
 
 def test_checkpoint_names_any_step_best_included(selected_run):
   from fashionnet_jax.inference.predictor import CheckpointNotFoundError, Predictor
+
   _, workdir, _ = selected_run
   best = Predictor(checkpoint=workdir / "best" / "2")
   assert best.step == 2
@@ -79,15 +92,22 @@ def test_checkpoint_names_any_step_best_included(selected_run):
 
 def test_init_from_run_copies_the_selected_step(selected_run, tmp_path):
   from fashionnet_jax.training.train_setup import TrainSetup
+
   config, workdir, _ = selected_run
-  finetune = tiny_config(**{"dataset.data_dir": config.dataset.data_dir,
-                            "model.num_attributes": 1000, "init_from": str(workdir)})
+  finetune = tiny_config(
+      **{
+          "dataset.data_dir": config.dataset.data_dir,
+          "model.num_attributes": 1000,
+          "init_from": str(workdir),
+      }
+  )
   trainer = TrainSetup(finetune, tmp_path / "finetune", devices=jax.devices()[:1])
   _assert_same(trainer.state.params, _restore(workdir / "best" / "2")["params"])
 
 
 def test_mode_evaluate_reproduces_the_runs_own_test_numbers(selected_run, tmp_path):
   from fashionnet_jax import train
+
   config, workdir, results = selected_run
   again = train.evaluate_checkpoint(config, workdir, out_dir=tmp_path / "again")
   written = json.loads((tmp_path / "again" / "eval" / "2.json").read_text())
@@ -107,6 +127,7 @@ def test_a_retrieval_index_of_the_run_queries_with_the_selected_step(selected_ru
   from PIL import Image
 
   from fashionnet_jax import retrieve
+
   _, workdir, _ = selected_run
   gallery = tmp_path / "gallery"
   gallery.mkdir()
@@ -114,13 +135,33 @@ def test_a_retrieval_index_of_the_run_queries_with_the_selected_step(selected_ru
   for i in range(3):
     Image.fromarray(rng.integers(0, 255, (40, 30, 3), np.uint8)).save(gallery / f"{i}.png")
   out, err = io.StringIO(), io.StringIO()
-  assert retrieve.run(["index", "--workdir", str(workdir), "--images", str(gallery), "--out",
-                       str(tmp_path / "index")], stdout=out, stderr=err) == 0, err.getvalue()
+  assert (
+      retrieve.run(
+          [
+              "index",
+              "--workdir",
+              str(workdir),
+              "--images",
+              str(gallery),
+              "--out",
+              str(tmp_path / "index"),
+          ],
+          stdout=out,
+          stderr=err,
+      )
+      == 0
+  ), err.getvalue()
   model = json.loads((tmp_path / "index" / "meta.json").read_text())["model"]
   assert model["step"] == 2 and model["checkpoint"].endswith("best/2")
   # With no --workdir, query loads the index's own model: best/2 (checkpoints/2 is pruned).
   out, err = io.StringIO(), io.StringIO()
-  assert retrieve.run(["query", "--index", str(tmp_path / "index"), str(gallery / "0.png"),
-                       "--k", "1"], stdout=out, stderr=err) == 0, err.getvalue()
+  assert (
+      retrieve.run(
+          ["query", "--index", str(tmp_path / "index"), str(gallery / "0.png"), "--k", "1"],
+          stdout=out,
+          stderr=err,
+      )
+      == 0
+  ), err.getvalue()
   assert json.loads(out.getvalue().splitlines()[0])["results"][0]["path"] == "0.png"
   assert "may not be comparable" not in err.getvalue()

@@ -2,6 +2,7 @@
 
 One Service (tiny trained run, batch buckets 1, 2, 4) and one uvicorn server per module.
 """
+
 import concurrent.futures
 import http.client
 import io
@@ -49,11 +50,13 @@ def service(run_dir, gallery, tmp_path_factory):
   from fashionnet_jax.inference.index import Index
   from fashionnet_jax.inference.predictor import Predictor
   from fashionnet_jax.serve.service import Service
+
   predictor = Predictor(workdir=run_dir / "workdir")
   folder = tmp_path_factory.mktemp("index")
   retrieve.build_index(predictor, str(gallery), str(folder), batch_size=4, log=io.StringIO())
-  service = Service(predictor, Index(str(folder)), max_batch=4, max_wait_ms=20,
-                    max_pixels=MAX_PIXELS).start()
+  service = Service(
+      predictor, Index(str(folder)), max_batch=4, max_wait_ms=20, max_pixels=MAX_PIXELS
+  ).start()
   yield service
   service.close()
 
@@ -62,6 +65,7 @@ def service(run_dir, gallery, tmp_path_factory):
 def client(service):
   from fastapi.testclient import TestClient
   from fashionnet_jax.serve.app import create_app
+
   return TestClient(create_app(service, max_body_bytes=MAX_BODY))
 
 
@@ -69,35 +73,48 @@ def client(service):
 def server(service):
   from fashionnet_jax.serve.app import create_app
   from fashionnet_jax.serve.server import BackgroundServer
+
   with BackgroundServer(create_app(service, max_body_bytes=MAX_BODY)) as running:
     yield running
 
 
 def upload(client, path, data=None, route="/v1/predict", **fields):
   data = Path(path).read_bytes() if data is None else data
-  return client.post(route, files={"image": (Path(path).name, data, "image/jpeg")},
-                     data={k: str(v) for k, v in fields.items()})
+  return client.post(
+      route,
+      files={"image": (Path(path).name, data, "image/jpeg")},
+      data={k: str(v) for k, v in fields.items()},
+  )
 
 
 def test_predict_is_the_predict_commands_record(client, service, photo):
   from fashionnet_jax.inference import describe
+
   response = upload(client, photo, bbox=",".join(map(str, host.BBOX)), top_k=3)
   assert response.status_code == 200, response.text
   record = response.json()
-  [(_, expected, error)] = describe.predict_files(service.predictor, [str(photo)], [host.BBOX],
-                                                  top_k=3)
+  [(_, expected, error)] = describe.predict_files(
+      service.predictor, [str(photo)], [host.BBOX], top_k=3
+  )
   assert error is None
   assert record["image"] == photo.name and record["bbox"] == list(host.BBOX)
   expected["image"] = photo.name
   # Batch-of-1 vs batch-of-4 forward passes: float rounding only.
   assert [c["name"] for c in record["category"]] == [c["name"] for c in expected["category"]]
   for key in ("category", "attributes"):
-    np.testing.assert_allclose([c["probability"] for c in record[key]],
-                               [c["probability"] for c in expected[key]], atol=1e-4)
-  np.testing.assert_allclose([[m["x"], m["y"]] for m in record["landmarks"]],
-                             [[m["x"], m["y"]] for m in expected["landmarks"]], atol=0.05)
-  assert {k: v for k, v in record.items() if k not in ("category", "attributes", "landmarks")} == \
-         {k: v for k, v in expected.items() if k not in ("category", "attributes", "landmarks")}
+    np.testing.assert_allclose(
+        [c["probability"] for c in record[key]],
+        [c["probability"] for c in expected[key]],
+        atol=1e-4,
+    )
+  np.testing.assert_allclose(
+      [[m["x"], m["y"]] for m in record["landmarks"]],
+      [[m["x"], m["y"]] for m in expected["landmarks"]],
+      atol=0.05,
+  )
+  assert {k: v for k, v in record.items() if k not in ("category", "attributes", "landmarks")} == {
+      k: v for k, v in expected.items() if k not in ("category", "attributes", "landmarks")
+  }
 
 
 def test_retrieve_finds_the_query_itself_and_serves_thumbnails_by_number(client, photo):
@@ -126,15 +143,24 @@ def test_bad_input_gets_a_one_line_json_4xx_and_the_server_stays_up(client, serv
   cases = [  # (what, response, status)
       ("0 bytes", upload(client, "a.jpg", b""), 400),
       ("not an image", upload(client, "a.jpg", b"this is not a picture\n"), 400),
-      ("truncated JPEG", upload(client, "a.jpg", good[:len(good) // 2]), 400),
+      ("truncated JPEG", upload(client, "a.jpg", good[: len(good) // 2]), 400),
       ("no image field", client.post("/v1/predict", data={"bbox": "1,2,3,4"}), 400),
-      ("not multipart", client.post("/v1/predict", content=b"{}",
-                                    headers={"content-type": "application/json"}), 400),
+      (
+          "not multipart",
+          client.post("/v1/predict", content=b"{}", headers={"content-type": "application/json"}),
+          400,
+      ),
       ("pixel bomb", upload(client, "bomb.png", _bomb()), 413),
       ("body over the limit", upload(client, "big.jpg", good + b"\0" * MAX_BODY), 413),
-      ("chunked body over the limit", client.post(
-          "/v1/predict", content=iter([b"x" * 65536] * (MAX_BODY // 65536 + 2)),
-          headers={"content-type": "multipart/form-data; boundary=x"}), 413),
+      (
+          "chunked body over the limit",
+          client.post(
+              "/v1/predict",
+              content=iter([b"x" * 65536] * (MAX_BODY // 65536 + 2)),
+              headers={"content-type": "multipart/form-data; boundary=x"},
+          ),
+          413,
+      ),
       ("bbox syntax", upload(client, photo, good, bbox="1,2,3"), 422),
       ("bbox upside down", upload(client, photo, good, bbox="50,50,10,10"), 422),
       ("bbox outside", upload(client, photo, good, bbox="5000,5000,5100,5100"), 422),
@@ -157,6 +183,7 @@ def test_a_full_queue_answers_503(client, service, monkeypatch):
 
   def full(loaded):
     raise Overloaded("server busy: 128 requests already queued")
+
   monkeypatch.setattr(service, "submit", full)
   response = upload(client, "a.png", _small_png())
   assert response.status_code == 503 and "busy" in response.json()["error"]
@@ -170,6 +197,7 @@ def _small_png() -> bytes:
 
 def test_batcher_pads_to_buckets_and_bounds_its_queue():
   from fashionnet_jax.serve.batcher import MicroBatcher, Overloaded, buckets
+
   assert buckets(1) == [1] and buckets(4) == [1, 2, 4] and buckets(5) == [1, 2, 4, 8]
   release, shapes = threading.Event(), []
 
@@ -209,8 +237,11 @@ def test_concurrent_requests_are_batched_without_recompiling(server, service, re
   for path, (_, record) in zip(jobs, answers):
     assert record["image"] == path.name
     assert record["category"][0]["name"] == singles[path.name]["category"][0]["name"]
-    np.testing.assert_allclose(record["category"][0]["probability"],
-                               singles[path.name]["category"][0]["probability"], atol=1e-4)
+    np.testing.assert_allclose(
+        record["category"][0]["probability"],
+        singles[path.name]["category"][0]["probability"],
+        atol=1e-4,
+    )
   grew = {n: c - before.get(n, 0) for n, c in service.batcher.batch_sizes.items()}
   assert sum(n * c for n, c in grew.items()) == 16
   assert max(n for n, c in grew.items() if c) > 1
@@ -220,11 +251,15 @@ def test_concurrent_requests_are_batched_without_recompiling(server, service, re
 def _post(server, path, route="/v1/predict"):
   """A multipart POST over a real socket (what a client on loopback does)."""
   boundary = "fashionnetboundary"
-  body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
-          f"filename=\"{path.name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+  body = (
+      f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+      f'filename="{path.name}"\r\nContent-Type: image/jpeg\r\n\r\n'
+  ).encode()
   body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
   connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
-  connection.request("POST", route, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+  connection.request(
+      "POST", route, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+  )
   response = connection.getresponse()
   answer = (response.status, json.loads(response.read()))
   connection.close()
@@ -233,7 +268,11 @@ def _post(server, path, route="/v1/predict"):
 
 def test_the_command_refuses_a_bad_workdir_or_index_in_one_line(tmp_path, capsys):
   from fashionnet_jax.serve.__main__ import main
-  for argv in (["--workdir", str(tmp_path / "nothing")], ["--workdir", str(tmp_path), "--index", str(tmp_path)]):
+
+  for argv in (
+      ["--workdir", str(tmp_path / "nothing")],
+      ["--workdir", str(tmp_path), "--index", str(tmp_path)],
+  ):
     with pytest.raises(SystemExit) as exit_:
       main(argv)
     assert exit_.value.code == 2
@@ -243,8 +282,10 @@ def test_the_command_refuses_a_bad_workdir_or_index_in_one_line(tmp_path, capsys
 
 def test_benchmark_smoke(service, real_photos):
   from fashionnet_jax.benchmarks import serve as bench
-  results = bench.measure(service.predictor, real_photos, requests=12,
-                          concurrencies=(1, 4), max_batch=4, max_wait_ms=5)
+
+  results = bench.measure(
+      service.predictor, real_photos, requests=12, concurrencies=(1, 4), max_batch=4, max_wait_ms=5
+  )
   rows = {row["concurrency"]: row for row in results["server"]}
   assert set(rows) == {1, 4} and all(r["errors"] == 0 for r in rows.values())
   assert results["direct"]["images_per_s"] > 0 and rows[4]["images_per_s"] > 0
@@ -252,14 +293,22 @@ def test_benchmark_smoke(service, real_photos):
 
 # The page, in Debian's chromium (installed by .ci/run), through selenium.
 
+
 @pytest.fixture(scope="module")
 def browser():
   from selenium import webdriver
+
   chromedriver = host.program("chromedriver", "apt-get install chromium chromium-driver")
   from selenium.webdriver.chrome.service import Service as DriverService
+
   options = webdriver.ChromeOptions()
-  for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-               "--window-size=1100,900"):
+  for flag in (
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-dev-shm-usage",
+      "--disable-gpu",
+      "--window-size=1100,900",
+  ):
     options.add_argument(flag)
   driver = webdriver.Chrome(options=options, service=DriverService(chromedriver))
   yield driver
@@ -269,19 +318,25 @@ def browser():
 def _analyse(browser, server, path, width, height):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
+
   browser.set_window_size(width, height)
   browser.get(server.url + "/")
   browser.find_element(By.ID, "file").send_keys(str(path))
   wait = WebDriverWait(browser, 60)
   wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#gallery img")) > 0)
-  wait.until(lambda b: b.execute_script(
-      "return [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth > 0)"))
+  wait.until(
+      lambda b: b.execute_script(
+          "return [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth > 0)"
+      )
+  )
   return By
 
 
-def test_the_page_shows_categories_landmarks_and_similar_items(browser, server, service, photo,
-                                                              tmp_path):
+def test_the_page_shows_categories_landmarks_and_similar_items(
+    browser, server, service, photo, tmp_path
+):
   from fashionnet_jax.inference import describe
+
   By = _analyse(browser, server, photo, 1100, 900)
   [(_, record, _)] = describe.predict_files(service.predictor, [str(photo)], top_k=service.top_k)
   names = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#categories li")]
@@ -290,7 +345,9 @@ def test_the_page_shows_categories_landmarks_and_similar_items(browser, server, 
   marks = browser.find_elements(By.CSS_SELECTOR, "#marks g.mark")
   assert len(marks) == sum(m["applies"] for m in record["landmarks"]) >= 4
   visible = {m["name"] for m in record["landmarks"] if m["applies"] and m["visible"]}
-  assert {g.get_attribute("data-name") for g in marks if "visible" in g.get_attribute("class").split()} == visible
+  assert {
+      g.get_attribute("data-name") for g in marks if "visible" in g.get_attribute("class").split()
+  } == visible
   assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == min(8, service.max_k)
   assert browser.find_element(By.ID, "status").text == ""
   browser.save_screenshot(str(tmp_path / "desktop.png"))
@@ -305,6 +362,7 @@ def test_the_page_shows_categories_landmarks_and_similar_items(browser, server, 
 def test_the_page_reports_a_bad_file(browser, server, tmp_path):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
+
   bad = tmp_path / "notes.jpg"
   bad.write_text("not a picture")
   browser.set_window_size(1100, 900)
@@ -319,6 +377,7 @@ def test_a_bbox_field_crops_as_predict_does_and_answers_say_which_crop(client, s
   `predict` and `retrieve query` answer for the same crop; without one, the whole image."""
   from fashionnet_jax import retrieve
   from fashionnet_jax.inference import describe
+
   path = gallery / "synthetic_1.jpg"
   width, height = Image.open(path).size
   box = (width // 4, height // 5, width - 3, height - 2)
@@ -330,19 +389,27 @@ def test_a_bbox_field_crops_as_predict_does_and_answers_say_which_crop(client, s
   assert (record["crop"], record["bbox"]) == ("bbox", list(box))
   for key in ("category", "attributes"):
     assert [c["name"] for c in record[key]] == [c["name"] for c in expected[key]]
-    np.testing.assert_allclose([c["probability"] for c in record[key]],
-                               [c["probability"] for c in expected[key]], atol=1e-4)
-  np.testing.assert_allclose([[m["x"], m["y"]] for m in record["landmarks"]],
-                             [[m["x"], m["y"]] for m in expected["landmarks"]], atol=0.05)
+    np.testing.assert_allclose(
+        [c["probability"] for c in record[key]],
+        [c["probability"] for c in expected[key]],
+        atol=1e-4,
+    )
+  np.testing.assert_allclose(
+      [[m["x"], m["y"]] for m in record["landmarks"]],
+      [[m["x"], m["y"]] for m in expected["landmarks"]],
+      atol=0.05,
+  )
   assert upload(client, path).json()["crop"] == "whole image"
 
   found = upload(client, path, route="/v1/retrieve", bbox=text, k=3).json()
   assert (found["crop"], found["bbox"]) == ("bbox", list(box))
-  [(_, results, _, kind)] = retrieve.query_index(service.predictor, service.index, [str(path)], 3,
-                                                 bboxes=[box])
+  [(_, results, _, kind)] = retrieve.query_index(
+      service.predictor, service.index, [str(path)], 3, bboxes=[box]
+  )
   assert kind == "bbox" and [r["path"] for r in found["results"]] == [r["path"] for r in results]
-  np.testing.assert_allclose([r["score"] for r in found["results"]],
-                             [r["score"] for r in results], atol=1e-4)
+  np.testing.assert_allclose(
+      [r["score"] for r in found["results"]], [r["score"] for r in results], atol=1e-4
+  )
   whole = upload(client, path, route="/v1/retrieve", k=3).json()
   assert (whole["crop"], whole["bbox"]) == ("whole image", None)
   assert whole["results"][0]["path"] == path.name  # the gallery holds it whole

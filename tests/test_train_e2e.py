@@ -2,6 +2,7 @@
 
 Each test runs `python -m fashionnet_jax.main` in subprocesses, as a user would.
 """
+
 import json
 import re
 import signal
@@ -13,8 +14,13 @@ import numpy as np
 import pytest
 
 from fashionnet_jax.errors import PREEMPTED_EXIT
-from e2e import (ROOT, fingerprints as _fingerprints, finish as _finish, main_process as _main,
-                 wait_for_checkpoint as _wait_for_checkpoint)
+from e2e import (
+    ROOT,
+    fingerprints as _fingerprints,
+    finish as _finish,
+    main_process as _main,
+    wait_for_checkpoint as _wait_for_checkpoint,
+)
 
 pytestmark = pytest.mark.slow  # whole `main` runs in subprocesses: ~8 min on 2 cores
 
@@ -22,12 +28,13 @@ pytestmark = pytest.mark.slow  # whole `main` runs in subprocesses: ~8 min on 2 
 def _final_params(workdir):
   from fashionnet_jax.inference.predictor import Predictor
   import jax
+
   return jax.tree.leaves(jax.device_get(Predictor(workdir=workdir).params))
 
 
 def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_dir, trained):
   reference_dir, reference = trained
-  (_, want), = _fingerprints(reference)
+  ((_, want),) = _fingerprints(reference)
 
   # Preemption: SIGTERM saves a checkpoint and exits with the status schedulers requeue on.
   proc = _main(tmp_path / "b", data_dir)
@@ -47,18 +54,20 @@ def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, data_d
 
   out = _finish(_main(tmp_path / "b", data_dir))
   assert "Resumed from step" in out
-  (_, got), = _fingerprints(out)
+  ((_, got),) = _fingerprints(out)
   assert got == want
   for a, b in zip(_final_params(reference_dir), _final_params(tmp_path / "b")):
     np.testing.assert_array_equal(a, b)  # bitwise on CPU
 
 
-def test_evaluate_mode_on_a_read_only_run_writes_json_table_and_plots_elsewhere(trained, data_dir,
-                                                                               tmp_path):
+def test_evaluate_mode_on_a_read_only_run_writes_json_table_and_plots_elsewhere(
+    trained, data_dir, tmp_path
+):
   # --mode=evaluate is a reader: it writes nothing into the run, and a run it cannot
   # write into (a read-only mount: EROFS, even for root) sends its evaluation elsewhere.
   import host
   from test_faults import _files, _read_only_mount, _unmount
+
   workdir = tmp_path / "ro_run"
   mounted = _read_only_mount(workdir, source=trained[0])
   try:
@@ -73,8 +82,14 @@ def test_evaluate_mode_on_a_read_only_run_writes_json_table_and_plots_elsewhere(
   out_dir = Path(out_dir)
   result = json.loads((out_dir / "eval" / "24.json").read_text())
   assert result["step"] == 24 and result["split"] == "test"
-  for key in ("category_top1", "category_top3", "attribute_top5_recall",
-              "attribute_top5_recall_texture", "landmark_ne", "landmark_ne_left_collar"):
+  for key in (
+      "category_top1",
+      "category_top3",
+      "attribute_top5_recall",
+      "attribute_top5_recall_texture",
+      "landmark_ne",
+      "landmark_ne_left_collar",
+  ):
     assert 0.0 <= result[key] <= 1.0, key
   assert result == json.loads((trained[0] / "eval" / "24.json").read_text())
   table = (out_dir / "eval" / "24.md").read_text()
@@ -92,8 +107,17 @@ def _free_port():
 def test_two_processes_train_with_identical_parameters(tmp_path, data_dir):
   address = f"localhost:{_free_port()}"
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-  procs = [_main(tmp_path / "mp", data_dir, f"--coordinator_address={address}",
-                 "--num_processes=2", f"--process_id={i}", env=env) for i in range(2)]
+  procs = [
+      _main(
+          tmp_path / "mp",
+          data_dir,
+          f"--coordinator_address={address}",
+          "--num_processes=2",
+          f"--process_id={i}",
+          env=env,
+      )
+      for i in range(2)
+  ]
   logs = [_finish(p, timeout=400) for p in procs]
   prints = dict(fp for log in logs for fp in _fingerprints(log))
   assert set(prints) == {"0", "1"}, logs[0][-2000:]
@@ -111,17 +135,27 @@ def test_config_mistake_is_one_line_without_traceback(tmp_path, data_dir):
 
 def _restore_params(path):
   import orbax.checkpoint as ocp
+
   with ocp.StandardCheckpointer() as ckptr:
     return ckptr.restore(Path(path) / "state")["params"]
 
 
 def test_model_selection_on_validation_then_one_test_evaluation(tmp_path, data_dir):
   workdir = tmp_path / "select"
-  out = _finish(_main(workdir, data_dir, "--config.select_metric=category_top1",
-                      "--config.eval_every_steps=4", "--config.keep_checkpoints=10"))
+  out = _finish(
+      _main(
+          workdir,
+          data_dir,
+          "--config.select_metric=category_top1",
+          "--config.eval_every_steps=4",
+          "--config.keep_checkpoints=10",
+      )
+  )
   assert "Testing the step chosen on validation" in out
-  validation = {int(p.stem): json.loads(p.read_text())
-                for p in (workdir / "eval" / "validation").glob("*.json")}
+  validation = {
+      int(p.stem): json.loads(p.read_text())
+      for p in (workdir / "eval" / "validation").glob("*.json")
+  }
   assert sorted(validation) == [4, 8, 12, 16, 20, 24]
   assert {r["split"] for r in validation.values()} == {"validation"}
   scores = [validation[s]["category_top1"] for s in sorted(validation)]
@@ -132,6 +166,7 @@ def test_model_selection_on_validation_then_one_test_evaluation(tmp_path, data_d
   assert final["split"] == "test" and final["selected_step"] == best == final["step"]
   # The kept state is the one trained to that step.
   import jax
+
   kept = jax.tree.leaves(_restore_params(workdir / "best" / str(best)))
   regular = jax.tree.leaves(_restore_params(workdir / "checkpoints" / str(best)))
   assert len(kept) == len(regular) > 0
@@ -146,8 +181,10 @@ def test_init_from_a_fashionnet_run(trained, tmp_path):
   from flax import traverse_util
   from fashionnet_jax.inference.predictor import Predictor
   from fashionnet_jax.training.train_setup import TrainSetup
+
   sys.path.insert(0, str(ROOT / "tests"))
   from tiny import tiny_config
+
   workdir, _ = trained
   source = traverse_util.flatten_dict(jax.device_get(Predictor(workdir=workdir).params))
   config = tiny_config(init_from=str(workdir))  # 12 attributes; the run has 1000

@@ -1,4 +1,5 @@
 """The compiled train step: stages, frozen groups, sharding, the NaN guard, config errors."""
+
 import jax
 import numpy as np
 import pytest
@@ -26,9 +27,13 @@ def _params(trainer):
 
 def _changed(before, after):
   """Which groups had any parameter change."""
-  return {g: any(not np.array_equal(a, b) for a, b in
-                 zip(jax.tree.leaves(before[g]), jax.tree.leaves(after[g])))
-          for g in before}
+  return {
+      g: any(
+          not np.array_equal(a, b)
+          for a, b in zip(jax.tree.leaves(before[g]), jax.tree.leaves(after[g]))
+      )
+      for g in before
+  }
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +81,30 @@ def test_eight_devices_match_one(tmp_path):
   m1, m8 = _run(one, [0, 2]), _run(eight, [0, 2])
   for a, b in zip(m1, m8):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
-               _params(one), _params(eight))
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
+      _params(one),
+      _params(eight),
+  )
 
 
 @pytest.mark.slow
 def test_model_axis_shards_large_fc_and_matches(tmp_path):
   config = tiny_config(**{"mesh.data": 4, "mesh.model": 2, "model.fc6_dim": 1024})
   t = TrainSetup(config, tmp_path / "mp")
-  specs = {jax.tree_util.keystr(p): s.spec for p, s in
-           jax.tree_util.tree_flatten_with_path(t.state_shardings.params)[0]}
+  specs = {
+      jax.tree_util.keystr(p): s.spec
+      for p, s in jax.tree_util.tree_flatten_with_path(t.state_shardings.params)[0]
+  }
   sharded = [k for k, spec in specs.items() if "model" in tuple(spec)]
   assert any("fc7" in k for k in sharded), sharded
-  single = TrainSetup(config.copy_and_resolve_references() if False else tiny_config(
-      **{"mesh.data": 1, "mesh.model": 1, "model.fc6_dim": 1024}), tmp_path / "sp",
-      devices=jax.devices()[:1])
+  single = TrainSetup(
+      config.copy_and_resolve_references()
+      if False
+      else tiny_config(**{"mesh.data": 1, "mesh.model": 1, "model.fc6_dim": 1024}),
+      tmp_path / "sp",
+      devices=jax.devices()[:1],
+  )
   a, b = _run(t, [0, 2]), _run(single, [0, 2])
   np.testing.assert_allclose(a[-1]["loss"], b[-1]["loss"], rtol=2e-5)
 
@@ -112,12 +126,15 @@ def test_nonfinite_update_is_skipped_and_counted(tmp_path):
   train._check_nonfinite(out, 5, limit=2)  # below the limit: training goes on
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"model.backbone": "vgg19"}, "config.model.backbone='vgg19'"),
-    ({"batch_size": 12}, "config.batch_size=12 is not divisible by the 8"),
-    ({"dataset.name": "deepfashion/shoes"}, "config.dataset.name='deepfashion/shoes'"),
-    ({"optimizer.name": "lamb"}, "config.optimizer.name='lamb'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"model.backbone": "vgg19"}, "config.model.backbone='vgg19'"),
+        ({"batch_size": 12}, "config.batch_size=12 is not divisible by the 8"),
+        ({"dataset.name": "deepfashion/shoes"}, "config.dataset.name='deepfashion/shoes'"),
+        ({"optimizer.name": "lamb"}, "config.optimizer.name='lamb'"),
+    ],
+)
 def test_config_errors(tmp_path, override, message):
   with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
     TrainSetup(tiny_config(**override), tmp_path)
@@ -126,12 +143,15 @@ def test_config_errors(tmp_path, override, message):
 def test_unknown_stage_group_is_a_config_error(tmp_path):
   config = tiny_config()
   config.stages[0].train = ("trunk", "pose")
-  with pytest.raises(ConfigError, match=r"config.stages\[0\] \('pose'\): unknown parameter groups \['pose'\]"):
+  with pytest.raises(
+      ConfigError, match=r"config.stages\[0\] \('pose'\): unknown parameter groups \['pose'\]"
+  ):
     TrainSetup(config, tmp_path)
 
 
 def test_missing_dataset_is_a_config_error(tmp_path):
   from fashionnet_jax.data.prepare import ensure_dataset
+
   config = tiny_config(**{"dataset.data_dir": str(tmp_path), "dataset.synthetic_if_missing": False})
   with pytest.raises(ConfigError, match="is not prepared in .*tfds build datasets/deepfashion"):
     ensure_dataset(config)

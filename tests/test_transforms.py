@@ -1,4 +1,5 @@
 """Per-example transforms: landmark geometry stays on the garment's pixels."""
+
 import io
 
 import numpy as np
@@ -33,7 +34,8 @@ def test_crop_resize_keeps_landmarks_on_their_markers(margin):
     crop = transforms.bbox_crop(record["bbox"], margin)
     image = transforms.decode_crop_resize(record["image"], crop, SIZE)
     landmarks, visibility = transforms.crop_landmarks(
-        record["landmarks"], record["landmark_visibility"], crop)
+        record["landmarks"], record["landmark_visibility"], crop
+    )
     assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
     seen = _marker_slots(image, landmarks, visibility)
     assert seen and all(seen[s] == s for s in seen), (index, seen)
@@ -60,8 +62,9 @@ def test_flipped_pixels_show_the_swapped_slots_markers():
     record = fakes.make_record(index, rng)
     crop = transforms.bbox_crop(record["bbox"], 0.1)
     image = transforms.decode_crop_resize(record["image"], crop, SIZE, flip=True)
-    landmarks, visibility = transforms.flip_landmarks(*transforms.crop_landmarks(
-        record["landmarks"], record["landmark_visibility"], crop))
+    landmarks, visibility = transforms.flip_landmarks(
+        *transforms.crop_landmarks(record["landmarks"], record["landmark_visibility"], crop)
+    )
     seen = _marker_slots(image, landmarks, visibility)
     # Slot s of the flipped example is the original slot FLIP_PERMUTATION[s].
     assert seen and all(seen[s] == schema.FLIP_PERMUTATION[s] for s in seen), seen
@@ -92,6 +95,7 @@ def test_draft_decoding_matches_full_decoding():
   fast = transforms.decode_crop_resize(record["image"], crop, SIZE)
   from PIL import Image
   import io
+
   full = np.asarray(Image.open(io.BytesIO(record["image"])).convert("RGB"))
   slow = transforms.decode_crop_resize(full, crop, SIZE)  # ndarray path: no draft
   assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 4
@@ -108,6 +112,7 @@ def test_normalize_batch_matches_the_formula_and_inverts():
 
 def test_color_jitter_brightness_contrast_saturation():
   from PIL import Image
+
   pixels = np.random.default_rng(0).integers(20, 120, (16, 16, 3)).astype(np.uint8)
   img = Image.fromarray(pixels)
   out = lambda f: np.asarray(transforms.color_jitter(img, f)).astype(int)
@@ -172,8 +177,12 @@ def _mark_record():
   visibility = np.array([0] + [3] * 7, np.int32)
   x0, y0, x1, y1 = MARK_BOX
   bbox = np.array([y0 / height, x0 / width, y1 / height, x1 / width], np.float32)
-  return {"image": _one_pixel_png(), "bbox": bbox, "landmarks": landmarks,
-          "landmark_visibility": visibility}
+  return {
+      "image": _one_pixel_png(),
+      "bbox": bbox,
+      "landmarks": landmarks,
+      "landmark_visibility": visibility,
+  }
 
 
 @pytest.mark.parametrize("size", [20, 40])
@@ -183,9 +192,12 @@ def test_flipped_one_pixel_mark_and_its_label_land_together(size):
   assert (width, height) == MARK_SOURCE
   crop = transforms.bbox_crop(record["bbox"], 0.0)
   image = transforms.decode_crop_resize(record["image"], crop, size, flip=True)
-  landmarks = transforms.pixel_centres(record["landmarks"], record["landmark_visibility"], width, height)
-  landmarks, visibility = transforms.flip_landmarks(*transforms.crop_landmarks(
-      landmarks, record["landmark_visibility"], crop))
+  landmarks = transforms.pixel_centres(
+      record["landmarks"], record["landmark_visibility"], width, height
+  )
+  landmarks, visibility = transforms.flip_landmarks(
+      *transforms.crop_landmarks(landmarks, record["landmark_visibility"], crop)
+  )
   seen = _bright_centroid(image)
   np.testing.assert_allclose(seen, _expected_flipped_pixel(size), atol=0.02)
   # The left collar became the right collar (slot 1), on the bright pixel.
@@ -193,7 +205,8 @@ def test_flipped_one_pixel_mark_and_its_label_land_together(size):
   np.testing.assert_allclose(transforms.pixel_index(landmarks[1] * size), seen, atol=0.05)
   if size == 20:  # unresampled: the label is the bright pixel's own index
     assert tuple(np.unravel_index(image.sum(-1).argmax(), image.shape[:2])[::-1]) == tuple(
-        np.round(transforms.pixel_index(landmarks[1] * size)).astype(int))
+        np.round(transforms.pixel_index(landmarks[1] * size)).astype(int)
+    )
 
 
 class _FlipRng:
@@ -209,14 +222,16 @@ class _FlipRng:
 
 def test_train_preprocess_flips_a_one_pixel_mark_with_its_label():
   from fashionnet_jax.data.preprocess import Preprocess
+
   size = 40
-  preprocess = Preprocess(image_size=size, num_attributes=4, train=True, crop_margin=0.0,
-                          flip=True)
+  preprocess = Preprocess(image_size=size, num_attributes=4, train=True, crop_margin=0.0, flip=True)
   example = preprocess(_mark_record(), _FlipRng(), "one-pixel")
   seen = _bright_centroid(example["image"])
   np.testing.assert_allclose(seen, _expected_flipped_pixel(size), atol=0.02)
   assert example["landmark_visibility"][1] == 0
-  np.testing.assert_allclose(transforms.pixel_index(example["landmarks"][1] * size), seen, atol=0.05)
+  np.testing.assert_allclose(
+      transforms.pixel_index(example["landmarks"][1] * size), seen, atol=0.05
+  )
 
 
 def test_pixel_centres_and_back():

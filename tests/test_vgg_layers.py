@@ -1,6 +1,7 @@
 """VGG building blocks written for speed compute the same functions as the plain ones:
 the 2×2 max pool and its gradient (against PyTorch's, ties included), the ReLU
 whose gradient reads its output, and conv1_1 with its channels padded to 8."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +34,7 @@ def test_max_pool_and_gradient_match_pytorch_with_ties(shape):
 
 def test_max_pool_matches_reduce_window_in_bfloat16():
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 5), jnp.bfloat16)
-  expected = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+  expected = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
   np.testing.assert_array_equal(np.asarray(vgg.max_pool_2x2(x)), np.asarray(expected))
 
 
@@ -47,7 +48,7 @@ def test_relu_value_and_gradient_equal_jax_nn_relu():
 
 
 def test_conv_with_padded_channels_equals_the_conv_and_its_gradients():
-  conv = nnx.Conv(3, 8, (3, 3), padding='SAME', rngs=nnx.Rngs(0))
+  conv = nnx.Conv(3, 8, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
   conv.bias.value = jax.random.normal(jax.random.key(3), (8,))
   x = jax.random.normal(jax.random.key(2), (2, 6, 6, 3))
 

@@ -1,4 +1,5 @@
 """Tiny configs and batches shared by the training tests (2-core CPU sized)."""
+
 import sys
 from pathlib import Path
 
@@ -28,9 +29,15 @@ def tiny_config(**overrides):
   config.optimizer.learning_rate = 0.05
   config.stages = [
       default.stage("pose", 2, ("trunk", "pose_branch"), landmark=10.0, visibility=1.0),
-      default.stage("recognition", 2,
-                    ("trunk", "local_branch", "global_branch", "fusion", "heads"),
-                    landmark=1.0, category=1.0, attribute=1.0, triplet=1.0),
+      default.stage(
+          "recognition",
+          2,
+          ("trunk", "local_branch", "global_branch", "fusion", "heads"),
+          landmark=1.0,
+          category=1.0,
+          attribute=1.0,
+          triplet=1.0,
+      ),
   ]
   config.num_rounds = 1
   config.log_every_steps = 2
@@ -53,4 +60,5 @@ def fake_batch(config, seed=0, batch=None):
       attributes=rng.choice(np.array([-1, 0, 1], np.int8), (b, config.model.num_attributes)),
       clothes_type=rng.integers(0, 3, b).astype(np.int32),
       item=np.repeat(np.arange(b // 2), 2).astype(np.int32),
-      mask=np.ones(b, bool))
+      mask=np.ones(b, bool),
+  )

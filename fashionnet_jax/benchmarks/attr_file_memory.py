@@ -34,8 +34,7 @@ def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def write_category_benchmark(manual_dir: pathlib.Path, rows: int,
-                             seed: int = 0) -> pathlib.Path:
+def write_category_benchmark(manual_dir: pathlib.Path, rows: int, seed: int = 0) -> pathlib.Path:
   """Writes the Category benchmark's annotation files (no images)."""
   rng = np.random.default_rng(seed)
   root = manual_dir / records.BENCHMARK_DIRS["category_attribute"]
@@ -47,20 +46,29 @@ def write_category_benchmark(manual_dir: pathlib.Path, rows: int,
     f.writelines(f"Category_{i:<6d}{1 + i % 3}\n" for i in range(50))
   with open(root / "Anno/list_attr_cloth.txt", "w") as f:
     f.write(f"{NUM_ATTRIBUTES}\nattribute_name  attribute_type\n")
-    f.writelines(f"{'attr ' + str(i):<29}{1 + i % 5}\n"
-                 for i in range(NUM_ATTRIBUTES))
-  pool = [" ".join(f"{v:2d}" for v in rng.choice(
-      [-1, -1, -1, 0, 1], NUM_ATTRIBUTES)) for _ in range(ROW_POOL)]
-  names = {k: open(root / p, "w") for k, p in (
-      ("cat", "Anno/list_category_img.txt"), ("attr", "Anno/list_attr_img.txt"),
-      ("bbox", "Anno/list_bbox.txt"), ("lm", "Anno/list_landmarks.txt"),
-      ("part", "Eval/list_eval_partition.txt"))}
+    f.writelines(f"{'attr ' + str(i):<29}{1 + i % 5}\n" for i in range(NUM_ATTRIBUTES))
+  pool = [
+      " ".join(f"{v:2d}" for v in rng.choice([-1, -1, -1, 0, 1], NUM_ATTRIBUTES))
+      for _ in range(ROW_POOL)
+  ]
+  names = {
+      k: open(root / p, "w")
+      for k, p in (
+          ("cat", "Anno/list_category_img.txt"),
+          ("attr", "Anno/list_attr_img.txt"),
+          ("bbox", "Anno/list_bbox.txt"),
+          ("lm", "Anno/list_landmarks.txt"),
+          ("part", "Eval/list_eval_partition.txt"),
+      )
+  }
   try:
-    headers = {"cat": "image_name  category_label",
-               "attr": "image_name  attribute_labels",
-               "bbox": "image_name  x_1  y_1  x_2  y_2",
-               "lm": "image_name  clothes_type  landmark_visibility_1 ...",
-               "part": "image_name  evaluation_status"}
+    headers = {
+        "cat": "image_name  category_label",
+        "attr": "image_name  attribute_labels",
+        "bbox": "image_name  x_1  y_1  x_2  y_2",
+        "lm": "image_name  clothes_type  landmark_visibility_1 ...",
+        "part": "image_name  evaluation_status",
+    }
     for k, f in names.items():
       f.write(f"{rows}\n{headers[k]}\n")
     triples = "  0 146 102  0 173 095  0 094 242  0 205 255  0 136 229  0 177 232"
@@ -92,14 +100,18 @@ def stream(manual_dir: pathlib.Path) -> tuple[int, int]:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
       prog="python -m fashionnet_jax.benchmarks.attr_file_memory",
-      description=__doc__.split("\n\n")[0])
-  parser.add_argument("--rows", type=int, default=289_222,
-                      help="images (rows of list_attr_img.txt); default: the"
-                      " real 289,222")
-  parser.add_argument("--tracemalloc", action="store_true",
-                      help="also report tracemalloc's peak (slower)")
-  parser.add_argument("--dir", default=None,
-                      help="work folder (default: a temporary one, removed)")
+      description=__doc__.split("\n\n")[0],
+  )
+  parser.add_argument(
+      "--rows",
+      type=int,
+      default=289_222,
+      help="images (rows of list_attr_img.txt); default: the" " real 289,222",
+  )
+  parser.add_argument(
+      "--tracemalloc", action="store_true", help="also report tracemalloc's peak (slower)"
+  )
+  parser.add_argument("--dir", default=None, help="work folder (default: a temporary one, removed)")
   args = parser.parse_args(argv)
   if args.rows < 1:
     parser.error("--rows must be at least 1")
@@ -125,8 +137,7 @@ def main(argv=None) -> None:
         "positives": positives,
     }
     if args.tracemalloc:
-      result["tracemalloc_peak_mb"] = round(
-          tracemalloc.get_traced_memory()[1] / 2**20, 2)
+      result["tracemalloc_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
       tracemalloc.stop()
   print(json.dumps(result))
 

@@ -12,6 +12,7 @@ image at 224 px.
   from fashionnet_jax.benchmarks import flops
   flops.train_flops_per_image(config.model, config.image_size)
 """
+
 from __future__ import annotations
 
 from fashionnet_jax.models import resnet, vgg
@@ -79,8 +80,9 @@ def resnet_trunk(size: int, width: float):
   size = _strided(size, 3, 2)  # 3×3/2 max pool
   channels = stem
   for _, blocks, planes, stride in resnet.STAGES[:3]:
-    flops, size, channels = _bottleneck_stage(size, channels, blocks,
-                                              vgg.scaled(planes, width), stride)
+    flops, size, channels = _bottleneck_stage(
+        size, channels, blocks, vgg.scaled(planes, width), stride
+    )
     total += flops
   return total, size, channels
 
@@ -101,7 +103,7 @@ def forward_flops_per_image(model_config, image_size: int) -> dict[str, int]:
   if backbone == "vgg16":
     trunk, size, channels = vgg_trunk(image_size, width)
     conv5, _, c5 = vgg_conv5(size, channels, width)
-    pooled = vgg.POOL5_GRID ** 2 * c5  # pool5 resampled to 7×7, flattened
+    pooled = vgg.POOL5_GRID**2 * c5  # pool5 resampled to 7×7, flattened
   elif backbone == "resnet50":
     trunk, size, channels = resnet_trunk(image_size, width)
     conv5, _, c5 = resnet_conv5(size, channels, width)
@@ -110,13 +112,21 @@ def forward_flops_per_image(model_config, image_size: int) -> dict[str, int]:
     raise ValueError(f"config.model.backbone: unknown {backbone!r}")
   parts = dict(trunk=trunk, global_branch=conv5 + dense_flops(pooled, fc_dim))
   if use_landmarks:
-    parts["pose_branch"] = (conv5 + dense_flops(pooled, fc_dim) + dense_flops(fc_dim, fc_dim)
-                            + 2 * dense_flops(fc_dim, landmarks * 2))
+    parts["pose_branch"] = (
+        conv5
+        + dense_flops(pooled, fc_dim)
+        + dense_flops(fc_dim, fc_dim)
+        + 2 * dense_flops(fc_dim, landmarks * 2)
+    )
     parts["local_branch"] = conv5 + dense_flops(landmarks * c5, local_dim)
   fusion_in = fc_dim + (local_dim if use_landmarks else 0)
   parts["fusion"] = dense_flops(fusion_in, fc_dim)
-  parts["heads"] = dense_flops(fc_dim, int(get("num_categories", 50)) + int(
-      get("num_attributes", 1000)) + int(get("embedding_dim", 128)))
+  parts["heads"] = dense_flops(
+      fc_dim,
+      int(get("num_categories", 50))
+      + int(get("num_attributes", 1000))
+      + int(get("embedding_dim", 128)),
+  )
   parts["total"] = sum(parts.values())
   return parts
 

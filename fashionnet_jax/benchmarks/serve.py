@@ -13,6 +13,7 @@ throughput, p50/p99 latency and errors per level, the server / direct
 throughput ratio, and the figures as JSON on the last line. The clients share
 the machine with the server: on a small CPU their own cost is in the numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,15 +34,19 @@ BOUNDARY = "fashionnetbenchmark"
 
 
 def _body(name: str, data: bytes) -> bytes:
-  head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-          "Content-Type: image/jpeg\r\n\r\n").encode()
+  head = (
+      f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+      "Content-Type: image/jpeg\r\n\r\n"
+  ).encode()
   return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def _percentiles(seconds) -> dict:
   ms = np.asarray(seconds) * 1000
-  return {"p50_ms": round(float(np.percentile(ms, 50)), 2),
-          "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+  return {
+      "p50_ms": round(float(np.percentile(ms, 50)), 2),
+      "p99_ms": round(float(np.percentile(ms, 99)), 2),
+  }
 
 
 def direct(service, images, requests: int) -> dict:
@@ -56,8 +61,11 @@ def direct(service, images, requests: int) -> dict:
     service.record({k: v[0] for k, v in outputs.items()}, loaded, service.top_k)
     latencies.append(time.perf_counter() - t)
   elapsed = time.perf_counter() - start
-  return {"requests": requests, "images_per_s": round(requests / elapsed, 1),
-          **_percentiles(latencies)}
+  return {
+      "requests": requests,
+      "images_per_s": round(requests / elapsed, 1),
+      **_percentiles(latencies),
+  }
 
 
 def load_test(server, images, requests: int, concurrency: int) -> dict:
@@ -87,19 +95,29 @@ def load_test(server, images, requests: int, concurrency: int) -> dict:
     parts = list(pool.map(client, range(concurrency)))
   elapsed = time.perf_counter() - start
   latencies = [x for part, _ in parts for x in part]
-  return {"concurrency": concurrency, "requests": requests,
-          "images_per_s": round(requests / elapsed, 1), **_percentiles(latencies),
-          "errors": sum(e for _, e in parts)}
+  return {
+      "concurrency": concurrency,
+      "requests": requests,
+      "images_per_s": round(requests / elapsed, 1),
+      **_percentiles(latencies),
+      "errors": sum(e for _, e in parts),
+  }
 
 
-def measure(predictor, paths, *, requests=500, concurrencies=(1, 8, 32), max_batch=16,
-            max_wait_ms=5.0) -> dict:
+def measure(
+    predictor, paths, *, requests=500, concurrencies=(1, 8, 32), max_batch=16, max_wait_ms=5.0
+) -> dict:
   from fashionnet_jax.serve.app import create_app
   from fashionnet_jax.serve.server import BackgroundServer
   from fashionnet_jax.serve.service import Service
+
   images = [(Path(p).name, Path(p).read_bytes()) for p in paths]
-  service = Service(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                    queue_size=max(128, 2 * max(concurrencies))).start()
+  service = Service(
+      predictor,
+      max_batch=max_batch,
+      max_wait_ms=max_wait_ms,
+      queue_size=max(128, 2 * max(concurrencies)),
+  ).start()
   try:
     alone = direct(service, images, requests)
     rows = []
@@ -112,12 +130,19 @@ def measure(predictor, paths, *, requests=500, concurrencies=(1, 8, 32), max_bat
     batches = dict(sorted(service.batcher.batch_sizes.items()))
   finally:
     service.close()
-  return {"direct": alone, "server": rows, "batch_sizes": batches,
-          "image_size": predictor.image_size, "max_batch": max_batch, "max_wait_ms": max_wait_ms}
+  return {
+      "direct": alone,
+      "server": rows,
+      "batch_sizes": batches,
+      "image_size": predictor.image_size,
+      "max_batch": max_batch,
+      "max_wait_ms": max_wait_ms,
+  }
 
 
 def random_jpegs(folder: Path, count: int = 8) -> list[Path]:
   from PIL import Image
+
   rng = np.random.default_rng(0)
   paths = []
   for i in range(count):
@@ -132,17 +157,25 @@ def print_table(results, out=sys.stdout):
   d = results["direct"]
   print("| | concurrency | images/s | p50 ms | p99 ms | errors | vs direct |", file=out)
   print("|---|---|---|---|---|---|---|", file=out)
-  print(f"| direct (no HTTP, batch 1) | 1 | {d['images_per_s']} | {d['p50_ms']} | {d['p99_ms']} "
-        f"| 0 | 1.00 |", file=out)
+  print(
+      f"| direct (no HTTP, batch 1) | 1 | {d['images_per_s']} | {d['p50_ms']} | {d['p99_ms']} "
+      f"| 0 | 1.00 |",
+      file=out,
+  )
   for r in results["server"]:
-    print(f"| server | {r['concurrency']} | {r['images_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
-          f"| {r['errors']} | {r['vs_direct']:.2f} |", file=out)
+    print(
+        f"| server | {r['concurrency']} | {r['images_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
+        f"| {r['errors']} | {r['vs_direct']:.2f} |",
+        file=out,
+    )
   print(f"batch sizes run (size: batches): {results['batch_sizes']}", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = Parser(prog="python -m fashionnet_jax.benchmarks.serve",
-                  description="Load test of the FashionNet server on loopback.")
+  parser = Parser(
+      prog="python -m fashionnet_jax.benchmarks.serve",
+      description="Load test of the FashionNet server on loopback.",
+  )
   parser.add_argument("--workdir", required=True, help="training run folder (latest checkpoint)")
   parser.add_argument("--images", help="folder of images to send (default: 8 random JPEGs)")
   parser.add_argument("--requests", type=int, default=500, help="requests per level (default 500)")
@@ -155,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def main(argv=None):
   import tempfile
+
   args = build_parser().parse_args(argv)
   try:
     levels = tuple(int(c) for c in args.concurrency.split(","))
@@ -163,19 +197,27 @@ def main(argv=None):
   if not levels or min(levels) < 1 or args.requests < 1 or args.max_batch < 1:
     raise UsageError("--concurrency (comma-separated), --requests and --max-batch must be >= 1")
   from fashionnet_jax.inference.predictor import Predictor
+
   predictor = Predictor(workdir=args.workdir)
   with tempfile.TemporaryDirectory() as tmp:
     if args.images:
       if not os.path.isdir(args.images):
         raise UsageError(f"--images {args.images}: not a folder")
-      paths = sorted(p for p in Path(args.images).iterdir()
-                     if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+      paths = sorted(
+          p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+      )
       if not paths:
         raise UsageError(f"--images {args.images}: no .jpg or .png files")
     else:
       paths = random_jpegs(Path(tmp))
-    results = measure(predictor, paths, requests=args.requests, concurrencies=levels,
-                      max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    results = measure(
+        predictor,
+        paths,
+        requests=args.requests,
+        concurrencies=levels,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+    )
   print_table(results)
   print(json.dumps({"label": "serve", "workdir": str(args.workdir), **results}), flush=True)
 

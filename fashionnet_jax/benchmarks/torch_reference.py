@@ -15,6 +15,7 @@ bf16 matmul peak, so MFU can be read off, and its FLOP count is `flops.py`'s
 convention (3x the forward's multiply-adds x 2). `--device cpu` runs it anywhere
 (the tests do, at a tiny size).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,22 @@ import time
 
 NUM_LANDMARKS, NUM_CATEGORIES, NUM_ATTRIBUTES, EMBEDDING_DIM = 8, 50, 1000, 128
 # VGG-16 conv1-conv4 (the shared trunk): (in, out) per 3x3 conv, "M" a 2x2 max pool.
-TRUNK = [(3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256),
-         "M", (256, 512), (512, 512), (512, 512), "M"]
+TRUNK = [
+    (3, 64),
+    (64, 64),
+    "M",
+    (64, 128),
+    (128, 128),
+    "M",
+    (128, 256),
+    (256, 256),
+    (256, 256),
+    "M",
+    (256, 512),
+    (512, 512),
+    (512, 512),
+    "M",
+]
 CONV5 = [(512, 512)] * 3
 
 
@@ -49,6 +64,7 @@ def flops_per_image(size: int) -> int:
 def matmul_peak(device: str) -> float:
   """Achieved bf16 TFLOP/s of an 8192^3 matmul: the denominator of MFU."""
   import torch
+
   n = 8192
   a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
   b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
@@ -59,7 +75,7 @@ def matmul_peak(device: str) -> float:
   for _ in range(10):
     a @ b
   torch.cuda.synchronize()
-  return 2 * n ** 3 / ((time.perf_counter() - t) / 10) / 1e12
+  return 2 * n**3 / ((time.perf_counter() - t) / 10) / 1e12
 
 
 def build_network(size: int):
@@ -70,8 +86,11 @@ def build_network(size: int):
   def convs(spec):
     layers = []
     for c in spec:
-      layers += ([nn.MaxPool2d(2)] if c == "M" else
-                 [nn.Conv2d(c[0], c[1], 3, padding=1), nn.ReLU(inplace=True)])
+      layers += (
+          [nn.MaxPool2d(2)]
+          if c == "M"
+          else [nn.Conv2d(c[0], c[1], 3, padding=1), nn.ReLU(inplace=True)]
+      )
     return nn.Sequential(*layers)
 
   class FashionNet(nn.Module):
@@ -79,7 +98,11 @@ def build_network(size: int):
     def __init__(self):
       super().__init__()
       self.trunk = convs(TRUNK)
-      self.conv5_global, self.conv5_pose, self.conv5_local = convs(CONV5), convs(CONV5), convs(CONV5)
+      self.conv5_global, self.conv5_pose, self.conv5_local = (
+          convs(CONV5),
+          convs(CONV5),
+          convs(CONV5),
+      )
       p = size // 32
       self.fc6_global = nn.Linear(p * p * 512, 4096)
       self.fc6_pose = nn.Linear(p * p * 512, 4096)
@@ -101,7 +124,9 @@ def build_network(size: int):
       xs = (cx[..., None, None] + d[None, None, None, :]).clamp(0, w - 1)
       ys = (cy[..., None, None] + d[None, None, :, None]).clamp(0, h - 1)
       index = (ys * w + xs).view(b, NUM_LANDMARKS * 9)
-      gathered = torch.gather(local.flatten(2), 2, index[:, None, :].expand(b, c, NUM_LANDMARKS * 9))
+      gathered = torch.gather(
+          local.flatten(2), 2, index[:, None, :].expand(b, c, NUM_LANDMARKS * 9)
+      )
       pooled = gathered.view(b, c, NUM_LANDMARKS, 9).amax(-1)
       visible = (visibility.argmax(-1) == 0).to(pooled.dtype)
       return (pooled * visible[:, None, :]).transpose(1, 2).flatten(1)
@@ -113,8 +138,9 @@ def build_network(size: int):
       p = F.relu(self.fc7_pose(F.relu(self.fc6_pose(p))))
       landmarks = torch.sigmoid(self.landmarks(p)).view(-1, NUM_LANDMARKS, 2)
       visibility = self.visibility(p).view(-1, NUM_LANDMARKS, 2)
-      local = F.relu(self.fc6_local(
-          self.landmark_pooling(self.conv5_local(h), landmarks, visibility)))
+      local = F.relu(
+          self.fc6_local(self.landmark_pooling(self.conv5_local(h), landmarks, visibility))
+      )
       f = F.relu(self.fc7_fusion(torch.cat([g, local], 1)))
       embedding = F.normalize(self.embedding(f).float(), dim=-1)
       return landmarks, visibility, self.category(f), self.attributes(f), embedding
@@ -126,6 +152,7 @@ def time_train_step(args, compile_it: bool) -> dict:
   """images/s of the jointly trained step (four losses, SGD momentum, bf16 autocast)."""
   import torch
   import torch.nn.functional as F
+
   device = args.device
   net = build_network(args.size).to(device).to(memory_format=torch.channels_last)
   opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
@@ -151,10 +178,13 @@ def time_train_step(args, compile_it: bool) -> dict:
     step = torch.compile(step)
   b = args.batch
   x = torch.randn(b, 3, args.size, args.size, device=device).to(memory_format=torch.channels_last)
-  batch = (x, torch.rand(b, NUM_LANDMARKS, 2, device=device),
-           torch.randint(0, 2, (b, NUM_LANDMARKS), device=device),
-           torch.randint(0, NUM_CATEGORIES, (b,), device=device),
-           torch.randint(0, 2, (b, NUM_ATTRIBUTES), device=device).float())
+  batch = (
+      x,
+      torch.rand(b, NUM_LANDMARKS, 2, device=device),
+      torch.randint(0, 2, (b, NUM_LANDMARKS), device=device),
+      torch.randint(0, NUM_CATEGORIES, (b,), device=device),
+      torch.randint(0, 2, (b, NUM_ATTRIBUTES), device=device).float(),
+  )
 
   def sync():
     if device == "cuda":
@@ -174,24 +204,33 @@ def time_train_step(args, compile_it: bool) -> dict:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m fashionnet_jax.benchmarks.torch_reference",
-                                   description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+      prog="python -m fashionnet_jax.benchmarks.torch_reference", description=__doc__.split("\n")[0]
+  )
   parser.add_argument("--batch", type=int, default=128, help="images per step (default 128)")
   parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
   parser.add_argument("--size", type=int, default=224, help="input size, a multiple of 32")
-  parser.add_argument("--which", default="peak,torch,torch_compile",
-                      help="comma-separated: peak (bf16 matmul), torch (eager), torch_compile")
+  parser.add_argument(
+      "--which",
+      default="peak,torch,torch_compile",
+      help="comma-separated: peak (bf16 matmul), torch (eager), torch_compile",
+  )
   parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
   parser.add_argument("--out", default="", help="also write the results to this JSON file")
   args = parser.parse_args(argv)
   if args.size % 32:
     parser.error(f"--size {args.size}: must be a multiple of 32 (five 2x2 pools)")
-  results = {"train_gflop_per_img": 3 * flops_per_image(args.size) / 1e9, "batch": args.batch,
-             "device": args.device}
-  variants = {"peak": lambda: matmul_peak(args.device),
-              "torch": lambda: time_train_step(args, False),
-              "torch_compile": lambda: time_train_step(args, True)}
+  results = {
+      "train_gflop_per_img": 3 * flops_per_image(args.size) / 1e9,
+      "batch": args.batch,
+      "device": args.device,
+  }
+  variants = {
+      "peak": lambda: matmul_peak(args.device),
+      "torch": lambda: time_train_step(args, False),
+      "torch_compile": lambda: time_train_step(args, True),
+  }
   for name in args.which.split(","):
     if name not in variants:
       parser.error(f"--which {name!r}: use {', '.join(variants)}")

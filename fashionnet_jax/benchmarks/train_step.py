@@ -18,6 +18,7 @@ its jitted forward+backward at the step's shapes over the step time.
 Any ml_collections override works: --config.model.backbone=resnet50 etc.
 The last line printed is one JSON object with every figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,34 +42,57 @@ def define_flags(argv) -> flags.FlagValues:
   in-process, next to modules (fashionnet_jax.main) that define --config globally.
   """
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", "configs/default.py", "Config file (configs/*.py).",
-                                  flag_values=fv, sys_argv=list(argv))
+  config_flags.DEFINE_config_file(
+      "config",
+      "configs/default.py",
+      "Config file (configs/*.py).",
+      flag_values=fv,
+      sys_argv=list(argv),
+  )
   flags.DEFINE_integer("batch", None, "Global batch size (default: the config's).", flag_values=fv)
   flags.DEFINE_integer("steps", 20, "Timed steps.", flag_values=fv)
   flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.", flag_values=fv)
-  flags.DEFINE_enum("input", "synthetic", ["synthetic", "pipeline"],
-                    "synthetic: device-resident batches only; pipeline: also the grain pipeline.",
-                    flag_values=fv)
-  flags.DEFINE_string("data_dir", "/tmp/fashionnet_bench_tfds",
-                      "TFDS data dir for --input=pipeline (synthetic DeepFashion built on first "
-                      "use).", flag_values=fv)
-  flags.DEFINE_integer("num_devices", 0, "Use the first N devices (0: all, as training does).",
-                       flag_values=fv)
-  flags.DEFINE_float("peak_tflops", 989.0,
-                     "Spec peak per device for MFU (H100 SXM dense bf16: 989).", flag_values=fv)
-  flags.DEFINE_integer("matmul_size", 0,
-                       "Side of the bf16 matmul that measures the peak; 0: 8192 on accelerators, "
-                       "1024 on CPU; -1: skip.", flag_values=fv)
+  flags.DEFINE_enum(
+      "input",
+      "synthetic",
+      ["synthetic", "pipeline"],
+      "synthetic: device-resident batches only; pipeline: also the grain pipeline.",
+      flag_values=fv,
+  )
+  flags.DEFINE_string(
+      "data_dir",
+      "/tmp/fashionnet_bench_tfds",
+      "TFDS data dir for --input=pipeline (synthetic DeepFashion built on first " "use).",
+      flag_values=fv,
+  )
+  flags.DEFINE_integer(
+      "num_devices", 0, "Use the first N devices (0: all, as training does).", flag_values=fv
+  )
+  flags.DEFINE_float(
+      "peak_tflops",
+      989.0,
+      "Spec peak per device for MFU (H100 SXM dense bf16: 989).",
+      flag_values=fv,
+  )
+  flags.DEFINE_integer(
+      "matmul_size",
+      0,
+      "Side of the bf16 matmul that measures the peak; 0: 8192 on accelerators, "
+      "1024 on CPU; -1: skip.",
+      flag_values=fv,
+  )
   flags.DEFINE_integer("pooling_iters", 20, "Timed calls of the landmark pooling.", flag_values=fv)
   flags.DEFINE_string("label", "", "A name for this run, copied into the JSON.", flag_values=fv)
-  flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of a few steps here.",
-                      flag_values=fv)
+  flags.DEFINE_string(
+      "profile_dir", None, "Write a jax.profiler trace of a few steps here.", flag_values=fv
+  )
   return fv
 
 
 def synthetic_batch(config, batch_size, seed=0):
   """A host batch in the input pipeline's contract (random, well-formed; items in pairs)."""
   import numpy as np
+
   rng = np.random.default_rng(seed)
   b, s, m = batch_size, int(config.image_size), config.model
   if config.input.get("normalize_on_device", False):  # uint8, as the pipeline sends them
@@ -83,7 +107,8 @@ def synthetic_batch(config, batch_size, seed=0):
       attributes=rng.choice(np.array([-1, 0, 1], np.int8), (b, int(m.num_attributes))),
       clothes_type=rng.integers(0, 3, b).astype(np.int32),
       item=(np.arange(b) // 2).astype(np.int32),
-      mask=np.ones(b, bool))
+      mask=np.ones(b, bool),
+  )
 
 
 def xla_cost(compiled) -> dict:
@@ -116,7 +141,7 @@ def matmul_peak_tflops(size, iters=10):
   for _ in range(iters):
     out = matmul(a, b)
   jax.block_until_ready(out)
-  return 2 * size ** 3 / ((time.perf_counter() - start) / iters) / 1e12
+  return 2 * size**3 / ((time.perf_counter() - start) / iters) / 1e12
 
 
 def pooling_seconds(config, per_device_batch, iters):
@@ -125,15 +150,18 @@ def pooling_seconds(config, per_device_batch, iters):
   from fashionnet_jax.benchmarks import flops
   from fashionnet_jax.benchmarks.landmark_pooling import time_fwd_bwd
   from fashionnet_jax.models.landmark_pooling import landmark_pool
+
   size, channels = flops.conv5_shape(config.model, int(config.image_size))
   rng = np.random.default_rng(0)
   landmarks_n = int(config.model.num_landmarks)
-  features = jnp.asarray(rng.normal(size=(per_device_batch, size, size, channels)),
-                         config.model.dtype)
+  features = jnp.asarray(
+      rng.normal(size=(per_device_batch, size, size, channels)), config.model.dtype
+  )
   landmarks = jnp.asarray(rng.uniform(size=(per_device_batch, landmarks_n, 2)), jnp.float32)
   visible = jnp.asarray(rng.uniform(size=(per_device_batch, landmarks_n)) > 0.2)
-  seconds, _, _ = time_fwd_bwd(landmark_pool, features, landmarks, visible,
-                               int(config.model.pooling_window), iters)
+  seconds, _, _ = time_fwd_bwd(
+      landmark_pool, features, landmarks, visible, int(config.model.pooling_window), iters
+  )
   return seconds, (per_device_batch, size, size, channels)
 
 
@@ -150,11 +178,17 @@ def peak_memory_bytes():
 def _versions():
   import flax
   import jaxlib
+
   device = jax.devices()[0]
-  return dict(jax=jax.__version__, jaxlib=jaxlib.__version__, flax=flax.__version__,
-              platform=device.platform, device=device.device_kind,
-              platform_version=getattr(device.client, "platform_version", None),
-              xla_flags=os.environ.get("XLA_FLAGS", ""))
+  return dict(
+      jax=jax.__version__,
+      jaxlib=jaxlib.__version__,
+      flax=flax.__version__,
+      platform=device.platform,
+      device=device.device_kind,
+      platform_version=getattr(device.client, "platform_version", None),
+      xla_flags=os.environ.get("XLA_FLAGS", ""),
+  )
 
 
 def benchmark_config(config, batch=None, input_mode="synthetic", data_dir=None):
@@ -162,6 +196,7 @@ def benchmark_config(config, batch=None, input_mode="synthetic", data_dir=None):
   unless the pipeline is measured (attribute weights are data to the step: the
   all-ones weights cost the same as the dataset's)."""
   from fashionnet_jax.training.config_checks import INIT_FROM_SCRATCH
+
   config = config.copy_and_resolve_references()
   if batch is not None:
     config.batch_size = int(batch)
@@ -173,8 +208,19 @@ def benchmark_config(config, batch=None, input_mode="synthetic", data_dir=None):
   return config
 
 
-def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0,
-        matmul_size=0, pooling_iters=20, profile_dir=None, num_devices=0, log=print) -> dict:
+def run(
+    config,
+    *,
+    steps=20,
+    warmup=3,
+    input_mode="synthetic",
+    peak_tflops=989.0,
+    matmul_size=0,
+    pooling_iters=20,
+    profile_dir=None,
+    num_devices=0,
+    log=print,
+) -> dict:
   """Measures the train step of `config` (see the module docstring); returns the figures."""
   import tempfile
   from fashionnet_jax.training.train_setup import TrainSetup
@@ -185,6 +231,7 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   if input_mode == "pipeline":
     from fashionnet_jax.data import pipeline
     from fashionnet_jax.data.prepare import ensure_dataset
+
     ensure_dataset(config)
     iterator = pipeline.create_train_iterator(config)
     # The device-resident batch is a pipeline batch too (same keys, same program).
@@ -196,9 +243,16 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   n_devices = setup.mesh.devices.size
   weights, mask = setup.stage_arrays(0)
   batch = setup.global_batch(host_batch)
-  results = dict(_versions(), num_devices=n_devices, batch=batch_size, image_size=int(config.image_size),
-                 backbone=config.model.backbone, dtype=config.model.dtype,
-                 width_multiplier=float(config.model.width_multiplier), steps=steps)
+  results = dict(
+      _versions(),
+      num_devices=n_devices,
+      batch=batch_size,
+      image_size=int(config.image_size),
+      backbone=config.model.backbone,
+      dtype=config.model.dtype,
+      width_multiplier=float(config.model.width_multiplier),
+      steps=steps,
+  )
 
   start = time.perf_counter()
   compiled = setup.step_fn.lower(setup.state, batch, weights, mask, setup.aux).compile()
@@ -209,18 +263,25 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   # XLA's cost analysis skips convolutions lowered to cuDNN custom calls (GPU):
   # their FLOPs are read off the optimised HLO's shapes and added.
   hlo_text = compiled.as_text()
-  custom_convs = sum(op.flops for op in hlo_census.census(hlo_text)
-                     if op.kind == "convolution" and op.opcode == "custom-call")
+  custom_convs = sum(
+      op.flops
+      for op in hlo_census.census(hlo_text)
+      if op.kind == "convolution" and op.opcode == "custom-call"
+  )
   results["cudnn_conv_flops_per_step"] = custom_convs * n_devices
   results["xla_flops_per_step"] = (float(cost.get("flops", 0.0)) + custom_convs) * n_devices
   results["analytic_flops_per_step"] = float(
-      flops.train_flops_per_image(config.model, int(config.image_size)) * batch_size)
+      flops.train_flops_per_image(config.model, int(config.image_size)) * batch_size
+  )
   results["xla_over_analytic"] = round(
-      results["xla_flops_per_step"] / results["analytic_flops_per_step"], 4)
+      results["xla_flops_per_step"] / results["analytic_flops_per_step"], 4
+  )
   results["xla_bytes_accessed_per_step"] = float(cost.get("bytes accessed", 0.0)) * n_devices
-  log(f"compiled in {results['compile_s']:.1f} s; FLOPs per step: XLA "
+  log(
+      f"compiled in {results['compile_s']:.1f} s; FLOPs per step: XLA "
       f"{results['xla_flops_per_step'] / 1e9:.2f} G, analytic "
-      f"{results['analytic_flops_per_step'] / 1e9:.2f} G (ratio {results['xla_over_analytic']})")
+      f"{results['analytic_flops_per_step'] / 1e9:.2f} G (ratio {results['xla_over_analytic']})"
+  )
 
   step = lambda state, b: compiled(state, b, weights, mask, setup.aux)
   state = setup.state
@@ -251,10 +312,13 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
     results["pipeline_step_ms"] = round(seconds * 1e3, 3)
     results["pipeline_images_per_s"] = round(batch_size / seconds, 2)
     # Fraction of device-resident throughput lost to the input pipeline.
-    results["pipeline_cost"] = round(1 - results["pipeline_images_per_s"]
-                                     / results["images_per_s"], 4)
-    log(f"grain pipeline: {results['pipeline_step_ms']:.2f} ms/step, "
-        f"{results['pipeline_images_per_s']:.1f} images/s (cost {results['pipeline_cost']:.1%})")
+    results["pipeline_cost"] = round(
+        1 - results["pipeline_images_per_s"] / results["images_per_s"], 4
+    )
+    log(
+        f"grain pipeline: {results['pipeline_step_ms']:.2f} ms/step, "
+        f"{results['pipeline_images_per_s']:.1f} images/s (cost {results['pipeline_cost']:.1%})"
+    )
   setup.state = state  # the old buffers were donated
 
   step_s = results["step_ms"] / 1e3
@@ -263,7 +327,9 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
   results["achieved_tflops_analytic"] = round(results["analytic_flops_per_step"] / step_s / 1e12, 4)
   results["peak_tflops_spec"] = peak_tflops
   results["mfu"] = round(achieved / (peak_tflops * n_devices), 6)
-  results["mfu_analytic"] = round(results["achieved_tflops_analytic"] / (peak_tflops * n_devices), 6)
+  results["mfu_analytic"] = round(
+      results["achieved_tflops_analytic"] / (peak_tflops * n_devices), 6
+  )
   if matmul_size == 0:
     matmul_size = 1024 if jax.devices()[0].platform == "cpu" else 8192
   results["peak_tflops_measured"] = None
@@ -273,18 +339,27 @@ def run(config, *, steps=20, warmup=3, input_mode="synthetic", peak_tflops=989.0
     results["matmul_size"] = matmul_size
     results["mfu_measured_peak"] = round(achieved / (measured * n_devices), 6)
     results["mfu_analytic_measured_peak"] = round(
-        results["achieved_tflops_analytic"] / (measured * n_devices), 6)
-  log(f"MFU {results['mfu']:.2%} of {peak_tflops} TFLOP/s (spec)"
-      + (f", {results['mfu_measured_peak']:.2%} of {results['peak_tflops_measured']} TFLOP/s "
-         f"(measured bf16 matmul, {matmul_size}³)" if matmul_size > 0 else ""))
+        results["achieved_tflops_analytic"] / (measured * n_devices), 6
+    )
+  log(
+      f"MFU {results['mfu']:.2%} of {peak_tflops} TFLOP/s (spec)"
+      + (
+          f", {results['mfu_measured_peak']:.2%} of {results['peak_tflops_measured']} TFLOP/s "
+          f"(measured bf16 matmul, {matmul_size}³)"
+          if matmul_size > 0
+          else ""
+      )
+  )
 
   if config.model.get("use_landmark_branch", True):
     pool_s, shape = pooling_seconds(config, batch_size // n_devices, pooling_iters)
     results["pooling_ms"] = round(pool_s * 1e3, 4)
     results["pooling_shape"] = list(shape)
     results["pooling_share"] = round(min(pool_s / step_s, 1.0), 5)
-    log(f"landmark pooling fwd+bwd {results['pooling_ms']:.3f} ms at {shape}: "
-        f"{results['pooling_share']:.2%} of the step")
+    log(
+        f"landmark pooling fwd+bwd {results['pooling_ms']:.3f} ms at {shape}: "
+        f"{results['pooling_share']:.2%} of the step"
+    )
   else:
     results["pooling_ms"] = results["pooling_share"] = 0.0
   return results
@@ -326,12 +401,20 @@ def main(argv=None):
   FLAGS, config = parse_flags(define_flags, argv, __doc__)
   if FLAGS is None:
     return None
-  return print_results(FLAGS.label, lambda: run(
-      benchmark_config(config, FLAGS.batch, FLAGS.input, FLAGS.data_dir),
-      steps=FLAGS.steps, warmup=FLAGS.warmup, input_mode=FLAGS.input,
-      peak_tflops=FLAGS.peak_tflops, matmul_size=FLAGS.matmul_size,
-      pooling_iters=FLAGS.pooling_iters, profile_dir=FLAGS.profile_dir,
-      num_devices=FLAGS.num_devices))
+  return print_results(
+      FLAGS.label,
+      lambda: run(
+          benchmark_config(config, FLAGS.batch, FLAGS.input, FLAGS.data_dir),
+          steps=FLAGS.steps,
+          warmup=FLAGS.warmup,
+          input_mode=FLAGS.input,
+          peak_tflops=FLAGS.peak_tflops,
+          matmul_size=FLAGS.matmul_size,
+          pooling_iters=FLAGS.pooling_iters,
+          profile_dir=FLAGS.profile_dir,
+          num_devices=FLAGS.num_devices,
+      ),
+  )
 
 
 def print_results(label, compute):
@@ -341,6 +424,7 @@ def print_results(label, compute):
   """
   import json
   from fashionnet_jax.errors import ConfigError
+
   try:
     results = compute()
   except ConfigError as e:
@@ -348,6 +432,7 @@ def print_results(label, compute):
   results = dict(label=label, **results)
   print(json.dumps(results), flush=True)
   return results
+
 
 if __name__ == "__main__":
   main()

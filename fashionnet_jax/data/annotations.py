@@ -42,6 +42,7 @@ def where(path, lineno: int | None = None) -> str:
 
 class Row(NamedTuple):
   """One data line: its 1-based line number and its bytes without the EOL."""
+
   lineno: int
   text: bytes
 
@@ -49,6 +50,7 @@ class Row(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Position:
   """Where to resume reading a file: byte offset and the line number there."""
+
   offset: int
   lineno: int
 
@@ -76,8 +78,8 @@ class ListFile:
       return int(line.strip())
     except ValueError:
       raise DeepFashionFormatError(
-          f"{where(self.name, 1)}: expected the number of records, got"
-          f" {_show(line)}") from None
+          f"{where(self.name, 1)}: expected the number of records, got" f" {_show(line)}"
+      ) from None
 
   def __iter__(self) -> Iterator[Row]:
     """Yields the rows in order, then checks the count line (line 1)."""
@@ -96,8 +98,7 @@ class ListFile:
         header = f.readline()
         offset, lineno = offset + len(header), 2
         if not header.strip():
-          raise DeepFashionFormatError(
-              f"{where(self.name, 2)}: expected the column names")
+          raise DeepFashionFormatError(f"{where(self.name, 2)}: expected the column names")
       rows = 0
       for raw in f:
         lineno += 1
@@ -110,8 +111,8 @@ class ListFile:
         yield Row(lineno, text), position
     if rows != count:
       raise DeepFashionFormatError(
-          f"{where(self.name, 1)}: count line says {count} records but the"
-          f" file has {rows}")
+          f"{where(self.name, 1)}: count line says {count} records but the" f" file has {rows}"
+      )
 
   def rows_from(self, position: Position, num_rows: int) -> Iterator[Row]:
     """Reads `num_rows` non-blank rows starting at `position` (no count check)."""
@@ -121,8 +122,7 @@ class ListFile:
       while rows < num_rows:
         raw = f.readline()
         if not raw:
-          raise DeepFashionFormatError(
-              f"{where(self.name, lineno)}: file ended inside a chunk")
+          raise DeepFashionFormatError(f"{where(self.name, lineno)}: file ended inside a chunk")
         lineno += 1
         text = raw.strip()
         if text:
@@ -142,13 +142,12 @@ def image_name(path: str, row: Row) -> str:
   parts = name.replace("\\", "/").split("/")
   if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
     raise BadExampleError(
-        f"{where(path, row.lineno)}: image name {name!r} escapes the image"
-        " folder")
+        f"{where(path, row.lineno)}: image name {name!r} escapes the image" " folder"
+    )
   return name
 
 
-def split_row(path: str, row: Row, num_columns: int | None = None,
-              what: str = "") -> list[str]:
+def split_row(path: str, row: Row, num_columns: int | None = None, what: str = "") -> list[str]:
   """Splits a row on runs of whitespace; checks the column count if given."""
   try:
     tokens = row.text.decode("ascii").split()
@@ -159,12 +158,14 @@ def split_row(path: str, row: Row, num_columns: int | None = None,
   if num_columns is not None and len(tokens) != num_columns:
     raise BadExampleError(
         f"{where(path, row.lineno)}: expected {num_columns} columns"
-        f" ({what}), got {len(tokens)}: {_show(row.text)}")
+        f" ({what}), got {len(tokens)}: {_show(row.text)}"
+    )
   return tokens
 
 
-def to_int(path: str, row: Row, token: str, what: str,
-           allowed: tuple[int, ...] | None = None) -> int:
+def to_int(
+    path: str, row: Row, token: str, what: str, allowed: tuple[int, ...] | None = None
+) -> int:
   """Parses a (possibly zero-padded) integer column."""
   try:
     value = int(token)
@@ -174,8 +175,8 @@ def to_int(path: str, row: Row, token: str, what: str,
     ) from None
   if allowed is not None and value not in allowed:
     raise BadExampleError(
-        f"{where(path, row.lineno)}: {what} must be one of {allowed}, got"
-        f" {value}")
+        f"{where(path, row.lineno)}: {what} must be one of {allowed}, got" f" {value}"
+    )
   return value
 
 
@@ -190,14 +191,14 @@ def read_names(path: epath.PathLike) -> list[tuple[str, int]]:
     parts = row.text.decode("utf-8", "replace").rsplit(None, 1)
     if len(parts) != 2:
       raise DeepFashionFormatError(
-          f"{where(listing.name, row.lineno)}: expected `name type`, got"
-          f" {_show(row.text)}")
+          f"{where(listing.name, row.lineno)}: expected `name type`, got" f" {_show(row.text)}"
+      )
     try:
       out.append((parts[0].strip(), int(parts[1])))
     except ValueError:
       raise DeepFashionFormatError(
-          f"{where(listing.name, row.lineno)}: type is not an integer:"
-          f" {parts[1]!r}") from None
+          f"{where(listing.name, row.lineno)}: type is not an integer:" f" {parts[1]!r}"
+      ) from None
   return out
 
 
@@ -229,38 +230,40 @@ def parse_attributes(path: str, row: Row, num_attributes: int) -> np.ndarray:
   if len(tokens) != num_attributes:
     raise BadExampleError(
         f"{where(path, row.lineno)}: expected {num_attributes} attribute"
-        f" labels, got {len(rest.split())}")
+        f" labels, got {len(rest.split())}"
+    )
   joined = b"".join(tokens)
   values = _ATTRIBUTE_CODES[np.frombuffer(joined, dtype=np.uint8)]
   if len(joined) != num_attributes or (values == _INVALID).any():
     bad = next(t for t in rest.split() if t not in (b"1", b"-1", b"0"))
     raise BadExampleError(
         f"{where(path, row.lineno)}: attribute labels must be 1, -1 or 0, got"
-        f" {bad.decode('utf-8', 'replace')!r}")
+        f" {bad.decode('utf-8', 'replace')!r}"
+    )
   return values
 
 
 def parse_bbox(path: str, row: Row, tokens: list[str]) -> tuple[int, ...]:
   """`x_1 y_1 x_2 y_2` (pixels, upper-left and lower-right)."""
-  box = tuple(to_int(path, row, t, n) for t, n in
-              zip(tokens, ("x_1", "y_1", "x_2", "y_2")))
+  box = tuple(to_int(path, row, t, n) for t, n in zip(tokens, ("x_1", "y_1", "x_2", "y_2")))
   if box[0] > box[2] or box[1] > box[3]:
-    raise BadExampleError(
-        f"{where(path, row.lineno)}: bbox has x_1 > x_2 or y_1 > y_2: {box}")
+    raise BadExampleError(f"{where(path, row.lineno)}: bbox has x_1 > x_2 or y_1 > y_2: {box}")
   return box
 
 
 @dataclasses.dataclass(frozen=True)
 class Landmarks:
   """One landmark row mapped to the 8 slots (pixel coordinates)."""
-  clothes_type: int              # 1 upper, 2 lower, 3 full.
-  variation_type: int | None     # None in the Category benchmark.
-  xy: np.ndarray                 # float32 [8, 2], pixels; 0 in unused slots.
-  visibility: np.ndarray         # int8 [8]; 3 in unused slots.
+
+  clothes_type: int  # 1 upper, 2 lower, 3 full.
+  variation_type: int | None  # None in the Category benchmark.
+  xy: np.ndarray  # float32 [8, 2], pixels; 0 in unused slots.
+  visibility: np.ndarray  # int8 [8]; 3 in unused slots.
 
 
-def parse_landmarks(path: str, row: Row, tokens: list[str], *,
-                    has_variation_type: bool) -> Landmarks:
+def parse_landmarks(
+    path: str, row: Row, tokens: list[str], *, has_variation_type: bool
+) -> Landmarks:
   """`image_name clothes_type [variation_type] (vis x y)*` → 8 slots.
 
   Rows hold the type's 6/4/8 triples, or are padded to 8 with `0 000 000`:
@@ -268,43 +271,41 @@ def parse_landmarks(path: str, row: Row, tokens: list[str], *,
   """
   head = 3 if has_variation_type else 2
   if len(tokens) < head:
-    raise BadExampleError(
-        f"{where(path, row.lineno)}: landmark row too short: {_show(row.text)}")
+    raise BadExampleError(f"{where(path, row.lineno)}: landmark row too short: {_show(row.text)}")
   clothes_type = to_int(path, row, tokens[1], "clothes_type", (1, 2, 3))
-  variation_type = (to_int(path, row, tokens[2], "variation_type")
-                    if has_variation_type else None)
+  variation_type = to_int(path, row, tokens[2], "variation_type") if has_variation_type else None
   values = tokens[head:]
   slots = SLOTS_BY_CLOTHES_TYPE[clothes_type]
   if len(values) % 3 or len(values) // 3 not in (len(slots), NUM_LANDMARKS):
     raise BadExampleError(
         f"{where(path, row.lineno)}: clothes_type {clothes_type} needs"
         f" {len(slots)} (or 8 padded) `vis x y` triples after"
-        f" {head} columns, got {len(values)} values")
+        f" {head} columns, got {len(values)} values"
+    )
   xy = np.zeros((NUM_LANDMARKS, 2), np.float32)
   visibility = np.full((NUM_LANDMARKS,), UNUSED, np.int8)
   for i, slot in enumerate(slots):
-    vis, x, y = values[3 * i: 3 * i + 3]
-    visibility[slot] = to_int(path, row, vis, f"visibility of landmark {i+1}",
-                              (0, 1, 2))
-    xy[slot] = (to_int(path, row, x, f"x of landmark {i+1}"),
-                to_int(path, row, y, f"y of landmark {i+1}"))
+    vis, x, y = values[3 * i : 3 * i + 3]
+    visibility[slot] = to_int(path, row, vis, f"visibility of landmark {i+1}", (0, 1, 2))
+    xy[slot] = (
+        to_int(path, row, x, f"x of landmark {i+1}"),
+        to_int(path, row, y, f"y of landmark {i+1}"),
+    )
   return Landmarks(clothes_type, variation_type, xy, visibility)
 
 
-def normalized_landmarks(landmarks: Landmarks, width: int,
-                         height: int) -> np.ndarray:
+def normalized_landmarks(landmarks: Landmarks, width: int, height: int) -> np.ndarray:
   """(x, y) divided by the image width and height; unused slots stay 0."""
-  return (landmarks.xy / np.array([width, height], np.float32)).astype(
-      np.float32)
+  return (landmarks.xy / np.array([width, height], np.float32)).astype(np.float32)
 
 
-def normalized_bbox(box: tuple[int, ...], width: int,
-                    height: int) -> tuple[float, float, float, float]:
+def normalized_bbox(
+    box: tuple[int, ...], width: int, height: int
+) -> tuple[float, float, float, float]:
   """Pixel `x_1 y_1 x_2 y_2` → (ymin, xmin, ymax, xmax) in [0, 1].
 
   Clipped to the image: a few released boxes end a pixel past the border.
   """
   x1, y1, x2, y2 = box
   clip = lambda v: float(min(max(v, 0.0), 1.0))  # pylint: disable=unnecessary-lambda-assignment
-  return (clip(y1 / height), clip(x1 / width), clip(y2 / height),
-          clip(x2 / width))
+  return (clip(y1 / height), clip(x1 / width), clip(y2 / height), clip(x2 / width))

@@ -4,6 +4,7 @@ The paper weights the attribute cross-entropy by w_pos / w_neg from each
 attribute's positive/negative ratio in the training set. Counting is one
 streaming, vectorised pass (labels 1 / -1 / 0 = positive / negative / unknown).
 """
+
 import numpy as np
 
 from fashionnet_jax.data import metadata
@@ -17,7 +18,9 @@ def count_attributes(source, num_attributes):
   for chunk in metadata.scan_field(source, "attributes"):
     labels = np.stack(chunk).astype(np.int8)
     if labels.shape[1] != num_attributes:
-      raise ValueError(f"attributes have {labels.shape[1]} entries, config expects {num_attributes}")
+      raise ValueError(
+          f"attributes have {labels.shape[1]} entries, config expects {num_attributes}"
+      )
     positive += (labels == 1).sum(axis=0)
     negative += (labels == -1).sum(axis=0)
     num_examples += len(labels)

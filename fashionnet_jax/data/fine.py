@@ -73,17 +73,21 @@ def parse_fine_attributes(path: str, row: Row, num_attributes: int) -> np.ndarra
   """`num_attributes` values, 1 positive and 0 negative -> int8, 1 / -1."""
   tokens = anno.split_row(path, row)
   if len(tokens) != num_attributes:
-    raise BadExampleError(f"{anno.where(path, row.lineno)}: expected {num_attributes}"
-                          f" attribute labels, got {len(tokens)}")
+    raise BadExampleError(
+        f"{anno.where(path, row.lineno)}: expected {num_attributes}"
+        f" attribute labels, got {len(tokens)}"
+    )
   bad = [t for t in tokens if t not in ("1", "0", "-1")]
   if bad:
-    raise BadExampleError(f"{anno.where(path, row.lineno)}: attribute labels must be 1"
-                          f" or 0, got {bad[0]!r}")
+    raise BadExampleError(
+        f"{anno.where(path, row.lineno)}: attribute labels must be 1" f" or 0, got {bad[0]!r}"
+    )
   return np.where(np.array(tokens) == "1", 1, -1).astype(np.int8)
 
 
-def parse_fine_landmarks(path: str, row: Row, clothes_type: int,
-                         released: anno.Landmarks | None = None) -> anno.Landmarks:
+def parse_fine_landmarks(
+    path: str, row: Row, clothes_type: int, released: anno.Landmarks | None = None
+) -> anno.Landmarks:
   """`x y` pairs (or `vis x y` triples) in the type's order, maybe padded to 8.
 
   released: the image's row of the per-image `list_landmarks.txt`, whose
@@ -99,18 +103,24 @@ def parse_fine_landmarks(path: str, row: Row, clothes_type: int,
     padded = "" if len(slots) == NUM_LANDMARKS else " (or 8 padded)"
     raise BadExampleError(
         f"{anno.where(path, row.lineno)}: clothes_type {clothes_type} (its category's"
-        f" type) needs {len(slots)}{padded} `x y` pairs, got {len(tokens)} values")
+        f" type) needs {len(slots)}{padded} `x y` pairs, got {len(tokens)} values"
+    )
   xy = np.zeros((NUM_LANDMARKS, 2), np.float32)
   visibility = np.full((NUM_LANDMARKS,), UNUSED, np.int8)
   for i, slot in enumerate(slots):
-    values = tokens[width * i: width * i + width]
+    values = tokens[width * i : width * i + width]
     x = anno.to_int(path, row, values[-2], f"x of landmark {i + 1}")
     y = anno.to_int(path, row, values[-1], f"y of landmark {i + 1}")
     if width == 3:
-      visibility[slot] = anno.to_int(path, row, values[0],
-                                     f"visibility of landmark {i + 1}", (0, 1, 2))
-    elif (released is not None and (x, y) != (0, 0) and released.visibility[slot] != UNUSED
-          and tuple(released.xy[slot]) == (x, y)):
+      visibility[slot] = anno.to_int(
+          path, row, values[0], f"visibility of landmark {i + 1}", (0, 1, 2)
+      )
+    elif (
+        released is not None
+        and (x, y) != (0, 0)
+        and released.visibility[slot] != UNUSED
+        and tuple(released.xy[slot]) == (x, y)
+    ):
       visibility[slot] = released.visibility[slot]
     else:  # No visibility anywhere, or (0, 0), which is no position.
       visibility[slot] = OCCLUDED
@@ -123,15 +133,15 @@ class FineBenchmark:
 
   config = CONFIG
 
-  def __init__(self, manual_dir: epath.PathLike, *,
-               num_attributes: int = NUM_FINE_ATTRIBUTES):
+  def __init__(self, manual_dir: epath.PathLike, *, num_attributes: int = NUM_FINE_ATTRIBUTES):
     self.num_attributes = num_attributes
     self.root = epath.Path(manual_dir) / BENCHMARK_DIRS[CONFIG]
     self.anno_dir = self.root / ANNO_DIR
     if not self.anno_dir.is_dir():
       raise DeepFashionFormatError(
           f"{self.anno_dir}: folder not found under --manual_dir (the 2020 re-release's"
-          " Anno_fine/; the 1000 coarse attributes are config category_attribute)")
+          " Anno_fine/; the 1000 coarse attributes are config category_attribute)"
+      )
     self.images = ImageStore(self.root / "Img")
     self._clothes_types = None
     self._released = None
@@ -143,8 +153,9 @@ class FineBenchmark:
     path = self.anno_dir / "list_attr_cloth.txt"
     names = anno.read_names(path)
     if len(names) != self.num_attributes:
-      raise DeepFashionFormatError(f"{path}: {len(names)} attributes listed, the builder"
-                                   f" expects {self.num_attributes}")
+      raise DeepFashionFormatError(
+          f"{path}: {len(names)} attributes listed, the builder" f" expects {self.num_attributes}"
+      )
     return names
 
   def clothes_types(self) -> list[int]:
@@ -154,8 +165,9 @@ class FineBenchmark:
       names = anno.read_names(path)
       bad = [(n, t) for n, t in names if t not in SLOTS_BY_CLOTHES_TYPE]
       if bad:
-        raise DeepFashionFormatError(f"{path}: category {bad[0][0]!r} has category_type"
-                                     f" {bad[0][1]}, expected 1, 2 or 3")
+        raise DeepFashionFormatError(
+            f"{path}: category {bad[0][0]!r} has category_type" f" {bad[0][1]}, expected 1, 2 or 3"
+        )
       self._clothes_types = [t for _, t in names]
     return self._clothes_types
 
@@ -168,12 +180,16 @@ class FineBenchmark:
     if self._released is None:
       self._released = {}
       lists = [self.anno_dir / "list_landmarks.txt"] + [
-          self.root / d / "list_landmarks.txt" for d in ("Anno_coarse", "Anno")]
+          self.root / d / "list_landmarks.txt" for d in ("Anno_coarse", "Anno")
+      ]
       path = next((p for p in lists if p.exists()), None)
       if path is not None:
-        wanted = {row.text.split(None, 1)[0].decode("utf-8", "replace") for p in
-                  (self.anno_dir / f"{stem}.txt" for stem in SPLIT_FILES.values()) if p.exists()
-                  for row in plain_rows(p)}
+        wanted = {
+            row.text.split(None, 1)[0].decode("utf-8", "replace")
+            for p in (self.anno_dir / f"{stem}.txt" for stem in SPLIT_FILES.values())
+            if p.exists()
+            for row in plain_rows(p)
+        }
         listing = anno.ListFile(path)
         for row in listing:
           name = row.text.split(None, 1)[0].decode("utf-8", "replace")
@@ -182,7 +198,8 @@ class FineBenchmark:
           try:  # with a variation_type column the row has 3 + 3n values, without it 2 + 3n
             tokens = anno.split_row(listing.name, row)
             self._released[name] = anno.parse_landmarks(
-                listing.name, row, tokens, has_variation_type=len(tokens) % 3 == 0)
+                listing.name, row, tokens, has_variation_type=len(tokens) % 3 == 0
+            )
           except BadExampleError:
             continue
     return self._released
@@ -207,7 +224,8 @@ class FineBenchmark:
         raise DeepFashionFormatError(
             f"{anno.where(os.fspath(files[other]), rows[other].lineno)}: no matching line in"
             f" {os.fspath(files[ended[0]])}, which ended earlier (the {SPLIT_FILES[split]}"
-            " files must have one line per image each)")
+            " files must have one line per image each)"
+        )
       yield rows
 
   def annotation(self, split: str, rows: dict[str, Row]) -> dict:
@@ -217,22 +235,31 @@ class FineBenchmark:
     anno.split_row(files["image"], rows["image"], 1, "image_name")
     types = self.clothes_types()
     (label,) = anno.split_row(files["cate"], rows["cate"], 1, "category_label")
-    category = anno.to_int(files["cate"], rows["cate"], label, "category_label",
-                           tuple(range(1, len(types) + 1)))
+    category = anno.to_int(
+        files["cate"], rows["cate"], label, "category_label", tuple(range(1, len(types) + 1))
+    )
     box = anno.split_row(files["bbox"], rows["bbox"], 4, "x_1 y_1 x_2 y_2")
-    marks = parse_fine_landmarks(files["landmarks"], rows["landmarks"], types[category - 1],
-                                 self.released_landmarks().get(name))
-    return {"name": name,
-            "bbox": anno.parse_bbox(files["bbox"], rows["bbox"], box),
-            "landmarks": marks,
-            "clothes_type": marks.clothes_type - 1,
-            "category": category - 1,
-            "attributes": parse_fine_attributes(files["attr"], rows["attr"],
-                                                 self.num_attributes)}
+    marks = parse_fine_landmarks(
+        files["landmarks"],
+        rows["landmarks"],
+        types[category - 1],
+        self.released_landmarks().get(name),
+    )
+    return {
+        "name": name,
+        "bbox": anno.parse_bbox(files["bbox"], rows["bbox"], box),
+        "landmarks": marks,
+        "clothes_type": marks.clothes_type - 1,
+        "category": category - 1,
+        "attributes": parse_fine_attributes(files["attr"], rows["attr"], self.num_attributes),
+    }
 
   def example(self, split: str, rows: dict[str, Row]) -> dict:
-    return with_image(self.annotation(split, rows), self.images,
-                      anno.where(os.fspath(self.files(split)["image"]), rows["image"].lineno))
+    return with_image(
+        self.annotation(split, rows),
+        self.images,
+        anno.where(os.fspath(self.files(split)["image"]), rows["image"].lineno),
+    )
 
   def examples(self, split: str, on_bad=None) -> Iterator[tuple[str, dict]]:
     """Streams (key, example) of one split; `on_bad(split, rows, error)` decides

@@ -46,7 +46,8 @@ class ImageStore:
     if not self.use_folder and not self.zip_path.exists():
       raise DeepFashionFormatError(
           f"{self.img_dir}: neither {FOLDER_NAME}/ nor {ZIP_NAME} found (put"
-          " the released Img/img.zip there, or its extracted img/ folder)")
+          " the released Img/img.zip there, or its extracted img/ folder)"
+      )
     self._zip = None
     self._lock = threading.Lock()
 
@@ -61,50 +62,46 @@ class ImageStore:
 
   def source(self) -> str:
     """The folder or zip images are read from (for messages)."""
-    return os.fspath(self.img_dir / FOLDER_NAME if self.use_folder
-                     else self.zip_path)
+    return os.fspath(self.img_dir / FOLDER_NAME if self.use_folder else self.zip_path)
 
   def _open_zip(self) -> zipfile.ZipFile:
     if self._zip is None:
       try:
         archive = zipfile.ZipFile(self.zip_path.open("rb"))
       except zipfile.BadZipFile as e:
-        raise DeepFashionFormatError(f"{self.zip_path}: not a zip file ({e})"
-                                     ) from None
+        raise DeepFashionFormatError(f"{self.zip_path}: not a zip file ({e})") from None
       for info in archive.infolist():
         if _escapes(info.filename):
           raise DeepFashionFormatError(
               f"{self.zip_path}: member {info.filename!r} escapes the archive"
-              " folder (absolute path or '..')")
+              " folder (absolute path or '..')"
+          )
         if info.flag_bits & 0x1:
           raise DeepFashionFormatError(
               f"{self.zip_path}: member {info.filename!r} is encrypted; unzip"
               " it with the password from the DeepFashion agreement form into"
-              f" {self.img_dir / FOLDER_NAME}/ (or use an unencrypted zip)")
+              f" {self.img_dir / FOLDER_NAME}/ (or use an unencrypted zip)"
+          )
       self._zip = archive
     return self._zip
 
   def read_bytes(self, name: str, where: str) -> bytes:
     """The released bytes of `name`; `where` (file:line) names the row."""
     if _escapes(name):
-      raise BadExampleError(f"{where}: image name {name!r} escapes the image"
-                            " folder")
+      raise BadExampleError(f"{where}: image name {name!r} escapes the image" " folder")
     if self.use_folder:
       path = self.img_dir / name
       if not path.is_file():
-        raise BadExampleError(f"{where}: image {name} not found in"
-                              f" {self.img_dir}")
+        raise BadExampleError(f"{where}: image {name} not found in" f" {self.img_dir}")
       return path.read_bytes()
     with self._lock:
       archive = self._open_zip()
       try:
         return archive.read(name)
       except KeyError:
-        raise BadExampleError(
-            f"{where}: image {name} not found in {self.zip_path}") from None
+        raise BadExampleError(f"{where}: image {name} not found in {self.zip_path}") from None
       except (zipfile.BadZipFile, OSError) as e:
-        raise BadExampleError(
-            f"{where}: cannot read {name} from {self.zip_path}: {e}") from None
+        raise BadExampleError(f"{where}: cannot read {name} from {self.zip_path}: {e}") from None
 
   def read(self, name: str, where: str) -> tuple[bytes, int, int]:
     """(bytes, width, height) of a checked, fully decodable image."""
@@ -115,8 +112,8 @@ class ImageStore:
         width, height = image.size
     except Exception as e:  # pylint: disable=broad-except  # PIL raises many.
       raise BadExampleError(
-          f"{where}: image {name} in {self.source()} cannot be decoded:"
-          f" {type(e).__name__}: {e}") from None
+          f"{where}: image {name} in {self.source()} cannot be decoded:" f" {type(e).__name__}: {e}"
+      ) from None
     if not width or not height:
       raise BadExampleError(f"{where}: image {name} has an empty size")
     return data, width, height

@@ -4,6 +4,7 @@ Read from the TFDS dataset info (the builder stores the names of
 list_category_cloth.txt and list_attr_cloth.txt), and saved beside each run's
 checkpoints (`workdir/labels.json`) so that `predict` needs no dataset.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ LABELS_FILE = "labels.json"
 def dataset_labels(config) -> dict:
   """{'categories': [...], 'attribute_names': [...], 'attribute_types': [...]} (may be empty)."""
   import tensorflow_datasets as tfds
+
   root = data_dir(config) / "deepfashion" / dataset_builder_config(config)
   versions = sorted(p.parent for p in root.glob("*/dataset_info.json"))
   if not versions:
@@ -25,9 +27,11 @@ def dataset_labels(config) -> dict:
   info = tfds.builder_from_directory(str(versions[-1])).info
   categories = list(info.features["category"].names) if "category" in info.features else []
   metadata = info.metadata or {}
-  return {"categories": categories,
-          "attribute_names": list(metadata.get("attribute_names", [])),
-          "attribute_types": [int(t) for t in metadata.get("attribute_types", [])]}
+  return {
+      "categories": categories,
+      "attribute_names": list(metadata.get("attribute_names", [])),
+      "attribute_types": [int(t) for t in metadata.get("attribute_types", [])],
+  }
 
 
 def save(labels: dict, workdir) -> None:

@@ -6,6 +6,7 @@ are cached in the TFDS dataset's version folder when it is writable, else under
 `config.dataset.cache_dir` (default ~/.cache/fashionnet_jax), keyed by dataset
 name, version and split; in-memory sources (tests) are never cached.
 """
+
 import os
 import tempfile
 

@@ -41,6 +41,7 @@ batch_size, eval_batch_size, input.{crop_margin, crop_jitter, flip,
 color_jitter, shuffle, sampler, retrieval_p, retrieval_k, worker_count,
 read_threads, prefetch_buffer_size}, model.num_attributes.
 """
+
 import functools
 import sys
 
@@ -56,7 +57,6 @@ from fashionnet_jax.data import preprocess as preprocess_lib
 from fashionnet_jax.data import sampling
 
 
-
 def open_source(config, split):
   """The TFDS ArrayRecord data source of `split`, images left as JPEG bytes.
 
@@ -64,14 +64,21 @@ def open_source(config, split):
   cheaper than letting TFDS decode full images to arrays.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   return tfds.data_source(
-      config.dataset.name, split=split, data_dir=str(prepare.data_dir(config)),
-      download=False, decoders={"image": tfds.decode.SkipDecoding()})
+      config.dataset.name,
+      split=split,
+      data_dir=str(prepare.data_dir(config)),
+      download=False,
+      decoders={"image": tfds.decode.SkipDecoding()},
+  )
 
 
 def _process(process_index, process_count):
-  return (jax.process_index() if process_index is None else process_index,
-          jax.process_count() if process_count is None else process_count)
+  return (
+      jax.process_index() if process_index is None else process_index,
+      jax.process_count() if process_count is None else process_count,
+  )
 
 
 def _host_batch_size(global_batch, process_count, what):
@@ -88,17 +95,28 @@ def _num_attributes(config):
 def _preprocess(config, train):
   inp = config.input
   return preprocess_lib.Preprocess(
-      image_size=config.image_size, num_attributes=_num_attributes(config), train=train,
-      crop_margin=inp.get("crop_margin", 0.1), crop_jitter=inp.get("crop_jitter", 0.0),
-      flip=inp.get("flip", False), color_jitter=inp.get("color_jitter", 0.0))
+      image_size=config.image_size,
+      num_attributes=_num_attributes(config),
+      train=train,
+      crop_margin=inp.get("crop_margin", 0.1),
+      crop_jitter=inp.get("crop_jitter", 0.0),
+      flip=inp.get("flip", False),
+      color_jitter=inp.get("color_jitter", 0.0),
+  )
 
 
 def _positive_triplet_weight(tree):
   """Whether a (nested) config holds a loss weight `triplet` / `*triplet*_weight` > 0."""
   if hasattr(tree, "items"):
-    return any((isinstance(v, (int, float)) and v > 0
-                and (k == "triplet" or ("triplet" in k and k.endswith("weight"))))
-               or _positive_triplet_weight(v) for k, v in tree.items())
+    return any(
+        (
+            isinstance(v, (int, float))
+            and v > 0
+            and (k == "triplet" or ("triplet" in k and k.endswith("weight")))
+        )
+        or _positive_triplet_weight(v)
+        for k, v in tree.items()
+    )
   if isinstance(tree, (list, tuple)):
     return any(_positive_triplet_weight(v) for v in tree)
   return False
@@ -121,9 +139,12 @@ def _collate(config):
 
 def _to_iterator(ds, config):
   inp = config.input
-  ds = ds.to_iter_dataset(grain.ReadOptions(
-      num_threads=inp.get("read_threads", 2),
-      prefetch_buffer_size=inp.get("prefetch_buffer_size", 2)))
+  ds = ds.to_iter_dataset(
+      grain.ReadOptions(
+          num_threads=inp.get("read_threads", 2),
+          prefetch_buffer_size=inp.get("prefetch_buffer_size", 2),
+      )
+  )
   if inp.get("worker_count", 0) > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (tests, notebooks)
       flags.FLAGS.mark_as_parsed()
@@ -133,29 +154,41 @@ def _to_iterator(ds, config):
 
 def item_keys(source, config, split):
   """[N] int item index of every example of `split` (scanned once, cached)."""
+
   def compute():
-    keys = [preprocess_lib.item_index(v, "example item_id") for chunk in
-            metadata.scan_field(source, "item_id") for v in chunk]
+    keys = [
+        preprocess_lib.item_index(v, "example item_id")
+        for chunk in metadata.scan_field(source, "item_id")
+        for v in chunk
+    ]
     return {"item": np.asarray(keys, np.int64)}
-  return metadata.load_or_compute(
-      metadata.cache_path(source, config, split, "items"), compute)["item"]
+
+  return metadata.load_or_compute(metadata.cache_path(source, config, split, "items"), compute)[
+      "item"
+  ]
 
 
 def _pk_dataset(config, source, process_index, process_count):
   """P×K batches; each process samples from its own contiguous share of the items."""
   p, k = config.input.retrieval_p, config.input.retrieval_k
   if config.get("batch_size") not in (None, p * k):
-    raise ValueError(f"P×K sampling: batch_size={config.batch_size} != retrieval_p·retrieval_k={p * k}")
+    raise ValueError(
+        f"P×K sampling: batch_size={config.batch_size} != retrieval_p·retrieval_k={p * k}"
+    )
   host_p = _host_batch_size(p, process_count, "input.retrieval_p")
   keys = item_keys(source, config, config.dataset.train_split)
   items = np.unique(keys)
   start, stop = sampling.shard_bounds(len(items), process_index, process_count)
   mine = np.isin(keys, items[start:stop])
-  batches = sampling.PKBatches(keys[mine], np.flatnonzero(mine), host_p, k,
-                               seed=config.seed)
+  batches = sampling.PKBatches(keys[mine], np.flatnonzero(mine), host_p, k, seed=config.seed)
   return grain.MapDataset.source(batches).map(
-      preprocess_lib.LoadPKBatch(source, _preprocess(config, train=True), config.seed,
-                                 normalize=not config.input.get("normalize_on_device", False)))
+      preprocess_lib.LoadPKBatch(
+          source,
+          _preprocess(config, train=True),
+          config.seed,
+          normalize=not config.input.get("normalize_on_device", False),
+      )
+  )
 
 
 def create_train_iterator(config, *, process_index=None, process_count=None, source=None):
@@ -173,18 +206,26 @@ def create_train_iterator(config, *, process_index=None, process_count=None, sou
   host_batch = _host_batch_size(config.batch_size, process_count, "batch_size")
   start, stop = sampling.shard_bounds(len(source), process_index, process_count)
   if stop - start < host_batch:
-    raise ValueError(f"process {process_index}'s shard has {stop - start} examples, "
-                     f"fewer than one host batch ({host_batch})")
+    raise ValueError(
+        f"process {process_index}'s shard has {stop - start} examples, "
+        f"fewer than one host batch ({host_batch})"
+    )
   load = preprocess_lib.LoadTrainExample(
-      source, _preprocess(config, train=True), config.seed, (start, stop),
-      shuffle=config.input.get("shuffle", True))
-  ds = grain.MapDataset.range(sys.maxsize).map(load).batch(
-      host_batch, drop_remainder=True, batch_fn=_collate(config))
+      source,
+      _preprocess(config, train=True),
+      config.seed,
+      (start, stop),
+      shuffle=config.input.get("shuffle", True),
+  )
+  ds = (
+      grain.MapDataset.range(sys.maxsize)
+      .map(load)
+      .batch(host_batch, drop_remainder=True, batch_fn=_collate(config))
+  )
   return _to_iterator(ds, config)
 
 
-def create_eval_iterator(config, split, *, process_index=None, process_count=None,
-                         source=None):
+def create_eval_iterator(config, split, *, process_index=None, process_count=None, source=None):
   """Finite, deterministic iterator over `split`; padded last batch with `mask`."""
   process_index, process_count = _process(process_index, process_count)
   if source is None:
@@ -192,7 +233,8 @@ def create_eval_iterator(config, split, *, process_index=None, process_count=Non
   host_batch = _host_batch_size(config.eval_batch_size, process_count, "eval_batch_size")
   indices = sampling.eval_shard_indices(len(source), process_index, process_count, host_batch)
   ds = grain.MapDataset.source(indices).map(
-      preprocess_lib.LoadEvalExample(source, _preprocess(config, train=False)))
+      preprocess_lib.LoadEvalExample(source, _preprocess(config, train=False))
+  )
   ds = ds.batch(host_batch, batch_fn=_collate(config))
   return _to_iterator(ds, config)
 
@@ -201,7 +243,8 @@ def make_global_batch(host_batch, mesh, data_axis="data"):
   """Host numpy arrays → global jax.Arrays sharded on `data_axis` of `mesh`."""
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(data_axis))
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), host_batch)
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), host_batch
+  )
 
 
 def attribute_statistics(config, *, source=None):
@@ -216,10 +259,15 @@ def attribute_statistics(config, *, source=None):
   num_attributes = _num_attributes(config)
   if len(source) == 0 or "attributes" not in source[0]:
     zeros = np.zeros((num_attributes,), np.int64)
-    return {"positive_ratio": zeros.astype(np.float32), "num_examples": 0,
-            "positive_count": zeros, "negative_count": zeros}
+    return {
+        "positive_ratio": zeros.astype(np.float32),
+        "num_examples": 0,
+        "positive_count": zeros,
+        "negative_count": zeros,
+    }
   stats = metadata.load_or_compute(
       metadata.cache_path(source, config, split, "attribute_stats"),
-      lambda: attribute_stats.count_attributes(source, num_attributes))
+      lambda: attribute_stats.count_attributes(source, num_attributes),
+  )
   stats["num_examples"] = int(stats["num_examples"])
   return stats

@@ -5,6 +5,7 @@ tests, `config.dataset.synthetic_if_missing` writes synthetic DeepFashion next t
 the TFDS data (DATA_DIR/synthetic_deepfashion/) and builds it with the same builder.
 `trained_on(config)` says which of the two a config's prepared data is.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,8 @@ def dataset_builder_config(config) -> str:
   if family != "deepfashion" or builder_config not in BUILDER_CONFIGS:
     raise ConfigError(
         f"config.dataset.name={name!r}: use deepfashion/<config>, config one of "
-        f"{', '.join(BUILDER_CONFIGS)}")
+        f"{', '.join(BUILDER_CONFIGS)}"
+    )
   return builder_config
 
 
@@ -79,29 +81,42 @@ def ensure_dataset(config) -> epath.Path:
     raise ConfigError(
         f"dataset deepfashion/{builder_config} is not prepared in {root}: build it with "
         f"`tfds build datasets/deepfashion --config={builder_config} --manual_dir=DIR "
-        f"--data_dir={root} --file_format=array_record` (README), or set config.dataset.data_dir")
+        f"--data_dir={root} --file_format=array_record` (README), or set config.dataset.data_dir"
+    )
   if jax.process_index() == 0:
     from fashionnet_jax.data import tfds_build
+
     synthetic_data = not manual_dir
     if synthetic_data:
       from fashionnet_jax import synthetic
+
       manual_dir = root / SYNTHETIC_MANUAL_FOLDER
       # Two configs share the Category benchmark's folder: a written one is reused
       # when it holds the config's annotations (older trees lack Anno_fine/).
-      needed = manual_dir / BENCHMARK_DIRS[builder_config] / (
-          "Anno_fine" if builder_config == "category_attribute_fine" else "Anno")
+      needed = (
+          manual_dir
+          / BENCHMARK_DIRS[builder_config]
+          / ("Anno_fine" if builder_config == "category_attribute_fine" else "Anno")
+      )
       if not needed.is_dir():
         images = int(config.dataset.synthetic_images)
-        with console.phase(f"writing synthetic DeepFashion ({builder_config}, {images} images) "
-                           f"to {manual_dir}"):
-          synthetic.generate(str(manual_dir), images=images, seed=int(config.seed),
-                             benchmarks=[builder_config], overwrite=True)
+        with console.phase(
+            f"writing synthetic DeepFashion ({builder_config}, {images} images) " f"to {manual_dir}"
+        ):
+          synthetic.generate(
+              str(manual_dir),
+              images=images,
+              seed=int(config.seed),
+              benchmarks=[builder_config],
+              overwrite=True,
+          )
     with console.phase(f"building the TFDS dataset deepfashion/{builder_config} in {root}"):
       # A real build takes hours: its progress bars stay.
       with console.quiet_tfds(progress_bars=not synthetic_data):
         tfds_build.build(builder_config, manual_dir=str(manual_dir), data_dir=str(root))
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices("deepfashion dataset prepared")
   if not is_prepared(config):
     raise ConfigError(f"building deepfashion/{builder_config} into {root} left no dataset")

@@ -6,6 +6,7 @@ landmarks (0, 0) with visibility 3, bbox = whole image, clothes_type -1).
 The callables here are module-level classes so grain can pickle them into
 worker processes.
 """
+
 import dataclasses
 import re
 
@@ -44,6 +45,7 @@ def item_index(item_id, name="item_id"):
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
   """Decodes, crops, resizes (and in training flips and jitters) one record."""
+
   image_size: int
   num_attributes: int
   train: bool
@@ -57,32 +59,45 @@ class Preprocess:
     bbox = record.get("bbox")
     if bbox is None:
       bbox = np.array([0.0, 0.0, 1.0, 1.0], np.float32)
-    margins = (transforms.jittered_margins(rng, self.crop_margin, self.crop_jitter)
-               if train else self.crop_margin)
+    margins = (
+        transforms.jittered_margins(rng, self.crop_margin, self.crop_jitter)
+        if train
+        else self.crop_margin
+    )
     crop = transforms.bbox_crop(bbox, margins)
     flip = bool(train and self.flip and rng.random() < 0.5)
 
     if "landmarks" in record:
       # The record's p / W -> pixel centres (p + 0.5) / W, once (transforms' convention).
-      landmarks = transforms.pixel_centres(record["landmarks"], record["landmark_visibility"],
-                                           *transforms.image_size(record["image"], name))
+      landmarks = transforms.pixel_centres(
+          record["landmarks"],
+          record["landmark_visibility"],
+          *transforms.image_size(record["image"], name),
+      )
       landmarks, visibility = transforms.crop_landmarks(
-          landmarks, record["landmark_visibility"], crop)
+          landmarks, record["landmark_visibility"], crop
+      )
     else:
       landmarks = np.zeros((NUM_LANDMARKS, 2), np.float32)
       visibility = np.full((NUM_LANDMARKS,), UNUSED, np.int32)
     if flip:
       landmarks, visibility = transforms.flip_landmarks(landmarks, visibility)
-    color = (transforms.color_jitter_factors(rng, self.color_jitter)
-             if train and self.color_jitter > 0 else None)
+    color = (
+        transforms.color_jitter_factors(rng, self.color_jitter)
+        if train and self.color_jitter > 0
+        else None
+    )
     image = transforms.decode_crop_resize(
-        record["image"], crop, self.image_size, flip=flip, color=color, name=name)
+        record["image"], crop, self.image_size, flip=flip, color=color, name=name
+    )
 
     attributes = record.get("attributes")
     if attributes is None:
       attributes = np.zeros((self.num_attributes,), np.int8)
     elif len(attributes) != self.num_attributes:
-      raise ValueError(f"{name}: {len(attributes)} attributes, config expects {self.num_attributes}")
+      raise ValueError(
+          f"{name}: {len(attributes)} attributes, config expects {self.num_attributes}"
+      )
     return {
         "image": image,
         "landmarks": landmarks,
@@ -166,6 +181,7 @@ class LoadTrainExample:
 @dataclasses.dataclass(frozen=True)
 class LoadEvalExample:
   """map fn: source index (or -1 for padding) → deterministic example."""
+
   source: object
   preprocess: Preprocess
 
@@ -185,6 +201,7 @@ class LoadEvalExample:
 @dataclasses.dataclass(frozen=True)
 class LoadPKBatch:
   """map fn: one P×K batch of source indices → a list of examples."""
+
   source: object
   preprocess: Preprocess
   seed: int

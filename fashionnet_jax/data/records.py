@@ -33,8 +33,13 @@ SPLITS = {
     "category_attribute_fine": ("train", "validation", "test"),  # data/fine.py
 }
 # evaluation_status as written → split name.
-STATUS_TO_SPLIT = {"train": "train", "val": "validation", "test": "test",
-                   "query": "query", "gallery": "gallery"}
+STATUS_TO_SPLIT = {
+    "train": "train",
+    "val": "validation",
+    "test": "test",
+    "query": "query",
+    "gallery": "gallery",
+}
 SOURCE_NAMES = ("shop", "consumer")  # source_type 1, 2.
 
 # Per config: lockstep files (key → path under Anno/ or Eval/) and row widths.
@@ -60,8 +65,12 @@ _LOCKSTEP = {
         "partition": "Eval/list_eval_partition.txt",
     },
 }
-_BBOX_HEAD = {"category_attribute": 1, "inshop": 3, "consumer2shop": 3,
-              "landmarks": 1}  # Columns before x_1.
+_BBOX_HEAD = {
+    "category_attribute": 1,
+    "inshop": 3,
+    "consumer2shop": 3,
+    "landmarks": 1,
+}  # Columns before x_1.
 
 
 # In-shop's labels are pixels of the released img/ images, all 256×256; the
@@ -83,20 +92,24 @@ def with_image(ex: dict, images: ImageStore, where: str, released_size=None) -> 
     raise DeepFashionFormatError(
         f"{where}: image {name} in {images.source()} is {width}x{height}, but the labels are"
         f" pixels of the released {released_size[0]}x{released_size[1]} img/ images (img_highres/"
-        " unpacked as img/?): use img.zip or its img/ folder")
-  ex.update({
-      "image": image,
-      "image/filename": name,
-      "bbox": tfds.features.BBox(*anno.normalized_bbox(box, width, height)),
-      "landmarks": anno.normalized_landmarks(marks, width, height),
-      "landmark_visibility": marks.visibility,
-  })
+        " unpacked as img/?): use img.zip or its img/ folder"
+    )
+  ex.update(
+      {
+          "image": image,
+          "image/filename": name,
+          "bbox": tfds.features.BBox(*anno.normalized_bbox(box, width, height)),
+          "landmarks": anno.normalized_landmarks(marks, width, height),
+          "landmark_visibility": marks.visibility,
+      }
+  )
   return ex
 
 
 @dataclasses.dataclass
 class Chunk:
   """A run of `num_rows` joined rows, starting at `positions` (Beam work)."""
+
   positions: dict[str, Position]
   num_rows: int
 
@@ -104,24 +117,24 @@ class Chunk:
 class Benchmark:
   """One benchmark folder under `--manual_dir`, joined image by image."""
 
-  def __init__(self, config: str, manual_dir: epath.PathLike, *,
-               num_attributes: int = 1000):
+  def __init__(self, config: str, manual_dir: epath.PathLike, *, num_attributes: int = 1000):
     if config not in BENCHMARK_DIRS:
-      raise ValueError(f"unknown config {config!r}; one of"
-                       f" {sorted(BENCHMARK_DIRS)}")
+      raise ValueError(f"unknown config {config!r}; one of" f" {sorted(BENCHMARK_DIRS)}")
     self.config = config
     self.num_attributes = num_attributes
     self.root = epath.Path(manual_dir) / BENCHMARK_DIRS[config]
     if not self.root.is_dir():
       raise DeepFashionFormatError(
           f"{self.root}: benchmark folder not found under --manual_dir (see"
-          " the manual download instructions)")
+          " the manual download instructions)"
+      )
     # The 2020 re-release renamed Anno/ to Anno_coarse/ (and added Anno_fine/).
     anno_dir = "Anno" if (self.root / "Anno").is_dir() else "Anno_coarse"
     if not (self.root / anno_dir).is_dir() and _LOCKSTEP[config]:
       raise DeepFashionFormatError(
           f"{self.root}: no Anno/ (or Anno_coarse/, as the 2020 re-release names it): "
-          "unpack the benchmark's annotation archive there")
+          "unpack the benchmark's annotation archive there"
+      )
     self.files = {
         key: ListFile(self.root / path.replace("Anno/", anno_dir + "/", 1))
         for key, path in _LOCKSTEP[config].items()
@@ -135,8 +148,7 @@ class Benchmark:
 
   def category_names(self) -> list[str]:
     """Category names in file order (label = 1-based row - 1)."""
-    return [n for n, _ in anno.read_names(
-        self.anno_dir / "list_category_cloth.txt")]
+    return [n for n, _ in anno.read_names(self.anno_dir / "list_category_cloth.txt")]
 
   def attribute_names(self) -> list[tuple[str, int]]:
     """(name, type) of the attributes, checked against `num_attributes`."""
@@ -144,8 +156,8 @@ class Benchmark:
     names = anno.read_names(path)
     if len(names) != self.num_attributes:
       raise DeepFashionFormatError(
-          f"{path}: {len(names)} attributes listed, the builder expects"
-          f" {self.num_attributes}")
+          f"{path}: {len(names)} attributes listed, the builder expects" f" {self.num_attributes}"
+      )
     return names
 
   # -------------------------------------------------------------- joining
@@ -164,7 +176,8 @@ class Benchmark:
         raise DeepFashionFormatError(
             f"{anno.where(self.files[other].name, row.lineno)}: image"
             f" {_first(row)} has no row in {self.files[short].name}, which"
-            " ended earlier (the files disagree on the image set)")
+            " ended earlier (the files disagree on the image set)"
+        )
       first = keys[0]
       for k in keys[1:]:
         a, b = items[first][0], items[k][0]
@@ -172,9 +185,9 @@ class Benchmark:
           raise DeepFashionFormatError(
               f"{anno.where(self.files[first].name, a.lineno)} and"
               f" {anno.where(self.files[k].name, b.lineno)} disagree on the"
-              f" image: {_first(a)} vs {_first(b)}")
-      yield ({k: items[k][0] for k in keys},
-             {k: items[k][1] for k in keys})
+              f" image: {_first(a)} vs {_first(b)}"
+          )
+      yield ({k: items[k][0] for k in keys}, {k: items[k][1] for k in keys})
 
   def joined_rows(self) -> Iterator[dict[str, Row]]:
     """Every image's rows, {file key: Row}, streamed in lockstep."""
@@ -203,9 +216,10 @@ class Benchmark:
     return {_first(rows["bbox"]) for rows in self.joined_rows()}
 
   def _chunk_rows(self, chunk: Chunk) -> Iterator[dict[str, Row]]:
-    streams = {k: ((row, None) for row in
-                   f.rows_from(chunk.positions[k], chunk.num_rows))
-               for k, f in self.files.items()}
+    streams = {
+        k: ((row, None) for row in f.rows_from(chunk.positions[k], chunk.num_rows))
+        for k, f in self.files.items()
+    }
     for rows, _ in self._lockstep(streams):
       yield rows
 
@@ -227,12 +241,13 @@ class Benchmark:
     for row in listing:
       if self.config == "inshop":  # image_name item_id evaluation_status
         name, item, status = anno.split_row(
-            listing.name, row, 3, "image_name item_id evaluation_status")
+            listing.name, row, 3, "image_name item_id evaluation_status"
+        )
         pairs = [(name, item, status)]
       else:  # image_pair_name_1 image_pair_name_2 item_id evaluation_status
         consumer, shop, item, status = anno.split_row(
-            listing.name, row, 4,
-            "image_pair_name_1 image_pair_name_2 item_id evaluation_status")
+            listing.name, row, 4, "image_pair_name_1 image_pair_name_2 item_id evaluation_status"
+        )
         pairs = [(consumer, item, status), (shop, item, status)]
       for name, item, status in pairs:
         split = _split_of(listing.name, row, status, self.config)
@@ -242,7 +257,8 @@ class Benchmark:
         elif old[0] != item:
           raise DeepFashionFormatError(
               f"{anno.where(listing.name, row.lineno)}: image {name} has item"
-              f" {item} but item {old[0]} on line {old[2]}")
+              f" {item} but item {old[0]} on line {old[2]}"
+          )
         else:
           old[1].add(split)
     return index
@@ -254,7 +270,8 @@ class Benchmark:
         raise DeepFashionFormatError(
             f"{anno.where(self.partition_path, lineno)}: image {name} has no"
             f" row in {self.files['bbox'].name} (the files disagree on the"
-            " image set)")
+            " image set)"
+        )
 
   def splits_of(self, rows: dict[str, Row]) -> set[str]:
     """The splits an image belongs to (several for a shared shop image)."""
@@ -269,7 +286,8 @@ class Benchmark:
         raise DeepFashionFormatError(
             f"{anno.where(self.files['bbox'].name, row.lineno)}: image"
             f" {_first(row)} is not in {self.partition_path} (the files"
-            " disagree on the image set)")
+            " disagree on the image set)"
+        )
       return set()
     return entry[1]
 
@@ -281,15 +299,17 @@ class Benchmark:
     first = rows["bbox"]
     has_variation = self.config != "category_attribute"
     tokens = anno.split_row(files["landmarks"], rows["landmarks"])
-    marks = anno.parse_landmarks(files["landmarks"], rows["landmarks"], tokens,
-                                 has_variation_type=has_variation)
+    marks = anno.parse_landmarks(
+        files["landmarks"], rows["landmarks"], tokens, has_variation_type=has_variation
+    )
     head = _BBOX_HEAD[self.config]
-    tokens = anno.split_row(files["bbox"], first, head + 4, "image_name ..."
-                            " x_1 y_1 x_2 y_2")
-    out = {"name": anno.image_name(files["bbox"], first),
-           "bbox": anno.parse_bbox(files["bbox"], first, tokens[head:]),
-           "landmarks": marks,
-           "clothes_type": marks.clothes_type - 1}
+    tokens = anno.split_row(files["bbox"], first, head + 4, "image_name ..." " x_1 y_1 x_2 y_2")
+    out = {
+        "name": anno.image_name(files["bbox"], first),
+        "bbox": anno.parse_bbox(files["bbox"], first, tokens[head:]),
+        "landmarks": marks,
+        "clothes_type": marks.clothes_type - 1,
+    }
     if has_variation:
       out["variation_type"] = marks.variation_type
     if self.config == "category_attribute":
@@ -297,22 +317,24 @@ class Benchmark:
       _, label = anno.split_row(path, row, 2, "image_name category_label")
       out["category"] = anno.to_int(path, row, label, "category_label") - 1
       out["attributes"] = anno.parse_attributes(
-          files["attributes"], rows["attributes"], self.num_attributes)
+          files["attributes"], rows["attributes"], self.num_attributes
+      )
     if self.config == "inshop":
-      out["pose_type"] = anno.to_int(files["bbox"], first, tokens[2],
-                                     "pose_type")
+      out["pose_type"] = anno.to_int(files["bbox"], first, tokens[2], "pose_type")
     if self.config in ("inshop", "consumer2shop"):
       out["item_id"] = self._partition_index()[out["name"]][0]
     if self.config == "consumer2shop":
-      out["source"] = anno.to_int(files["bbox"], first, tokens[2],
-                                  "source_type", (1, 2)) - 1
+      out["source"] = anno.to_int(files["bbox"], first, tokens[2], "source_type", (1, 2)) - 1
     return out
 
   def example(self, rows: dict[str, Row]) -> dict:
     """One image's feature dict; BadExampleError if the row or image is bad."""
-    return with_image(self.annotation(rows), self.images,
-                      anno.where(self.files["bbox"].name, rows["bbox"].lineno),
-                      INSHOP_IMAGE_SIZE if self.config == "inshop" else None)
+    return with_image(
+        self.annotation(rows),
+        self.images,
+        anno.where(self.files["bbox"].name, rows["bbox"].lineno),
+        INSHOP_IMAGE_SIZE if self.config == "inshop" else None,
+    )
 
   def _examples_of(self, rows_iter, split: str, on_bad) -> Iterator:
     for rows in rows_iter:
@@ -340,8 +362,7 @@ class Benchmark:
 
   def examples_in_chunk(self, chunk: Chunk, split: str, on_bad=None):
     """The examples of `split` inside one chunk (Beam)."""
-    yield from self._examples_of(self._chunk_rows(chunk), split,
-                                 on_bad or _raise)
+    yield from self._examples_of(self._chunk_rows(chunk), split, on_bad or _raise)
 
 
 def _first(row: Row) -> str:
@@ -349,12 +370,12 @@ def _first(row: Row) -> str:
 
 
 def _split_of(path: str, row: Row, status: str, config: str) -> str:
-  allowed = {s for s, split in STATUS_TO_SPLIT.items()
-             if split in SPLITS[config]}
+  allowed = {s for s, split in STATUS_TO_SPLIT.items() if split in SPLITS[config]}
   if status not in allowed:
     raise BadExampleError(
         f"{anno.where(path, row.lineno)}: evaluation_status must be one of"
-        f" {sorted(allowed)}, got {status!r}")
+        f" {sorted(allowed)}, got {status!r}"
+    )
   return STATUS_TO_SPLIT[status]
 
 

@@ -4,6 +4,7 @@ Every function maps an integer (batch or position) to source indices with a
 seed, so the draws are deterministic, independent of worker count, and
 resumable from grain's iterator state (which is just a position).
 """
+
 import sys
 
 import numpy as np
@@ -67,7 +68,7 @@ class PKBatches:
     permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.members))
     rng = np.random.default_rng([self.seed, epoch, j])
     indices = []
-    for item in permutation[j * self.p:(j + 1) * self.p]:
+    for item in permutation[j * self.p : (j + 1) * self.p]:
       members = self.members[item]
       indices.append(rng.choice(members, self.k, replace=len(members) < self.k))
     return int(batch_index), np.concatenate(indices)

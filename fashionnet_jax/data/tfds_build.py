@@ -24,8 +24,7 @@ MODULE = "deepfashion.deepfashion_dataset_builder"
 BUILDER_DIR = pathlib.Path(__file__).resolve().parents[2] / "datasets" / "deepfashion"
 
 
-def load_builder_module(builder_dir: epath.PathLike = BUILDER_DIR
-                        ) -> types.ModuleType:
+def load_builder_module(builder_dir: epath.PathLike = BUILDER_DIR) -> types.ModuleType:
   """Imports `datasets/deepfashion/deepfashion_dataset_builder.py` once."""
   if MODULE in sys.modules:
     return sys.modules[MODULE]
@@ -33,7 +32,8 @@ def load_builder_module(builder_dir: epath.PathLike = BUILDER_DIR
   if not (builder_dir / "deepfashion_dataset_builder.py").exists():
     raise FileNotFoundError(
         f"{builder_dir}: deepfashion_dataset_builder.py not found (is the"
-        " fashionnet_jax checkout installed with `pip install -e .`?)")
+        " fashionnet_jax checkout installed with `pip install -e .`?)"
+    )
   with tfds.core.utils.add_sys_path(builder_dir.parent):
     return importlib.import_module(MODULE)
 
@@ -43,13 +43,19 @@ def builder_cls() -> type[tfds.core.GeneratorBasedBuilder]:
   return load_builder_module().Builder
 
 
-def build(builder_config: str, manual_dir: epath.PathLike,
-          data_dir: epath.PathLike, skip_bad_examples: bool = False,
-          file_format: str = "array_record") -> tfds.core.DatasetBuilder:
+def build(
+    builder_config: str,
+    manual_dir: epath.PathLike,
+    data_dir: epath.PathLike,
+    skip_bad_examples: bool = False,
+    file_format: str = "array_record",
+) -> tfds.core.DatasetBuilder:
   """Builds one config into `data_dir` (reused if already built)."""
-  builder = builder_cls()(config=builder_config, data_dir=data_dir,
-                          file_format=file_format,
-                          skip_bad_examples=skip_bad_examples)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  builder = builder_cls()(
+      config=builder_config,
+      data_dir=data_dir,
+      file_format=file_format,
+      skip_bad_examples=skip_bad_examples,
+  )
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return builder

@@ -18,6 +18,7 @@ image's width and height; after `decode_crop_resize` the crop box is the
 network input, so a landmark maps to `(xy - (x0, y0)) / (x1 - x0, y1 - y0)`.
 Images stay uint8 until `normalize_batch`, which works on a whole batch at once.
 """
+
 import io
 
 import numpy as np
@@ -123,8 +124,10 @@ def decode_crop_resize(jpeg, crop, size, *, flip=False, color=None, name="image"
     if img.mode != "RGB":
       img = img.convert("RGB")
     box = (
-        crop[0] * width / scale, crop[1] * height / scale,
-        crop[2] * width / scale, crop[3] * height / scale,
+        crop[0] * width / scale,
+        crop[1] * height / scale,
+        crop[2] * width / scale,
+        crop[3] * height / scale,
     )
     # Decoding happens here (lazily): a truncated JPEG fails in resize.
     img = img.resize((size, size), Image.BILINEAR, box=box)
@@ -147,8 +150,7 @@ def crop_landmarks(landmarks, visibility, crop):
   landmarks = np.asarray(landmarks, np.float32)
   visibility = np.asarray(visibility, np.int32).copy()
   x0, y0, x1, y1 = crop
-  xy = (landmarks - np.array([x0, y0], np.float32)) / np.array(
-      [x1 - x0, y1 - y0], np.float32)
+  xy = (landmarks - np.array([x0, y0], np.float32)) / np.array([x1 - x0, y1 - y0], np.float32)
   present = visibility != UNUSED
   outside = np.any((xy < 0.0) | (xy > 1.0), axis=-1)
   visibility[present & outside] = TRUNCATED
@@ -231,6 +233,7 @@ def normalize_on_device(images):
   inputs are taken as normalised already (tests, `inference.predictor.Predictor`).
   """
   import jax.numpy as jnp
+
   if images.dtype != jnp.uint8:
     return images
   x = images.astype(jnp.float32)

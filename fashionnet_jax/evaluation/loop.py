@@ -12,6 +12,7 @@ The loop takes what it needs, not a trainer: `predict(images) -> outputs`, a
 global batch's eval-mode forward pass (models.functional.make_predict_fn bound
 to parameters), and the mesh that batches are laid on.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,15 +29,30 @@ from fashionnet_jax.evaluation import metrics as metrics_lib
 from fashionnet_jax.evaluation import report
 from fashionnet_jax.schema import ATTRIBUTE_TYPES_BY_CONFIG
 
-_OUTPUT_KEYS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits",
-                "embedding", "embedding_levels")
-_LABEL_KEYS = ("landmarks", "landmark_visibility", "category", "attributes", "item", "source",
-               "crop", "bbox")
+_OUTPUT_KEYS = (
+    "landmarks",
+    "visibility_logits",
+    "category_logits",
+    "attribute_logits",
+    "embedding",
+    "embedding_levels",
+)
+_LABEL_KEYS = (
+    "landmarks",
+    "landmark_visibility",
+    "category",
+    "attributes",
+    "item",
+    "source",
+    "crop",
+    "bbox",
+)
 
 
 def _gather(x):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(x)
 
@@ -53,8 +69,16 @@ def _batches(config, split: str):
   if jax.process_index() != 0 or not sys.stderr.isatty():
     return batches
   from tqdm import tqdm
-  return tqdm(batches, desc=f"evaluating {split}", unit="batch", delay=10, leave=False,
-              file=sys.stderr, dynamic_ncols=True)
+
+  return tqdm(
+      batches,
+      desc=f"evaluating {split}",
+      unit="batch",
+      delay=10,
+      leave=False,
+      file=sys.stderr,
+      dynamic_ncols=True,
+  )
 
 
 def collect(config, predict, mesh, split: str) -> dict[str, np.ndarray]:
@@ -80,6 +104,7 @@ def _has_landmarks(arrays) -> bool:
 def _retrieval(config, query, gallery, mesh) -> dict[str, float]:
   """retrieval_top<k> of the embedding; with HDC's cascade (models/cascade.py) also each
   level's, retrieval_<level>_top<k> ('embedding' is then the levels' concatenation)."""
+
   def score(q, g, prefix="retrieval"):
     found = metrics_lib.retrieval_metrics(q, query["item"], g, gallery["item"], mesh=mesh)
     return {k.replace("retrieval", prefix, 1): v for k, v in found.items()}
@@ -87,8 +112,13 @@ def _retrieval(config, query, gallery, mesh) -> dict[str, float]:
   metrics = score(query["pred_embedding"], gallery["pred_embedding"])
   if "pred_embedding_levels" in query:
     for i, level in enumerate(config.model.cascade_levels):
-      metrics.update(score(query["pred_embedding_levels"][:, i],
-                           gallery["pred_embedding_levels"][:, i], f"retrieval_{level}"))
+      metrics.update(
+          score(
+              query["pred_embedding_levels"][:, i],
+              gallery["pred_embedding_levels"][:, i],
+              f"retrieval_{level}",
+          )
+      )
   return metrics
 
 
@@ -114,12 +144,13 @@ def eval_protocol(config) -> dict:
   margin, size = config.input.get("crop_margin", 0.1), config.image_size
   return {
       "crop": f"ground-truth bbox + {margin:g} of its width / height per side, clipped to "
-              f"the image, resized to {size}x{size}",
-      "crop_margin": margin, "image_size": size,
+      f"the image, resized to {size}x{size}",
+      "crop_margin": margin,
+      "image_size": size,
       "ne_frame": "ground-truth bbox: x / bbox width, y / bbox height, visible landmarks "
-                  "inside the bbox (landmark_ne_image: x / image width, y / image height)",
+      "inside the bbox (landmark_ne_image: x / image width, y / image height)",
       "detected_frame": f"ground-truth bbox resized to {metrics_lib.BBOX_FRAME_SIZE}x"
-                        f"{metrics_lib.BBOX_FRAME_SIZE} pixels",
+      f"{metrics_lib.BBOX_FRAME_SIZE} pixels",
   }
 
 
@@ -145,9 +176,14 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
   if builder_config in ATTRIBUTE_TYPES_BY_CONFIG:  # coarse (5 types) or Anno_fine (6)
     metrics.update(metrics_lib.category_metrics(arrays["pred_category_logits"], arrays["category"]))
     types = labels.dataset_labels(config)["attribute_types"] or None
-    metrics.update(metrics_lib.attribute_metrics(
-        arrays["pred_attribute_logits"], arrays["attributes"], attribute_types=types,
-        type_names=ATTRIBUTE_TYPES_BY_CONFIG[builder_config]))
+    metrics.update(
+        metrics_lib.attribute_metrics(
+            arrays["pred_attribute_logits"],
+            arrays["attributes"],
+            attribute_types=types,
+            type_names=ATTRIBUTE_TYPES_BY_CONFIG[builder_config],
+        )
+    )
   if _has_landmarks(arrays):
     metrics.update(landmark_scores(arrays))
   metrics["num_examples"] = float(len(arrays["pred_embedding"]))
@@ -158,8 +194,17 @@ def _split_name(builder_config: str, split: str) -> str:
   return "query vs gallery" if builder_config == "inshop" else f"the {split} split"
 
 
-def evaluate_and_report(config, predict, mesh, workdir, writer, step: int, split=None,
-                        folder: str = "eval", extra: dict | None = None) -> dict[str, float]:
+def evaluate_and_report(
+    config,
+    predict,
+    mesh,
+    workdir,
+    writer,
+    step: int,
+    split=None,
+    folder: str = "eval",
+    extra: dict | None = None,
+) -> dict[str, float]:
   """compute_metrics on `split` (default: the config's eval split), written to `writer`
   (as `<folder>/<metric>`) and (process 0) to workdir/<folder>/<step>.*, the JSON with the
   test-time crop protocol (`eval_protocol`) under "protocol"."""
@@ -167,17 +212,27 @@ def evaluate_and_report(config, predict, mesh, workdir, writer, step: int, split
   if builder_config == "inshop":
     split = "query"
   split = split or config.dataset.eval_split
-  said = (console.phase(f"evaluating step {step} on {_split_name(builder_config, split)}")
-          if jax.process_index() == 0 else contextlib.nullcontext())
+  said = (
+      console.phase(f"evaluating step {step} on {_split_name(builder_config, split)}")
+      if jax.process_index() == 0
+      else contextlib.nullcontext()
+  )
   with said:
     metrics = compute_metrics(config, predict, mesh, split)
   prefix = folder.replace("/", "_")
-  writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items()
-                              if np.isfinite(v)})
+  writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items() if np.isfinite(v)})
   if jax.process_index() == 0:
-    report.write_report(metrics, workdir, step=step, split=split, dataset=builder_config,
-                        folder=folder, extra={"protocol": eval_protocol(config), **(extra or {})},
-                        trained_on=trained_on(config))
-  logging.info("eval step %d: %s", step,
-               ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    report.write_report(
+        metrics,
+        workdir,
+        step=step,
+        split=split,
+        dataset=builder_config,
+        folder=folder,
+        extra={"protocol": eval_protocol(config), **(extra or {})},
+        trained_on=trained_on(config),
+    )
+  logging.info(
+      "eval step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+  )
   return metrics

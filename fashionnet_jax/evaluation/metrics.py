@@ -23,12 +23,14 @@ Ties in every ranking follow a stable descending sort: among equal scores the
 lower index (class, attribute or gallery row) ranks first. `MetricAccumulator`
 gathers batches; the `*_metrics` helpers return the flat keys `report.py` reads.
 """
+
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fashionnet_jax.evaluation import search
 from fashionnet_jax.schema import ATTRIBUTE_TYPE_NAMES, LANDMARK_NAMES, TRUNCATED
+
 RETRIEVAL_KS = (1, 5, 10, 20, 30, 40, 50)
 # Detected percentage: pixel thresholds in the ground-truth bbox resized to
 # BBOX_FRAME_SIZE² pixels, the network input of the released code that reports NE
@@ -67,8 +69,10 @@ def category_topk_accuracy(logits, labels, k: int) -> float:
   if n == 0:
     raise ValueError("category_topk_accuracy: no images")
   if labels.min() < 0 or labels.max() >= num_classes:
-    raise ValueError(f"category_topk_accuracy: labels must be in 0..{num_classes - 1}, "
-                     f"got {labels.min()}..{labels.max()}")
+    raise ValueError(
+        f"category_topk_accuracy: labels must be in 0..{num_classes - 1}, "
+        f"got {labels.min()}..{labels.max()}"
+    )
   label_score = logits[np.arange(n), labels][:, None]
   lower_index = np.arange(num_classes)[None, :] < labels[:, None]
   rank = (logits > label_score).sum(1) + ((logits == label_score) & lower_index).sum(1)
@@ -80,13 +84,14 @@ def _topk_mask(scores, k, chunk=4096):
   k = min(k, scores.shape[1])
   inside = np.zeros(scores.shape, bool)
   for start in range(0, scores.shape[0], chunk):
-    top = np.argsort(-scores[start:start + chunk], axis=1, kind="stable")[:, :k]
-    np.put_along_axis(inside[start:start + chunk], top, True, axis=1)
+    top = np.argsort(-scores[start : start + chunk], axis=1, kind="stable")[:, :k]
+    np.put_along_axis(inside[start : start + chunk], top, True, axis=1)
   return inside
 
 
-def attribute_topk_recall(scores, labels, k: int, attribute_types=None, *,
-                          within_type: bool = False):
+def attribute_topk_recall(
+    scores, labels, k: int, attribute_types=None, *, within_type: bool = False
+):
   """Top-k attribute recall: Σ positives in each image's top k / Σ positives.
 
   Args:
@@ -107,8 +112,9 @@ def attribute_topk_recall(scores, labels, k: int, attribute_types=None, *,
   scores = _array(scores, "attribute_topk_recall scores", 2, np.float32)
   labels = _array(labels, "attribute_topk_recall labels", 2)
   if scores.shape != labels.shape:
-    raise ValueError(f"attribute_topk_recall: scores {scores.shape} and labels "
-                     f"{labels.shape} differ")
+    raise ValueError(
+        f"attribute_topk_recall: scores {scores.shape} and labels " f"{labels.shape} differ"
+    )
   positive = labels == 1
   inside = _topk_mask(scores, k)
 
@@ -122,17 +128,26 @@ def attribute_topk_recall(scores, labels, k: int, attribute_types=None, *,
     return overall
   types = _array(attribute_types, "attribute_topk_recall attribute_types", 1, np.int64)
   if types.shape[0] != scores.shape[1]:
-    raise ValueError(f"attribute_topk_recall: {types.shape[0]} attribute_types for "
-                     f"{scores.shape[1]} attributes")
+    raise ValueError(
+        f"attribute_topk_recall: {types.shape[0]} attribute_types for "
+        f"{scores.shape[1]} attributes"
+    )
   result = {int(t): recall(types == t) for t in np.unique(types)}
   result["all"] = overall
   return result
 
 
-def retrieval_topk_accuracy(query_embeddings, query_items, gallery_embeddings,
-                            gallery_items, ks: Sequence[int] = RETRIEVAL_KS, *,
-                            mesh=None, query_chunk: int = 1024,
-                            gallery_chunk: int | None = None) -> dict[int, float]:
+def retrieval_topk_accuracy(
+    query_embeddings,
+    query_items,
+    gallery_embeddings,
+    gallery_items,
+    ks: Sequence[int] = RETRIEVAL_KS,
+    *,
+    mesh=None,
+    query_chunk: int = 1024,
+    gallery_chunk: int | None = None,
+) -> dict[int, float]:
   """Top-k retrieval accuracy by cosine similarity, {k: fraction of queries hit}.
 
   A query is a hit at k when any gallery image of its item (items may have
@@ -148,18 +163,20 @@ def retrieval_topk_accuracy(query_embeddings, query_items, gallery_embeddings,
   q_items = _array(query_items, "retrieval_topk_accuracy query_items", 1)
   g_items = _array(gallery_items, "retrieval_topk_accuracy gallery_items", 1)
   if q_items.shape[0] != q_emb.shape[0] or g_items.shape[0] != g_emb.shape[0]:
-    raise ValueError(f"retrieval_topk_accuracy: {q_emb.shape[0]} query embeddings vs "
-                     f"{q_items.shape[0]} query items, {g_emb.shape[0]} gallery "
-                     f"embeddings vs {g_items.shape[0]} gallery items")
+    raise ValueError(
+        f"retrieval_topk_accuracy: {q_emb.shape[0]} query embeddings vs "
+        f"{q_items.shape[0]} query items, {g_emb.shape[0]} gallery "
+        f"embeddings vs {g_items.shape[0]} gallery items"
+    )
   if q_emb.shape[0] == 0 or g_emb.shape[0] == 0:
     raise ValueError("retrieval_topk_accuracy: empty query set or gallery")
   _, item_codes = np.unique(np.concatenate([q_items, g_items]), return_inverse=True)
-  q_codes, g_codes = item_codes[:len(q_items)], item_codes[len(q_items):]
+  q_codes, g_codes = item_codes[: len(q_items)], item_codes[len(q_items) :]
 
   depth = min(max(ks), g_emb.shape[0])
   _, neighbours = search.topk_search(
-      q_emb, g_emb, depth, mesh=mesh, query_chunk=query_chunk,
-      gallery_chunk=gallery_chunk)
+      q_emb, g_emb, depth, mesh=mesh, query_chunk=query_chunk, gallery_chunk=gallery_chunk
+  )
   match = g_codes[np.asarray(neighbours)] == q_codes[:, None]
   first_hit = np.where(match.any(1), match.argmax(1), np.inf)
   return {k: float(np.mean(first_hit < k)) for k in ks}
@@ -170,8 +187,10 @@ def _landmark_arrays(pred, true, visibility, name):
   true = _array(true, f"{name} true", 3, np.float32)
   visibility = _array(visibility, f"{name} visibility", 2)
   if pred.shape != true.shape or pred.shape[2] != 2 or visibility.shape != pred.shape[:2]:
-    raise ValueError(f"{name}: need pred/true [N, L, 2] and visibility [N, L], got "
-                     f"{pred.shape}, {true.shape}, {visibility.shape}")
+    raise ValueError(
+        f"{name}: need pred/true [N, L, 2] and visibility [N, L], got "
+        f"{pred.shape}, {true.shape}, {visibility.shape}"
+    )
   return pred, true, visibility == 0
 
 
@@ -202,13 +221,16 @@ def landmarks_in_bbox_frame(pred, true, visibility, bbox):
   visibility = np.array(visibility)
   bbox = _array(bbox, "landmarks_in_bbox_frame bbox", 2, np.float32)
   if bbox.shape != (pred.shape[0], 4):
-    raise ValueError(f"landmarks_in_bbox_frame: bbox must be [{pred.shape[0]}, 4] "
-                     f"(x1, y1, x2, y2), got {bbox.shape}")
+    raise ValueError(
+        f"landmarks_in_bbox_frame: bbox must be [{pred.shape[0]}, 4] "
+        f"(x1, y1, x2, y2), got {bbox.shape}"
+    )
   origin, size = bbox[:, None, :2], bbox[:, None, 2:] - bbox[:, None, :2]
   flat = np.flatnonzero((size <= 0).any(-1))
   if flat.size:
-    raise ValueError(f"landmarks_in_bbox_frame: example {flat[0]} has an empty bbox "
-                     f"{bbox[flat[0]].tolist()}")
+    raise ValueError(
+        f"landmarks_in_bbox_frame: example {flat[0]} has an empty bbox " f"{bbox[flat[0]].tolist()}"
+    )
   pred, true = (pred - origin) / size, (true - origin) / size
   # Half-open like CheckLandmarks; the slack absorbs float rounding, far below a pixel.
   slack = 1e-5
@@ -234,8 +256,7 @@ def landmark_normalized_error(pred, true, visibility):
     visible instance (NaN when none has; the released code's mean would be NaN
     as soon as one landmark is never visible).
   """
-  pred, true, visible = _landmark_arrays(pred, true, visibility,
-                                         "landmark_normalized_error")
+  pred, true, visible = _landmark_arrays(pred, true, visibility, "landmark_normalized_error")
   distance = np.linalg.norm(pred - true, axis=-1)
   count = visible.sum(0)
   total = np.where(visible, distance, 0.0).sum(0)
@@ -245,23 +266,22 @@ def landmark_normalized_error(pred, true, visibility):
   return per_landmark, mean
 
 
-def landmark_detected_percentage(pred, true, visibility, thresholds,
-                                 image_sizes=None):
+def landmark_detected_percentage(pred, true, visibility, thresholds, image_sizes=None):
   """Fraction of visible landmarks within each distance threshold (<=).
 
   With image_sizes ([N, 2] as (width, height) in pixels) distances and
   thresholds are in pixels; without, in normalised coordinates. Returns a
   float array [T] in [0, 1] (NaN if no landmark is visible).
   """
-  pred, true, visible = _landmark_arrays(pred, true, visibility,
-                                         "landmark_detected_percentage")
+  pred, true, visible = _landmark_arrays(pred, true, visibility, "landmark_detected_percentage")
   offset = pred - true
   if image_sizes is not None:
-    image_sizes = _array(image_sizes, "landmark_detected_percentage image_sizes", 2,
-                         np.float32)
+    image_sizes = _array(image_sizes, "landmark_detected_percentage image_sizes", 2, np.float32)
     if image_sizes.shape != (pred.shape[0], 2):
-      raise ValueError(f"landmark_detected_percentage: image_sizes must be "
-                       f"[{pred.shape[0]}, 2] (width, height), got {image_sizes.shape}")
+      raise ValueError(
+          f"landmark_detected_percentage: image_sizes must be "
+          f"[{pred.shape[0]}, 2] (width, height), got {image_sizes.shape}"
+      )
     offset = offset * image_sizes[:, None, :]
   distance = np.linalg.norm(offset, axis=-1)[visible]
   thresholds = np.asarray(thresholds, np.float32).reshape(-1)
@@ -272,12 +292,18 @@ def landmark_detected_percentage(pred, true, visibility, thresholds,
 
 # Flat keys for report.py / metric writers.
 
+
 def category_metrics(logits, labels, ks=(1, 3, 5)) -> dict[str, float]:
   return {f"category_top{k}": category_topk_accuracy(logits, labels, k) for k in ks}
 
 
-def attribute_metrics(scores, labels, attribute_types=None, ks=(3, 5),
-                      type_names: Mapping[int, str] = ATTRIBUTE_TYPE_NAMES):
+def attribute_metrics(
+    scores,
+    labels,
+    attribute_types=None,
+    ks=(3, 5),
+    type_names: Mapping[int, str] = ATTRIBUTE_TYPE_NAMES,
+):
   """attribute_top{k}_recall; per type attribute_top{k}_recall_<type> (the paper's
   single ranking) and attribute_top{k}_recall_<type>_within_type (ranked within
   the type, as AFGN and the ECCV 2018 workshop code do)."""
@@ -305,22 +331,35 @@ def landmark_metrics(pred, true, visibility, bbox=None, thresholds=PIXEL_THRESHO
   if bbox is not None:
     pred, true, visibility = landmarks_in_bbox_frame(pred, true, visibility, bbox)
   per_landmark, mean = landmark_normalized_error(pred, true, visibility)
-  names = LANDMARK_NAMES if len(per_landmark) == len(LANDMARK_NAMES) else [
-      f"landmark{i}" for i in range(len(per_landmark))]
+  names = (
+      LANDMARK_NAMES
+      if len(per_landmark) == len(LANDMARK_NAMES)
+      else [f"landmark{i}" for i in range(len(per_landmark))]
+  )
   out = {"landmark_ne": mean}
   out.update({f"landmark_ne_{n}": float(v) for n, v in zip(names, per_landmark)})
   frame = np.full((len(pred), 2), BBOX_FRAME_SIZE)
   detected = landmark_detected_percentage(pred, true, visibility, thresholds, frame)
-  out.update({f"landmark_detected_bbox{BBOX_FRAME_SIZE}_{t:g}px": float(d)
-              for t, d in zip(thresholds, detected)})
+  out.update(
+      {
+          f"landmark_detected_bbox{BBOX_FRAME_SIZE}_{t:g}px": float(d)
+          for t, d in zip(thresholds, detected)
+      }
+  )
   return out
 
 
-def retrieval_metrics(query_embeddings, query_items, gallery_embeddings,
-                      gallery_items, ks=RETRIEVAL_KS, **search_kwargs):
-  accuracy = retrieval_topk_accuracy(query_embeddings, query_items,
-                                     gallery_embeddings, gallery_items, ks,
-                                     **search_kwargs)
+def retrieval_metrics(
+    query_embeddings,
+    query_items,
+    gallery_embeddings,
+    gallery_items,
+    ks=RETRIEVAL_KS,
+    **search_kwargs,
+):
+  accuracy = retrieval_topk_accuracy(
+      query_embeddings, query_items, gallery_embeddings, gallery_items, ks, **search_kwargs
+  )
   return {f"retrieval_top{k}": v for k, v in accuracy.items()}
 
 
@@ -340,8 +379,10 @@ class MetricAccumulator:
       value = np.asarray(value)
       if keep is not None:
         if value.shape[:1] != keep.shape:
-          raise ValueError(f"MetricAccumulator.update: '{name}' has {value.shape[:1]} "
-                           f"rows but the mask has {keep.shape}")
+          raise ValueError(
+              f"MetricAccumulator.update: '{name}' has {value.shape[:1]} "
+              f"rows but the mask has {keep.shape}"
+          )
         value = value[keep]
       self._parts.setdefault(name, []).append(value)
 

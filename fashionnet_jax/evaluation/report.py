@@ -16,6 +16,7 @@ any etils.epath path, gs:// included):
 - `<step>_retrieval.png`, `<step>_landmark_ne.png`,
   `<step>_landmark_detected.png`: whichever the metrics allow.
 """
+
 import io
 import json
 import math
@@ -30,43 +31,55 @@ from fashionnet_jax.schema import FINE_ATTRIBUTE_TYPE_NAMES, LANDMARK_NAMES
 
 # FashionNet's published numbers, by builder config, in the papers' units; where
 # each comes from is `paper_source`.
-_ATTRIBUTES = {"texture": (37.46, 49.52), "fabric": (39.30, 49.84),
-               "shape": (39.47, 48.59), "part": (44.13, 54.02),
-               "style": (66.43, 73.16), "": (45.52, 54.61)}
+_ATTRIBUTES = {
+    "texture": (37.46, 49.52),
+    "fabric": (39.30, 49.84),
+    "shape": (39.47, 48.59),
+    "part": (44.13, 54.02),
+    "style": (66.43, 73.16),
+    "": (45.52, 54.61),
+}
 PAPER_FASHIONNET = {
     "category_attribute": {
-        "category_top3": 82.58, "category_top5": 90.17,
-        **{f"attribute_top3_recall{'_' + t if t else ''}": v[0]
-           for t, v in _ATTRIBUTES.items()},
-        **{f"attribute_top5_recall{'_' + t if t else ''}": v[1]
-           for t, v in _ATTRIBUTES.items()},
+        "category_top3": 82.58,
+        "category_top5": 90.17,
+        **{f"attribute_top3_recall{'_' + t if t else ''}": v[0] for t, v in _ATTRIBUTES.items()},
+        **{f"attribute_top5_recall{'_' + t if t else ''}": v[1] for t, v in _ATTRIBUTES.items()},
         "landmark_ne": 0.0872,
-        **dict(zip((f"landmark_ne_{n}" for n in LANDMARK_NAMES),
-                   (0.0854, 0.0902, 0.0973, 0.0935, 0.0854, 0.0845, 0.0812, 0.0823))),
+        **dict(
+            zip(
+                (f"landmark_ne_{n}" for n in LANDMARK_NAMES),
+                (0.0854, 0.0902, 0.0973, 0.0935, 0.0854, 0.0845, 0.0812, 0.0823),
+            )
+        ),
     },
     "inshop": {"retrieval_top20": 0.764},
     "consumer2shop": {"retrieval_top20": 0.188},
     "landmarks": {
         "landmark_ne": 0.0859,
-        **dict(zip((f"landmark_ne_{n}" for n in LANDMARK_NAMES),
-                   (0.0781, 0.0803, 0.0975, 0.0923, 0.0874, 0.0821, 0.0802, 0.0893))),
+        **dict(
+            zip(
+                (f"landmark_ne_{n}" for n in LANDMARK_NAMES),
+                (0.0781, 0.0803, 0.0975, 0.0923, 0.0874, 0.0821, 0.0802, 0.0893),
+            )
+        ),
     },
 }
 # Where each published number comes from (paper, table, protocol). What could not
 # be checked against the paper itself is said so, not guessed.
 SOURCES = {
     "cvpr16": "Liu et al., DeepFashion, CVPR 2016: FashionNet's category and attribute "
-              "results (top-k accuracy; top-k recall with all 1000 attribute scores ranked "
-              "once); table number not checked here",
+    "results (top-k accuracy; top-k recall with all 1000 attribute scores ranked "
+    "once); table number not checked here",
     "cvpr16_retrieval": "Liu et al., DeepFashion, CVPR 2016: FashionNet's top-20 retrieval "
-                        "accuracy (In-shop / consumer-to-shop); the figure or table it is "
-                        "read from not checked here",
+    "accuracy (In-shop / consumer-to-shop); the figure or table it is "
+    "read from not checked here",
     "afgn": "FashionNet as re-evaluated by Wang et al., AFGN (Attentive Fashion Grammar "
-            "Network), CVPR 2018, landmark NE table on DeepFashion-C / FLD: NE in the "
-            "ground-truth bbox frame (x / bbox width, y / bbox height), visible landmarks; "
-            "values as repeated by Lee et al., GLE, ICCVW 2019 (README results); AFGN's "
-            "table number not checked here. The DeepFashion paper itself plots detection "
-            "rates, not NE",
+    "Network), CVPR 2018, landmark NE table on DeepFashion-C / FLD: NE in the "
+    "ground-truth bbox frame (x / bbox width, y / bbox height), visible landmarks; "
+    "values as repeated by Lee et al., GLE, ICCVW 2019 (README results); AFGN's "
+    "table number not checked here. The DeepFashion paper itself plots detection "
+    "rates, not NE",
 }
 _LANDMARK_FRAMES = (
     "Landmarks: `landmark_ne` and `landmark_ne_<name>` are in the ground-truth bbox's frame "
@@ -74,14 +87,16 @@ _LANDMARK_FRAMES = (
     "NE; `landmark_ne_image` divides by the image's width and height instead (no paper "
     "reports it); `landmark_detected_bbox224_<t>px` counts visible landmarks within t "
     "pixels in the bbox resized to 224x224 (the released NE code's input frame; the "
-    "DeepFashion paper's detection-rate plots are not compared here).")
+    "DeepFashion paper's detection-rate plots are not compared here)."
+)
 _PERCENT_PREFIXES = ("category_", "attribute_", "landmark_detected_")
 _PROTOCOLS = (
     "Attribute recall per type, two protocols that are not comparable: "
     "`attribute_top{k}_recall_<type>` is the paper's (all attribute scores ranked once, "
     "recall over that type's positives), the one the paper column matches; "
     "`..._<type>_within_type` ranks only the type's attributes, as later papers "
-    "(AFGN; Liu & Lu, ECCV 2018 workshop) report it.")
+    "(AFGN; Liu & Lu, ECCV 2018 workshop) report it."
+)
 
 
 def paper_source(benchmark: str, name: str) -> str | None:
@@ -95,7 +110,8 @@ def paper_source(benchmark: str, name: str) -> str | None:
 
 def _sources_legend(used) -> list[str]:
   return ["", "Sources of the published numbers:", ""] + [
-      f"- [{key}] {SOURCES[key]}." for key in SOURCES if key in used]
+      f"- [{key}] {SOURCES[key]}." for key in SOURCES if key in used
+  ]
 
 
 def _dataset_key(dataset: str) -> str:
@@ -127,7 +143,8 @@ def _published(benchmark, name):
 
 _SYNTHETIC_NOTE = (
     f"Data: {SYNTHETIC}, procedurally drawn garments, not DeepFashion's photos. "
-    "FashionNet's published numbers (real DeepFashion) are not comparable and are left out.")
+    "FashionNet's published numbers (real DeepFashion) are not comparable and are left out."
+)
 
 
 def markdown_table(metrics, step, split, dataset, trained_on: str | None = None) -> str:
@@ -136,21 +153,29 @@ def markdown_table(metrics, step, split, dataset, trained_on: str | None = None)
   synthetic = trained_on == SYNTHETIC
   lines = [f"# Evaluation: {dataset}, split {split}, step {step}", ""]
   if synthetic:
-    lines += [_SYNTHETIC_NOTE, "",
-              "Category, attributes and detected percentage in %; retrieval top-k "
-              "accuracy as a fraction; NE in normalised units.", ""]
+    lines += [
+        _SYNTHETIC_NOTE,
+        "",
+        "Category, attributes and detected percentage in %; retrieval top-k "
+        "accuracy as a fraction; NE in normalised units.",
+        "",
+    ]
   else:
-    lines += ["Category, attributes and detected percentage in %; retrieval top-k "
-              "accuracy as a fraction; NE in normalised units. Published = FashionNet's "
-              "number, its source under the table.", ""]
+    lines += [
+        "Category, attributes and detected percentage in %; retrieval top-k "
+        "accuracy as a fraction; NE in normalised units. Published = FashionNet's "
+        "number, its source under the table.",
+        "",
+    ]
   if any(name.endswith("_within_type") for name in metrics):
     lines += [_PROTOCOLS, ""]
   if any(name.startswith("landmark_") for name in metrics):
     lines += [_LANDMARK_FRAMES, ""]
   if synthetic:
     lines += ["| metric | ours |", "|---|---:|"]
-    lines += [f"| {name} | {_in_paper_units(name, float(value))} |"
-              for name, value in metrics.items()]
+    lines += [
+        f"| {name} | {_in_paper_units(name, float(value))} |" for name, value in metrics.items()
+    ]
     return "\n".join(lines + _cascade_table(metrics)) + "\n"
   lines += ["| metric | ours | FashionNet (published) | source |", "|---|---:|---:|---|"]
   used = set()
@@ -180,13 +205,20 @@ def _cascade_table(metrics) -> list[str]:
     return []
   rows = dict(levels, concatenation=_series(metrics, r"retrieval_top(\d+)"))
   ks = [int(k) for k, _ in rows["concatenation"]]
-  lines = ["", "Cascaded embedding (HDC), retrieval top-k per level:", "",
-           "| level | " + " | ".join(f"top-{k}" for k in ks) + " |",
-           "|---|" + "---:|" * len(ks)]
+  lines = [
+      "",
+      "Cascaded embedding (HDC), retrieval top-k per level:",
+      "",
+      "| level | " + " | ".join(f"top-{k}" for k in ks) + " |",
+      "|---|" + "---:|" * len(ks),
+  ]
   for level, points in rows.items():
     values = dict(points)
-    lines.append(f"| {level} | " + " | ".join(
-        f"{values[k]:.4f}" if k in values else "n/a" for k in ks) + " |")
+    lines.append(
+        f"| {level} | "
+        + " | ".join(f"{values[k]:.4f}" if k in values else "n/a" for k in ks)
+        + " |"
+    )
   return lines
 
 
@@ -215,8 +247,9 @@ def _retrieval_plot(points, paper, title, levels=None):
   for level, level_points in (levels or {}).items():
     ax.plot(*zip(*level_points), ".--", alpha=0.7, label=f"level {level}")
   if "retrieval_top20" in paper:
-    ax.plot([20], [paper["retrieval_top20"]], "r*", markersize=12,
-            label="FashionNet (paper), top-20")
+    ax.plot(
+        [20], [paper["retrieval_top20"]], "r*", markersize=12, label="FashionNet (paper), top-20"
+    )
   ax.set(xlabel="k", ylabel="top-k retrieval accuracy", ylim=(0, 1.02), title=title)
   ax.grid(alpha=0.3)
   ax.legend(loc="lower right")
@@ -225,8 +258,11 @@ def _retrieval_plot(points, paper, title, levels=None):
 
 def _landmark_names(metrics):
   """The per-landmark NE keys' names (landmark_ne_image is another frame, not a landmark)."""
-  return [n[len("landmark_ne_"):] for n in metrics
-          if n.startswith("landmark_ne_") and n != "landmark_ne_image"]
+  return [
+      n[len("landmark_ne_") :]
+      for n in metrics
+      if n.startswith("landmark_ne_") and n != "landmark_ne_image"
+  ]
 
 
 def _landmark_ne_plot(metrics, paper, title):
@@ -237,8 +273,13 @@ def _landmark_ne_plot(metrics, paper, title):
   bars = ax.bar(range(len(names)), [0 if math.isnan(v) else v for v in values])
   for bar, v in zip(bars, values):
     if math.isnan(v):
-      ax.annotate("never\nvisible", (bar.get_x() + bar.get_width() / 2, 0),
-                  ha="center", va="bottom", fontsize=7)
+      ax.annotate(
+          "never\nvisible",
+          (bar.get_x() + bar.get_width() / 2, 0),
+          ha="center",
+          va="bottom",
+          fontsize=7,
+      )
   if "landmark_ne" in metrics and not math.isnan(float(metrics["landmark_ne"])):
     ax.axhline(float(metrics["landmark_ne"]), color="C0", ls="--", label="ours, mean")
   if "landmark_ne" in paper:
@@ -254,8 +295,12 @@ def _detected_plot(points, frame, title):
   ax = fig.add_subplot()
   thresholds, detected = zip(*points)
   ax.plot(thresholds, [100 * d for d in detected], "o-")
-  ax.set(xlabel=f"distance threshold (pixels, ground-truth bbox resized to {frame}x{frame})",
-         ylabel="detected percentage (%)", ylim=(0, 102), title=title)
+  ax.set(
+      xlabel=f"distance threshold (pixels, ground-truth bbox resized to {frame}x{frame})",
+      ylabel="detected percentage (%)",
+      ylim=(0, 102),
+      title=title,
+  )
   ax.grid(alpha=0.3)
   return fig
 
@@ -267,9 +312,16 @@ def _line(value) -> str:
   return str(value)
 
 
-def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
-                 folder: str = "eval", extra: dict | None = None,
-                 trained_on: str | None = None):
+def write_report(
+    metrics: dict,
+    workdir,
+    step: int,
+    split: str,
+    dataset: str,
+    folder: str = "eval",
+    extra: dict | None = None,
+    trained_on: str | None = None,
+):
   """Writes workdir/<folder>/<step>.{json,md} and the plots; returns {kind: path}.
 
   `extra` fields go into the JSON record beside step, split and dataset (and one
@@ -286,8 +338,13 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
   written = {"json": out_dir / f"{step}.json", "markdown": out_dir / f"{step}.md"}
 
   record = {name: _json_value(v) for name, v in metrics.items()}
-  record.update(step=int(step), split=split, dataset=dataset,
-                **({"trained_on": trained_on} if trained_on else {}), **(extra or {}))
+  record.update(
+      step=int(step),
+      split=split,
+      dataset=dataset,
+      **({"trained_on": trained_on} if trained_on else {}),
+      **(extra or {}),
+  )
   written["json"].write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
   table = markdown_table(metrics, step, split, dataset, trained_on)
   if extra:
@@ -298,13 +355,15 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
   retrieval = _series(metrics, r"retrieval_top(\d+)")
   if retrieval:
     written["retrieval_plot"] = out_dir / f"{step}_retrieval.png"
-    _save(_retrieval_plot(retrieval, paper, title, cascade_levels(metrics)),
-          written["retrieval_plot"])
+    _save(
+        _retrieval_plot(retrieval, paper, title, cascade_levels(metrics)), written["retrieval_plot"]
+    )
   if _landmark_names(metrics):
     written["landmark_ne_plot"] = out_dir / f"{step}_landmark_ne.png"
     _save(_landmark_ne_plot(metrics, paper, title), written["landmark_ne_plot"])
-  frames = sorted({m.group(1) for n in metrics
-                   if (m := re.fullmatch(r"landmark_detected_bbox(\d+)_.+", n))})
+  frames = sorted(
+      {m.group(1) for n in metrics if (m := re.fullmatch(r"landmark_detected_bbox(\d+)_.+", n))}
+  )
   for frame in frames[:1]:
     detected = _series(metrics, rf"landmark_detected_bbox{frame}_([\d.]+)px")
     written["landmark_detected_plot"] = out_dir / f"{step}_landmark_detected.png"
@@ -315,23 +374,33 @@ def write_report(metrics: dict, workdir, step: int, split: str, dataset: str,
 # The rows of the reproduction table (`python -m fashionnet_jax.reproduce`): per
 # benchmark, the metrics the paper's Tables 2-5 report.
 TABLE_ROWS = {
-    "category_attribute": ("category_top3", "category_top5",
-                           *(f"attribute_top{k}_recall{'_' + t if t else ''}"
-                             for k in (3, 5) for t in _ATTRIBUTES)),
+    "category_attribute": (
+        "category_top3",
+        "category_top5",
+        *(f"attribute_top{k}_recall{'_' + t if t else ''}" for k in (3, 5) for t in _ATTRIBUTES),
+    ),
     "inshop": ("retrieval_top1", "retrieval_top20", "retrieval_top50"),
     "consumer2shop": ("retrieval_top1", "retrieval_top20", "retrieval_top50"),
     "landmarks": ("landmark_ne",),
     # Anno_fine (2020): no FashionNet numbers; its six types (schema.FINE_ATTRIBUTE_TYPE_NAMES).
-    "category_attribute_fine": ("category_top3", "category_top5",
-                                *(f"attribute_top{k}_recall{'_' + t if t else ''}"
-                                  for k in (3, 5) for t in ("", *FINE_ATTRIBUTE_TYPE_NAMES.values()))),
+    "category_attribute_fine": (
+        "category_top3",
+        "category_top5",
+        *(
+            f"attribute_top{k}_recall{'_' + t if t else ''}"
+            for k in (3, 5)
+            for t in ("", *FINE_ATTRIBUTE_TYPE_NAMES.values())
+        ),
+    ),
 }
 
 
 def reproduction_table(results: dict) -> str:
   """One Markdown table: {benchmark: final test metrics (or None: not run)} beside the paper."""
-  lines = ["| benchmark | metric | ours | FashionNet (published) | source |",
-           "|---|---|---:|---:|---|"]
+  lines = [
+      "| benchmark | metric | ours | FashionNet (published) | source |",
+      "|---|---|---:|---:|---|",
+  ]
   used = set()
   for benchmark, rows in TABLE_ROWS.items():
     if benchmark not in results:
@@ -349,4 +418,3 @@ def reproduction_table(results: dict) -> str:
   if used - {None}:
     lines += _sources_legend(used)
   return "\n".join(lines) + "\n"
-

@@ -13,6 +13,7 @@ Ties are deterministic: among equal scores the lower gallery index ranks first
 (`lax.top_k` keeps the lower index first, and every merge puts candidates from
 lower indices first), i.e. the order of a stable descending sort.
 """
+
 import functools
 import math
 
@@ -49,25 +50,33 @@ def _shard_topk(q, g, *, k, gallery_chunk, offset, num_valid, precision):
     top_s, pos = lax.top_k(cand_s, k)
     return (top_s, jnp.take_along_axis(cand_i, pos, axis=1)), None
 
-  init = (jnp.full((q.shape[0], k), -jnp.inf, jnp.float32),
-          jnp.full((q.shape[0], k), -1, jnp.int32))
-  (scores, indices), _ = lax.scan(
-      merge, init, (jnp.arange(num_chunks, dtype=jnp.int32), chunks))
+  init = (
+      jnp.full((q.shape[0], k), -jnp.inf, jnp.float32),
+      jnp.full((q.shape[0], k), -1, jnp.int32),
+  )
+  (scores, indices), _ = lax.scan(merge, init, (jnp.arange(num_chunks, dtype=jnp.int32), chunks))
   return scores, indices
 
 
 @functools.partial(
-    jax.jit, static_argnames=("k", "gallery_chunk", "num_valid", "mesh", "axis",
-                              "precision"))
-def _search(query_chunks, gallery, *, k, gallery_chunk, num_valid, mesh, axis,
-            precision="highest"):
+    jax.jit, static_argnames=("k", "gallery_chunk", "num_valid", "mesh", "axis", "precision")
+)
+def _search(query_chunks, gallery, *, k, gallery_chunk, num_valid, mesh, axis, precision="highest"):
   """query_chunks [n, Qc, D] against gallery [G_padded, D] -> [n, Qc, k] x 2."""
   if mesh is None:
     local_k = min(k, gallery.shape[0])
     return lax.map(
-        lambda q: _shard_topk(q, gallery, k=local_k, gallery_chunk=gallery_chunk,
-                              offset=0, num_valid=num_valid, precision=precision),
-        query_chunks)
+        lambda q: _shard_topk(
+            q,
+            gallery,
+            k=local_k,
+            gallery_chunk=gallery_chunk,
+            offset=0,
+            num_valid=num_valid,
+            precision=precision,
+        ),
+        query_chunks,
+    )
 
   shard_len = gallery.shape[0] // mesh.shape[axis]
   local_k = min(k, shard_len)
@@ -76,8 +85,15 @@ def _search(query_chunks, gallery, *, k, gallery_chunk, num_valid, mesh, axis,
     offset = lax.axis_index(axis).astype(jnp.int32) * shard_len
 
     def per_chunk(q):
-      s, i = _shard_topk(q, g_shard, k=local_k, gallery_chunk=gallery_chunk,
-                         offset=offset, num_valid=num_valid, precision=precision)
+      s, i = _shard_topk(
+          q,
+          g_shard,
+          k=local_k,
+          gallery_chunk=gallery_chunk,
+          offset=offset,
+          num_valid=num_valid,
+          precision=precision,
+      )
       # Device order is index order, so ties still resolve to the lower index.
       s = lax.all_gather(s, axis, axis=1, tiled=True)
       i = lax.all_gather(i, axis, axis=1, tiled=True)
@@ -87,14 +103,22 @@ def _search(query_chunks, gallery, *, k, gallery_chunk, num_valid, mesh, axis,
     return lax.map(per_chunk, qs)
 
   return jax.shard_map(
-      per_device, mesh=mesh, in_specs=(P(), P(axis, None)),
-      out_specs=(P(), P()), check_vma=False)(query_chunks, gallery)
+      per_device, mesh=mesh, in_specs=(P(), P(axis, None)), out_specs=(P(), P()), check_vma=False
+  )(query_chunks, gallery)
 
 
-def topk_search(queries, gallery, k: int, *, mesh: Mesh | None = None,
-                axis: str = "data", query_chunk: int = 1024,
-                gallery_chunk: int | None = None, normalize: bool = True,
-                precision: str = "highest"):
+def topk_search(
+    queries,
+    gallery,
+    k: int,
+    *,
+    mesh: Mesh | None = None,
+    axis: str = "data",
+    query_chunk: int = 1024,
+    gallery_chunk: int | None = None,
+    normalize: bool = True,
+    precision: str = "highest",
+):
   """Exact top-k gallery neighbours of each query by cosine similarity.
 
   Args:
@@ -118,14 +142,18 @@ def topk_search(queries, gallery, k: int, *, mesh: Mesh | None = None,
   """
   queries, gallery = jnp.asarray(queries), jnp.asarray(gallery)
   if queries.ndim != 2 or gallery.ndim != 2 or queries.shape[1] != gallery.shape[1]:
-    raise ValueError(f"topk_search: need queries [Q, D] and gallery [G, D], got "
-                     f"{queries.shape} and {gallery.shape}")
+    raise ValueError(
+        f"topk_search: need queries [Q, D] and gallery [G, D], got "
+        f"{queries.shape} and {gallery.shape}"
+    )
   num_queries, num_gallery = queries.shape[0], gallery.shape[0]
   if not 1 <= k <= num_gallery:
     raise ValueError(f"topk_search: k={k} must be in 1..{num_gallery} (gallery size)")
   if query_chunk < 1 or (gallery_chunk is not None and gallery_chunk < 1):
-    raise ValueError(f"topk_search: chunk sizes must be >= 1, got "
-                     f"query_chunk={query_chunk}, gallery_chunk={gallery_chunk}")
+    raise ValueError(
+        f"topk_search: chunk sizes must be >= 1, got "
+        f"query_chunk={query_chunk}, gallery_chunk={gallery_chunk}"
+    )
   if normalize:
     queries, gallery = l2_normalize(queries), l2_normalize(gallery)
 
@@ -144,11 +172,17 @@ def topk_search(queries, gallery, k: int, *, mesh: Mesh | None = None,
   queries = jnp.pad(queries, ((0, num_q_chunks * query_chunk - num_queries), (0, 0)))
   queries = queries.reshape(num_q_chunks, query_chunk, queries.shape[1])
 
-  scores, indices = _search(queries, gallery, k=k, gallery_chunk=chunk,
-                            num_valid=num_gallery, mesh=mesh, axis=axis,
-                            precision=precision)
-  return (scores.reshape(-1, k)[:num_queries],
-          indices.reshape(-1, k)[:num_queries])
+  scores, indices = _search(
+      queries,
+      gallery,
+      k=k,
+      gallery_chunk=chunk,
+      num_valid=num_gallery,
+      mesh=mesh,
+      axis=axis,
+      precision=precision,
+  )
+  return (scores.reshape(-1, k)[:num_queries], indices.reshape(-1, k)[:num_queries])
 
 
 def numpy_topk_search(queries, gallery, k: int, *, query_chunk: int = 1024):
@@ -160,10 +194,10 @@ def numpy_topk_search(queries, gallery, k: int, *, query_chunk: int = 1024):
   scores = np.empty((len(q), k), np.float32)
   indices = np.empty((len(q), k), np.int64)
   for start in range(0, len(q), query_chunk):
-    s = q[start:start + query_chunk] @ g.T
+    s = q[start : start + query_chunk] @ g.T
     part = np.argpartition(-s, k - 1, axis=1)[:, :k]
     part_s = np.take_along_axis(s, part, axis=1)
     order = np.argsort(-part_s, axis=1, kind="stable")
-    indices[start:start + query_chunk] = np.take_along_axis(part, order, axis=1)
-    scores[start:start + query_chunk] = np.take_along_axis(part_s, order, axis=1)
+    indices[start : start + query_chunk] = np.take_along_axis(part, order, axis=1)
+    scores[start : start + query_chunk] = np.take_along_axis(part_s, order, axis=1)
   return scores, indices

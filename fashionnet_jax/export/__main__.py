@@ -7,6 +7,7 @@ Signatures: `serving_default` takes image files' bytes (`image_bytes`: string
 TF Serving wants a numbered version folder: --out MODEL_BASE/1. A bad workdir,
 or an --out that is a non-empty folder: one line, exit 2.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,10 @@ from fashionnet_jax.errors import exit_on_user_error
 
 
 def build_parser():
-  parser = Parser(prog="python -m fashionnet_jax.export",
-                  description="Write a trained FashionNet as a TF SavedModel.")
+  parser = Parser(
+      prog="python -m fashionnet_jax.export",
+      description="Write a trained FashionNet as a TF SavedModel.",
+  )
   add_model_arguments(parser)
   parser.add_argument("--out", required=True, help="SavedModel folder to write (new or empty)")
   add_verbose_argument(parser)
@@ -38,6 +41,7 @@ def main(argv=None):
   console.import_tensorflow()  # without its load-time banners
   from fashionnet_jax.export.savedmodel import export_savedmodel
   from fashionnet_jax.inference.predictor import Predictor
+
   predictor = Predictor(workdir=args.workdir, checkpoint=args.checkpoint)
   try:
     summary = export_savedmodel(predictor, args.out)

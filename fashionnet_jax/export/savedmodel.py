@@ -11,6 +11,7 @@ probabilities. The forward pass is the Predictor's eval-mode function, lowered
 once to StableHLO (jax2tf native serialization) with a symbolic batch size;
 parameters are SavedModel variables, the small non-parameter state is baked in.
 """
+
 from __future__ import annotations
 
 import jax
@@ -18,8 +19,15 @@ import jax.numpy as jnp
 
 from fashionnet_jax.models.functional import make_predict_fn
 
-OUTPUTS = ("landmarks", "visibility_logits", "category_logits", "attribute_logits", "embedding",
-           "category_probabilities", "attribute_probabilities")
+OUTPUTS = (
+    "landmarks",
+    "visibility_logits",
+    "category_logits",
+    "attribute_logits",
+    "embedding",
+    "category_probabilities",
+    "attribute_probabilities",
+)
 
 
 def serving_fn(predictor):
@@ -54,14 +62,25 @@ def tf_decode_resize(image_bytes, size: int):
     shrink = tf.minimum(width, height) / size
     # PIL: scale = min(W // int(W / shrink), H // int(H / shrink)), then the largest of 8, 4, 2, 1
     # not above it.
-    scale = tf.minimum(tf.math.floordiv(width, tf.floor(width / shrink)),
-                       tf.math.floordiv(height, tf.floor(height / shrink)))
+    scale = tf.minimum(
+        tf.math.floordiv(width, tf.floor(width / shrink)),
+        tf.math.floordiv(height, tf.floor(height / shrink)),
+    )
     scale = tf.where(shrink >= 2, scale, 1.0)
-    branch = (tf.cast(scale >= 2, tf.int32) + tf.cast(scale >= 4, tf.int32)
-              + tf.cast(scale >= 8, tf.int32))
-    decoded = tf.switch_case(branch, [
-        lambda r=r: tf.io.decode_jpeg(image_bytes, channels=3, ratio=r,
-                                      dct_method="INTEGER_ACCURATE") for r in (1, 2, 4, 8)])
+    branch = (
+        tf.cast(scale >= 2, tf.int32)
+        + tf.cast(scale >= 4, tf.int32)
+        + tf.cast(scale >= 8, tf.int32)
+    )
+    decoded = tf.switch_case(
+        branch,
+        [
+            lambda r=r: tf.io.decode_jpeg(
+                image_bytes, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"
+            )
+            for r in (1, 2, 4, 8)
+        ],
+    )
     ratio = tf.gather([1.0, 2.0, 4.0, 8.0], branch)
     # libjpeg rounds the scaled size up; PIL resizes from the exact W / ratio box.
     return decoded, tf.stack([height / ratio, width / ratio])
@@ -73,9 +92,13 @@ def tf_decode_resize(image_bytes, size: int):
   image, extent = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
   image.set_shape([None, None, 3])
   resized = tf.raw_ops.ScaleAndTranslate(
-      images=tf.cast(image, tf.float32)[None], size=[size, size],
-      scale=tf.cast(size, tf.float32) / extent, translation=tf.zeros([2]),
-      kernel_type="triangle", antialias=True)[0]
+      images=tf.cast(image, tf.float32)[None],
+      size=[size, size],
+      scale=tf.cast(size, tf.float32) / extent,
+      translation=tf.zeros([2]),
+      kernel_type="triangle",
+      antialias=True,
+  )[0]
   return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
@@ -86,23 +109,37 @@ def export_savedmodel(predictor, out: str) -> dict:
 
   size = predictor.image_size
   module = JaxModule(
-      {"params": predictor.params}, lambda p, images: serving_fn(predictor)(p["params"], images),
-      trainable=False, input_polymorphic_shape=f"(b, {size}, {size}, 3)")
+      {"params": predictor.params},
+      lambda p, images: serving_fn(predictor)(p["params"], images),
+      trainable=False,
+      input_polymorphic_shape=f"(b, {size}, {size}, 3)",
+  )
 
   def from_bytes(image_bytes):
-    images = tf.map_fn(lambda b: tf_decode_resize(b, size), image_bytes,
-                       fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+    images = tf.map_fn(
+        lambda b: tf_decode_resize(b, size),
+        image_bytes,
+        fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8),
+    )
     return images
 
   configs = [
-      ServingConfig("serving_default",
-                    input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
-                    tf_preprocessor=from_bytes),
-      ServingConfig("predict_images",
-                    input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8,
-                                                   name="images")]),
+      ServingConfig(
+          "serving_default",
+          input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+          tf_preprocessor=from_bytes,
+      ),
+      ServingConfig(
+          "predict_images",
+          input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")],
+      ),
   ]
   ExportManager(module, configs).save(out)
-  return {"signatures": {"serving_default": "image_bytes: string [B]",
-                         "predict_images": f"images: uint8 [B, {size}, {size}, 3]"},
-          "outputs": list(OUTPUTS), "step": int(predictor.step)}
+  return {
+      "signatures": {
+          "serving_default": "image_bytes: string [B]",
+          "predict_images": f"images: uint8 [B, {size}, {size}, 3]",
+      },
+      "outputs": list(OUTPUTS),
+      "step": int(predictor.step),
+  }

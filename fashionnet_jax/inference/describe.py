@@ -6,6 +6,7 @@ trained on: every record's `trained_on`); `describe` turns
 one image's outputs into the record; `predict_files` runs a Predictor over
 image files in batches, an unreadable file costing only its own record.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -35,8 +36,9 @@ class LabelSpace:
   contract's 50 DeepFashion categories; attributes without names are not reported.
   """
 
-  def __init__(self, labels: dict, num_categories: int, num_attributes: int,
-               trained_on: str | None = None):
+  def __init__(
+      self, labels: dict, num_categories: int, num_attributes: int, trained_on: str | None = None
+  ):
     # What the model was trained on (the run's labels.json records it): every record says it.
     self.trained_on = labels.get("trained_on") or trained_on
     categories = list(labels.get("categories") or [])
@@ -51,8 +53,11 @@ class LabelSpace:
     types = list(labels.get("attribute_types") or [])
     if len(names) != num_attributes:
       names, types = [], []
-    type_names = (schema.FINE_ATTRIBUTE_TYPE_NAMES if num_attributes == schema.NUM_FINE_ATTRIBUTES
-                  else schema.ATTRIBUTE_TYPE_NAMES)
+    type_names = (
+        schema.FINE_ATTRIBUTE_TYPE_NAMES
+        if num_attributes == schema.NUM_FINE_ATTRIBUTES
+        else schema.ATTRIBUTE_TYPE_NAMES
+    )
     self.attribute_names = names
     self.attribute_types = [type_names.get(int(t), str(t)) for t in types] or [None] * len(names)
 
@@ -61,16 +66,21 @@ class LabelSpace:
     """The label space of a Predictor's run; a run without the record of what it was trained
     on (older runs) gets it from its config's data dir (data.prepare.trained_on)."""
     config = predictor.config
-    return cls(predictor.labels, int(config.model.num_categories),
-               int(config.model.num_attributes),
-               trained_on=predictor.labels.get("trained_on") or trained_on(config))
+    return cls(
+        predictor.labels,
+        int(config.model.num_categories),
+        int(config.model.num_attributes),
+        trained_on=predictor.labels.get("trained_on") or trained_on(config),
+    )
 
   def note(self) -> str | None:
     """The one line a command prints for a model trained on the synthetic demo data."""
     if self.trained_on != SYNTHETIC:
       return None
-    return (f"note: this model was trained on {SYNTHETIC}, drawn garments: on real photos "
-            "its predictions mean little")
+    return (
+        f"note: this model was trained on {SYNTHETIC}, drawn garments: on real photos "
+        "its predictions mean little"
+    )
 
   def clothes_type(self, category_probabilities) -> int | None:
     """1-based clothes type of the most probable category with a known type."""
@@ -80,31 +90,44 @@ class LabelSpace:
     return None
 
 
-def describe(outputs: dict, index: int, loaded, labels: LabelSpace, top_k: int,
-             bbox=None) -> dict:
+def describe(outputs: dict, index: int, loaded, labels: LabelSpace, top_k: int, bbox=None) -> dict:
   """The JSON record of image `index` of a batch of network outputs."""
   category_p = _softmax(outputs["category_logits"][index])
   order = np.argsort(-category_p, kind="stable")[:top_k]
-  category = [{"name": labels.categories[i], "probability": round(float(category_p[i]), 6)}
-              for i in order]
+  category = [
+      {"name": labels.categories[i], "probability": round(float(category_p[i]), 6)} for i in order
+  ]
 
   attributes = []
   if labels.attribute_names:
     attribute_p = _sigmoid(outputs["attribute_logits"][index])
     for i in np.argsort(-attribute_p, kind="stable")[:top_k]:
-      attributes.append({"name": labels.attribute_names[i], "type": labels.attribute_types[i],
-                         "probability": round(float(attribute_p[i]), 6)})
+      attributes.append(
+          {
+              "name": labels.attribute_names[i],
+              "type": labels.attribute_types[i],
+              "probability": round(float(attribute_p[i]), 6),
+          }
+      )
 
   clothes_type = labels.clothes_type(category_p)
   applies = set(schema.SLOTS_BY_CLOTHES_TYPE.get(clothes_type, range(schema.NUM_LANDMARKS)))
   # Continuous pixels -> the pixel index the released files write (data/transforms.py).
-  xy = transforms.pixel_index(landmarks_to_pixels(outputs["landmarks"][index], loaded.crop, loaded.size))
+  xy = transforms.pixel_index(
+      landmarks_to_pixels(outputs["landmarks"][index], loaded.crop, loaded.size)
+  )
   p_visible = _softmax(outputs["visibility_logits"][index])[:, 0]  # index 0: visible
   landmarks = [
-      {"name": name, "x": round(float(xy[s, 0]), 2), "y": round(float(xy[s, 1]), 2),
-       "visible": bool(p_visible[s] >= 0.5), "probability_visible": round(float(p_visible[s]), 6),
-       "applies": s in applies}
-      for s, name in enumerate(schema.LANDMARK_NAMES)]
+      {
+          "name": name,
+          "x": round(float(xy[s, 0]), 2),
+          "y": round(float(xy[s, 1]), 2),
+          "visible": bool(p_visible[s] >= 0.5),
+          "probability_visible": round(float(p_visible[s]), 6),
+          "applies": s in applies,
+      }
+      for s, name in enumerate(schema.LANDMARK_NAMES)
+  ]
   return {
       "image": loaded.path,
       "category": category,
@@ -119,8 +142,9 @@ def describe(outputs: dict, index: int, loaded, labels: LabelSpace, top_k: int,
   }
 
 
-def predict_files(predictor, paths: Sequence[str], bboxes=None, *, top_k: int = 5,
-                  batch_size: int = 32) -> Iterator[tuple[str, dict | None, str | None]]:
+def predict_files(
+    predictor, paths: Sequence[str], bboxes=None, *, top_k: int = 5, batch_size: int = 32
+) -> Iterator[tuple[str, dict | None, str | None]]:
   """Yields (path, record, None) or (path, None, error line) per path, in order.
 
   Images are read and run `batch_size` at a time; an unreadable file costs only

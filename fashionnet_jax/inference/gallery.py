@@ -9,6 +9,7 @@ itself. Both save chunks as they go (an interrupted build resumes) and write
 the folder `inference.index.Index` reads: embeddings.npy, paths.txt,
 crops.jsonl, skipped.txt, meta.json.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,11 @@ def list_images(root: str) -> list[str]:
 def model_identity(predictor) -> dict:
   """The model an index was built with: its run, step and the step folder it was read from
   (checkpoints/ or best/: the step chosen on validation, which checkpoints/ may have pruned)."""
-  return {"workdir": os.path.abspath(str(predictor.workdir)), "step": int(predictor.step),
-          "checkpoint": os.path.abspath(str(predictor.checkpoint))}
+  return {
+      "workdir": os.path.abspath(str(predictor.workdir)),
+      "step": int(predictor.step),
+      "checkpoint": os.path.abspath(str(predictor.checkpoint)),
+  }
 
 
 def same_model(predictor, identity: dict) -> bool:
@@ -58,7 +62,8 @@ def same_model(predictor, identity: dict) -> bool:
   written before "checkpoint" was recorded are matched by run and step)."""
   ours = model_identity(predictor)
   return all(ours[k] == identity.get(k, ours[k]) for k in ours) and all(
-      k in identity for k in ("workdir", "step"))
+      k in identity for k in ("workdir", "step")
+  )
 
 
 def _chunk_key(lines) -> str:
@@ -68,8 +73,10 @@ def _chunk_key(lines) -> str:
 
 def _crop_entry(kind: str, bbox) -> dict:
   """One line of crops.jsonl."""
-  return {"crop": kind,
-          "bbox": [round(float(v), 2) for v in bbox] if kind == images_lib.CROP_BBOX else None}
+  return {
+      "crop": kind,
+      "bbox": [round(float(v), 2) for v in bbox] if kind == images_lib.CROP_BBOX else None,
+  }
 
 
 def embed_files(predictor, paths, batch_size=32, progress=None, bboxes=None, where=None):
@@ -115,9 +122,13 @@ def embed_files(predictor, paths, batch_size=32, progress=None, bboxes=None, whe
 def _save_chunk(path, embeddings, paths, skipped, crops=()):
   """Atomic: a chunk file exists only once it is whole (write, then rename)."""
   tmp = path + ".tmp.npz"
-  np.savez(tmp, embeddings=embeddings, paths=np.array(paths, dtype=str),
-           skipped=np.array(skipped, dtype=str),
-           crops=np.array([json.dumps(c) for c in crops], dtype=str))
+  np.savez(
+      tmp,
+      embeddings=embeddings,
+      paths=np.array(paths, dtype=str),
+      skipped=np.array(skipped, dtype=str),
+      crops=np.array([json.dumps(c) for c in crops], dtype=str),
+  )
   os.replace(tmp, path)
 
 
@@ -129,11 +140,17 @@ def _open_index(out: str, meta: dict) -> str:
   meta_path = os.path.join(out, "meta.json")
   if os.path.exists(meta_path):
     previous = json.loads(open(meta_path).read())
-    for key, what in (("model", "built with"), ("images", "of"), ("bboxes", "cropped by"),
-                      ("tfds", "of")):
+    for key, what in (
+        ("model", "built with"),
+        ("images", "of"),
+        ("bboxes", "cropped by"),
+        ("tfds", "of"),
+    ):
       if previous.get(key) != meta.get(key):
-        raise UsageError(f"{meta_path}: this index was {what} {previous.get(key)}, not "
-                         f"{meta.get(key)}; choose a new --out")
+        raise UsageError(
+            f"{meta_path}: this index was {what} {previous.get(key)}, not "
+            f"{meta.get(key)}; choose a new --out"
+        )
   chunks_dir = os.path.join(out, CHUNKS_DIR)
   os.makedirs(chunks_dir, exist_ok=True)
   with open(meta_path, "w") as f:
@@ -165,34 +182,55 @@ def _embed_chunks(out, meta, keys, sizes, embed_chunk, dim, log) -> dict:
       _save_chunk(file, np.asarray(l2_normalize(embeddings)), paths, skipped, crops)
 
   parts = [np.load(f) for f in files]
-  embeddings = (np.concatenate([p["embeddings"] for p in parts]) if parts
-                else np.zeros((0, dim), np.float32))
+  embeddings = (
+      np.concatenate([p["embeddings"] for p in parts]) if parts else np.zeros((0, dim), np.float32)
+  )
   paths = [str(p) for part in parts for p in part["paths"]]
   crops = [json.loads(str(c)) for part in parts for c in part["crops"]]
   skipped = [str(s) for part in parts for s in part["skipped"]]
   np.save(os.path.join(out, "embeddings.npy"), embeddings.astype(np.float32))
-  for name, lines in (("paths.txt", paths), ("skipped.txt", skipped),
-                      ("crops.jsonl", [json.dumps(c) for c in crops])):
+  for name, lines in (
+      ("paths.txt", paths),
+      ("skipped.txt", skipped),
+      ("crops.jsonl", [json.dumps(c) for c in crops]),
+  ):
     with open(os.path.join(out, name), "w") as f:
       f.writelines(line + "\n" for line in lines)
   num_cropped = sum(c["crop"] == images_lib.CROP_BBOX for c in crops)
-  meta.update(complete=True, num_images=len(paths), num_skipped=len(skipped),
-              num_cropped=num_cropped, num_whole=len(paths) - num_cropped,
-              embedding_dim=int(embeddings.shape[1]))
+  meta.update(
+      complete=True,
+      num_images=len(paths),
+      num_skipped=len(skipped),
+      num_cropped=num_cropped,
+      num_whole=len(paths) - num_cropped,
+      embedding_dim=int(embeddings.shape[1]),
+  )
   with open(os.path.join(out, "meta.json"), "w") as f:
     json.dump(meta, f, indent=1)
   return meta
 
 
 def _base_meta(predictor, images_root) -> dict:
-  return {"version": INDEX_VERSION, "model": model_identity(predictor),
-          "images": os.path.abspath(images_root) if images_root else None,
-          "crop_margin": images_lib.crop_margin(predictor.config),
-          "image_size": int(predictor.image_size), "complete": False}
+  return {
+      "version": INDEX_VERSION,
+      "model": model_identity(predictor),
+      "images": os.path.abspath(images_root) if images_root else None,
+      "crop_margin": images_lib.crop_margin(predictor.config),
+      "image_size": int(predictor.image_size),
+      "complete": False,
+  }
 
 
-def build_index(predictor, images_root: str, out: str, *, bboxes: str | None = None,
-                chunk_size: int = 1024, batch_size: int = 32, log=sys.stderr) -> dict:
+def build_index(
+    predictor,
+    images_root: str,
+    out: str,
+    *,
+    bboxes: str | None = None,
+    chunk_size: int = 1024,
+    batch_size: int = 32,
+    log=sys.stderr,
+) -> dict:
   """Embeds every image under images_root into the index folder `out`; resumable.
 
   `bboxes` is a bbox file (`index.read_bbox_file`): the images it names are
@@ -209,23 +247,38 @@ def build_index(predictor, images_root: str, out: str, *, bboxes: str | None = N
 
   relative = list_images(images_root)
   found = [boxes.get(p.replace(os.sep, "/")) for p in relative]  # (bbox, "file:line") or None
-  chunks = [range(i, min(i + chunk_size, len(relative))) for i in range(0, len(relative), chunk_size)]
-  keys = [_chunk_key(f"{relative[i]}\t{found[i][0] if found[i] else ''}" for i in c)
-          for c in chunks]
+  chunks = [
+      range(i, min(i + chunk_size, len(relative))) for i in range(0, len(relative), chunk_size)
+  ]
+  keys = [
+      _chunk_key(f"{relative[i]}\t{found[i][0] if found[i] else ''}" for i in c) for c in chunks
+  ]
 
   def embed_chunk(n, progress):
     chunk = chunks[n]
     embeddings, kept, errors, kinds = embed_files(
-        predictor, [os.path.join(images_root, relative[i]) for i in chunk], batch_size, progress,
+        predictor,
+        [os.path.join(images_root, relative[i]) for i in chunk],
+        batch_size,
+        progress,
         [found[i][0] if found[i] else None for i in chunk],
-        [found[i][1] if found[i] else None for i in chunk])
+        [found[i][1] if found[i] else None for i in chunk],
+    )
     paths = [relative[chunk[j]] for j in kept]
-    crops = [_crop_entry(kind, found[chunk[j]] and found[chunk[j]][0])
-             for j, kind in zip(kept, kinds)]
+    crops = [
+        _crop_entry(kind, found[chunk[j]] and found[chunk[j]][0]) for j, kind in zip(kept, kinds)
+    ]
     return embeddings, paths, crops, [f"{relative[chunk[j]]}\t{e}" for j, e in errors]
 
-  meta = _embed_chunks(out, meta, keys, [len(c) for c in chunks], embed_chunk,
-                       embedding_width(predictor.config.model), log)
+  meta = _embed_chunks(
+      out,
+      meta,
+      keys,
+      [len(c) for c in chunks],
+      embed_chunk,
+      embedding_width(predictor.config.model),
+      log,
+  )
   meta["unmatched_bboxes"] = len(boxes) - sum(f is not None for f in found)
   return meta
 
@@ -247,8 +300,15 @@ def _text(value) -> str:
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def build_tfds_index(predictor, split: str, out: str, *, images_root: str | None = None,
-                     chunk_size: int = 1024, log=sys.stderr) -> dict:
+def build_tfds_index(
+    predictor,
+    split: str,
+    out: str,
+    *,
+    images_root: str | None = None,
+    chunk_size: int = 1024,
+    log=sys.stderr,
+) -> dict:
   """Embeds `split` of the run's TFDS dataset into the index folder `out`, as evaluation does.
 
   The images go through the eval pipeline itself (`create_eval_iterator`: each
@@ -258,10 +318,13 @@ def build_tfds_index(predictor, split: str, out: str, *, images_root: str | None
   from PIL import Image
 
   from fashionnet_jax.data import pipeline, prepare
+
   config = predictor.config
   if not prepare.is_prepared(config):
-    raise UsageError(f"--from_tfds {split}: {config.dataset.name} is not built in "
-                     f"{prepare.data_dir(config)} (the run's dataset.data_dir)")
+    raise UsageError(
+        f"--from_tfds {split}: {config.dataset.name} is not built in "
+        f"{prepare.data_dir(config)} (the run's dataset.data_dir)"
+    )
   if images_root is not None and not os.path.isdir(images_root):
     raise UsageError(f"--images {images_root}: not a folder")
   try:
@@ -269,20 +332,28 @@ def build_tfds_index(predictor, split: str, out: str, *, images_root: str | None
   except (ValueError, KeyError, OSError) as e:
     raise UsageError(f"--from_tfds {split}: {one_line(e)}") from None
   meta = _base_meta(predictor, images_root)
-  meta.update(bboxes="tfds", tfds={"dataset": str(config.dataset.name), "split": split,
-                                   "data_dir": str(prepare.data_dir(config))})
+  meta.update(
+      bboxes="tfds",
+      tfds={
+          "dataset": str(config.dataset.name),
+          "split": split,
+          "data_dir": str(prepare.data_dir(config)),
+      },
+  )
   _open_index(out, meta)
   info = getattr(source, "dataset_info", None)
   name = f"{getattr(info, 'full_name', config.dataset.name)}/{split}/{len(source)}"
   chunks = [(i, min(i + chunk_size, len(source))) for i in range(0, len(source), chunk_size)]
-  keys = [_chunk_key([name, str(start), str(stop), str(meta["crop_margin"])])
-          for start, stop in chunks]
+  keys = [
+      _chunk_key([name, str(start), str(stop), str(meta["crop_margin"])]) for start, stop in chunks
+  ]
 
   def embed_chunk(n, progress):
     view = _Slice(source, *chunks[n])
     rows = []
-    for batch in pipeline.create_eval_iterator(config, split, source=view, process_index=0,
-                                               process_count=1):
+    for batch in pipeline.create_eval_iterator(
+        config, split, source=view, process_index=0, process_count=1
+    ):
       image = batch["image"]
       outputs = predictor.predict_uint8(image) if image.dtype == np.uint8 else predictor(image)
       rows.append(outputs["embedding"][batch["mask"]])
@@ -294,11 +365,21 @@ def build_tfds_index(predictor, split: str, out: str, *, images_root: str | None
       if "bbox" in record:
         width, height = Image.open(io.BytesIO(record["image"])).size  # the header only
         ymin, xmin, ymax, xmax = np.asarray(record["bbox"], np.float64)
-        crops.append(_crop_entry(images_lib.CROP_BBOX,
-                                 (xmin * width, ymin * height, xmax * width, ymax * height)))
+        crops.append(
+            _crop_entry(
+                images_lib.CROP_BBOX, (xmin * width, ymin * height, xmax * width, ymax * height)
+            )
+        )
       else:
         crops.append(_crop_entry(images_lib.CROP_WHOLE_IMAGE, None))
     return np.concatenate(rows).astype(np.float32), paths, crops, []
 
-  return _embed_chunks(out, meta, keys, [stop - start for start, stop in chunks], embed_chunk,
-                       embedding_width(config.model), log)
+  return _embed_chunks(
+      out,
+      meta,
+      keys,
+      [stop - start for start, stop in chunks],
+      embed_chunk,
+      embedding_width(config.model),
+      log,
+  )

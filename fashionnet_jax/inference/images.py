@@ -13,6 +13,7 @@ bbox normalised and clipped as the TFDS builder stores it, plus the run's
 (resized, not padded). Every answer says which: `"crop": "bbox"` or
 `"crop": "whole image"`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,6 +30,7 @@ from fashionnet_jax.errors import FashionNetError
 CROP_BBOX = "bbox"
 CROP_WHOLE_IMAGE = "whole image"
 
+
 class ImageError(FashionNetError, ValueError):
   """An input file that is not a readable image, or a bbox that misses it."""
 
@@ -44,9 +46,10 @@ class ImageTooLargeError(ImageError):
 @dataclasses.dataclass(frozen=True)
 class LoadedImage:
   """One image file prepared for the network, and how to map back to it."""
+
   path: str
   image: np.ndarray  # uint8 [S, S, 3]: the crop, resized to the network input
-  crop: np.ndarray   # (x0, y0, x1, y1) of the crop, normalised by the image's size
+  crop: np.ndarray  # (x0, y0, x1, y1) of the crop, normalised by the image's size
   size: tuple[int, int]  # (width, height) of the original image, after EXIF rotation
   crop_kind: str = CROP_WHOLE_IMAGE  # CROP_BBOX or CROP_WHOLE_IMAGE: which rule cropped it
 
@@ -103,10 +106,10 @@ def crop_rule(bbox, width: int, height: int, margin: float) -> tuple[np.ndarray,
     return np.array([0.0, 0.0, 1.0, 1.0], np.float32), CROP_WHOLE_IMAGE
   x1, y1, x2, y2 = (float(v) for v in bbox)
   if min(x2, width) - max(x1, 0) < 1 or min(y2, height) - max(y1, 0) < 1:
-    raise BBoxError(f"bbox {x1:g},{y1:g},{x2:g},{y2:g} does not overlap the "
-                    f"{width}x{height} image")
-  normalized = np.asarray(annotations.normalized_bbox((x1, y1, x2, y2), width, height),
-                          np.float32)
+    raise BBoxError(
+        f"bbox {x1:g},{y1:g},{x2:g},{y2:g} does not overlap the " f"{width}x{height} image"
+    )
+  normalized = np.asarray(annotations.normalized_bbox((x1, y1, x2, y2), width, height), np.float32)
   return transforms.bbox_crop(normalized, margin), CROP_BBOX
 
 
@@ -129,8 +132,14 @@ def load_image(path, image_size: int, bbox=None, crop_margin: float = 0.1) -> Lo
   return load_image_bytes(data, path, image_size, bbox, crop_margin)
 
 
-def load_image_bytes(data: bytes, name: str, image_size: int, bbox=None,
-                     crop_margin: float = 0.1, max_pixels: int | None = None) -> LoadedImage:
+def load_image_bytes(
+    data: bytes,
+    name: str,
+    image_size: int,
+    bbox=None,
+    crop_margin: float = 0.1,
+    max_pixels: int | None = None,
+) -> LoadedImage:
   """`load_image` of a file's bytes (an upload); `name` stands for the path in errors.
 
   `max_pixels` refuses larger images from their header, before any decoding
@@ -142,8 +151,9 @@ def load_image_bytes(data: bytes, name: str, image_size: int, bbox=None,
   try:
     img = Image.open(io.BytesIO(data))
     if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
-      raise ImageTooLargeError(f"{path}: {img.size[0]}x{img.size[1]} pixels, over the limit of "
-                               f"{max_pixels}")
+      raise ImageTooLargeError(
+          f"{path}: {img.size[0]}x{img.size[1]} pixels, over the limit of " f"{max_pixels}"
+      )
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
       img = ImageOps.exif_transpose(img.convert("RGB"))
       source = np.asarray(img)  # decoded already: no JPEG draft for rotated photos

@@ -10,6 +10,7 @@
 (`evaluation.search.topk_search`: exact cosine top-k, ties to the lower entry
 number). `read_bbox_file` reads the bboxes `retrieve index --bboxes` crops by.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,29 +37,34 @@ class Index:
     self.folder = folder
     self.meta = json.loads(open(meta_path).read())
     if not self.meta.get("complete"):
-      raise GalleryIndexError(f"--index {folder}: unfinished; rerun `retrieve index` to complete it")
+      raise GalleryIndexError(
+          f"--index {folder}: unfinished; rerun `retrieve index` to complete it"
+      )
     self.embeddings = np.load(os.path.join(folder, "embeddings.npy"))
     self._device_embeddings = None  # `nearest` puts them on the device on first use
     with open(os.path.join(folder, "paths.txt")) as f:
       self.paths = [line.rstrip("\n") for line in f]
     if len(self.paths) != len(self.embeddings):
-      raise GalleryIndexError(f"{folder}/paths.txt: {len(self.paths)} paths for "
-                              f"{len(self.embeddings)} embeddings")
+      raise GalleryIndexError(
+          f"{folder}/paths.txt: {len(self.paths)} paths for " f"{len(self.embeddings)} embeddings"
+      )
     crops_path = os.path.join(folder, "crops.jsonl")
     self.crops = None  # indexes written before crops.jsonl: every image whole
     if os.path.exists(crops_path):
       with open(crops_path) as f:
         self.crops = [json.loads(line) for line in f]
       if len(self.crops) != len(self.paths):
-        raise GalleryIndexError(f"{crops_path}: {len(self.crops)} crops for "
-                                f"{len(self.paths)} paths")
+        raise GalleryIndexError(
+            f"{crops_path}: {len(self.crops)} crops for " f"{len(self.paths)} paths"
+        )
 
   def check_width(self, width: int) -> None:
     """The querying model's embedding must have the index's width."""
     if self.embeddings.shape[1] != width:
       raise GalleryIndexError(
           f"--index {self.folder}: its embeddings have {self.embeddings.shape[1]} dimensions, "
-          f"this model's {width}: rebuild the index with this model")
+          f"this model's {width}: rebuild the index with this model"
+      )
 
   def nearest(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k entries nearest each query by cosine, best first: (scores, entry numbers) [Q, k].
@@ -66,8 +72,10 @@ class Index:
     The gallery goes to the device once and stays there (serve ranks every request).
     """
     from fashionnet_jax.evaluation.search import topk_search
+
     if self._device_embeddings is None:
       import jax.numpy as jnp
+
       self._device_embeddings = jnp.asarray(self.embeddings)
     scores, numbers = topk_search(queries, self._device_embeddings, k)
     return np.asarray(scores), np.asarray(numbers)
@@ -108,12 +116,15 @@ def read_bbox_file(path) -> dict[str, tuple[tuple[int, int, int, int], str]]:
     if len(tokens) < 5:
       raise anno.BadExampleError(
           f"{anno.where(name, row.lineno)}: expected image_name ... x_1 y_1 x_2 y_2, got "
-          f"{len(tokens)} columns")
+          f"{len(tokens)} columns"
+      )
     image = anno.image_name(name, row).replace("\\", "/")
     box = anno.parse_bbox(name, row, tokens[-4:])
     if image in boxes:
-      raise anno.BadExampleError(f"{anno.where(name, row.lineno)}: image {image} already has a "
-                                 f"bbox at {boxes[image][1]}")
+      raise anno.BadExampleError(
+          f"{anno.where(name, row.lineno)}: image {image} already has a "
+          f"bbox at {boxes[image][1]}"
+      )
     boxes[image] = (box, anno.where(name, row.lineno))
   return boxes
 

@@ -8,6 +8,7 @@ which step it loaded (`describe()`), and runs the jitted eval-mode forward pass
 (`models.functional.make_predict_fn`, the one evaluation uses) on
 ImageNet-normalised images. Class names come from `DIR/labels.json`.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,6 @@ from fashionnet_jax.models.functional import abstract_graphdef, make_predict_fn
 from fashionnet_jax.training.runs import CHECKPOINTS_FOLDER, RunNotFoundError, load_run, model_fn
 from fashionnet_jax.training.selection import BEST_FOLDER
 
-
 # The Predictor's "nothing to load here" error is the run reader's.
 CheckpointNotFoundError = RunNotFoundError
 
@@ -35,7 +35,8 @@ def _resolve(workdir, checkpoint):
     if not path.name.isdigit() or path.parent.name not in (CHECKPOINTS_FOLDER, BEST_FOLDER):
       raise CheckpointNotFoundError(
           f"{path}: not a checkpoint step folder (expected WORKDIR/{CHECKPOINTS_FOLDER}/<step> "
-          f"or WORKDIR/{BEST_FOLDER}/<step>)")
+          f"or WORKDIR/{BEST_FOLDER}/<step>)"
+      )
     return path.parent.parent, int(path.name), path.parent.name
   if not workdir:
     raise CheckpointNotFoundError("give --workdir or --checkpoint")

@@ -6,6 +6,7 @@ when predicted visible, a hollow ring with a cross when predicted invisible.
 `draw_retrieval_grid(rows)` puts each query beside its ranked results with
 their cosine scores.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,16 @@ import os
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 # One colour per landmark slot; a left/right pair shares a hue (left darker).
-SLOT_COLOURS = ((200, 30, 30), (255, 110, 110), (30, 140, 30), (110, 220, 110),
-                (30, 60, 200), (110, 150, 255), (190, 120, 0), (255, 190, 60))
+SLOT_COLOURS = (
+    (200, 30, 30),
+    (255, 110, 110),
+    (30, 140, 30),
+    (110, 220, 110),
+    (30, 60, 200),
+    (110, 150, 255),
+    (190, 120, 0),
+    (255, 190, 60),
+)
 SHORT_NAMES = ("LC", "RC", "LS", "RS", "LW", "RW", "LH", "RH")
 BBOX_COLOUR = (255, 200, 0)
 MIN_SIDE = 384  # small photos are enlarged so that marks and text stay legible
@@ -38,8 +47,7 @@ def open_upright(image) -> Image.Image:
 def _enlarged(image: Image.Image, min_side: int):
   scale = max(1.0, min_side / min(image.size))
   if scale > 1.0:
-    image = image.resize((round(image.width * scale), round(image.height * scale)),
-                         Image.BICUBIC)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
   return image, scale
 
 
@@ -74,19 +82,29 @@ def draw_prediction(image, record: dict, *, min_side: int = MIN_SIDE) -> Image.I
       draw.ellipse(box, outline=colour, width=2)
       draw.line((x - radius, y - radius, x + radius, y + radius), fill=colour, width=2)
       draw.line((x - radius, y + radius, x + radius, y - radius), fill=colour, width=2)
-    draw.text((x + radius + 2, y - radius), SHORT_NAMES[slot], fill=colour, font=small,
-              stroke_width=2, stroke_fill=(255, 255, 255))
+    draw.text(
+        (x + radius + 2, y - radius),
+        SHORT_NAMES[slot],
+        fill=colour,
+        font=small,
+        stroke_width=2,
+        stroke_fill=(255, 255, 255),
+    )
 
   font_size = max(12, photo.width // 32)
   font = _font(font_size)
   black, grey = (0, 0, 0), (90, 90, 90)
-  lines = [(f"{os.path.basename(str(record['image']))}  ({record.get('clothes_type')}-body)",
-            black)]
-  lines += [(f"{c['name']}  {c['probability']:.2f}", black if i == 0 else grey)
-            for i, c in enumerate(record["category"][:3])]
+  lines = [
+      (f"{os.path.basename(str(record['image']))}  ({record.get('clothes_type')}-body)", black)
+  ]
+  lines += [
+      (f"{c['name']}  {c['probability']:.2f}", black if i == 0 else grey)
+      for i, c in enumerate(record["category"][:3])
+  ]
   if record["attributes"]:
     text = "attributes: " + ", ".join(
-        f"{a['name']} {a['probability']:.2f}" for a in record["attributes"][:4])
+        f"{a['name']} {a['probability']:.2f}" for a in record["attributes"][:4]
+    )
     lines += [(line, grey) for line in _wrap(text, font, photo.width - 12)]
   lines.append(("dot: visible   ring+cross: invisible", grey))
   panel = _text_panel(lines, photo.width, font, round(font_size * 1.35))
@@ -124,14 +142,22 @@ def draw_retrieval_grid(rows, *, tile: int = 128) -> Image.Image:
     canvas.paste(_thumbnail(query, tile), (gap, y))
     draw.rectangle((gap - 3, y - 3, gap + tile + 2, y + tile + 2), outline=(30, 60, 200), width=3)
     draw.text((gap, y + tile + 2), "query", fill=(30, 60, 200), font=font)
-    draw.text((gap, y + tile + 2 + caption // 2), _fit(os.path.basename(str(query)), font, tile),
-              fill=(90, 90, 90), font=font)
+    draw.text(
+        (gap, y + tile + 2 + caption // 2),
+        _fit(os.path.basename(str(query)), font, tile),
+        fill=(90, 90, 90),
+        font=font,
+    )
     for c, (image, label, score) in enumerate(results):
       x = gap * 4 + (c + 1) * (tile + gap) - gap
       canvas.paste(_thumbnail(image, tile), (x, y))
       draw.text((x, y + tile + 2), f"#{c + 1}  {score:.4f}", fill=(0, 0, 0), font=font)
-      draw.text((x, y + tile + 2 + caption // 2), _fit(str(label), font, tile),
-                fill=(90, 90, 90), font=font)
+      draw.text(
+          (x, y + tile + 2 + caption // 2),
+          _fit(str(label), font, tile),
+          fill=(90, 90, 90),
+          font=font,
+      )
   return canvas
 
 

@@ -9,6 +9,7 @@ several depths), embedding (L2 normalisation of embeddings), functional
 (split/merge into pure pytrees and the one eval-mode predict step), pretrained
 (ImageNet weight conversion and placement).
 """
+
 from flax import nnx
 
 from fashionnet_jax.models.fashionnet import FashionNet, embedding_width
@@ -20,4 +21,4 @@ def create_model(model_config, seed=0):
   return FashionNet(model_config, rngs=nnx.Rngs(seed))
 
 
-__all__ = ['FashionNet', 'create_model', 'embedding_width', 'landmark_pool']
+__all__ = ["FashionNet", "create_model", "embedding_width", "landmark_pool"]

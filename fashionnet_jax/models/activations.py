@@ -9,6 +9,7 @@ is `y > 0` on the output (the same set: y > 0 iff x > 0), and the optimization
 barrier stops XLA's simplifier from rewriting `max(x, 0) > 0` back into `x > 0`.
 The output is saved anyway, as the next layer's input for its weight gradient.
 """
+
 import jax
 import jax.numpy as jnp
 

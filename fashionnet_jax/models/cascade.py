@@ -10,6 +10,7 @@ retrieval embedding). The two convolutional levels are global-average-pooled
 and projected by one linear layer (HDC's side heads, without their extra fc).
 All of it computes in float32, as the Heads do.
 """
+
 import jax.numpy as jnp
 from flax import nnx
 
@@ -24,11 +25,15 @@ def check_levels(levels) -> tuple:
   levels = tuple(levels)
   unknown = [name for name in levels if name not in CASCADE_LEVELS]
   if unknown:
-    raise ConfigError(f"config.model.cascade_levels: unknown {unknown}; use some of "
-                      f"{', '.join(CASCADE_LEVELS)}")
+    raise ConfigError(
+        f"config.model.cascade_levels: unknown {unknown}; use some of "
+        f"{', '.join(CASCADE_LEVELS)}"
+    )
   if list(levels) != sorted(set(levels), key=CASCADE_LEVELS.index):
-    raise ConfigError(f"config.model.cascade_levels={levels}: list each level once, shallow "
-                      f"to deep ({', '.join(CASCADE_LEVELS)})")
+    raise ConfigError(
+        f"config.model.cascade_levels={levels}: list each level once, shallow "
+        f"to deep ({', '.join(CASCADE_LEVELS)})"
+    )
   return levels
 
 
@@ -39,9 +44,13 @@ class CascadeEmbedding(nnx.Module):
     self.levels = check_levels(levels)
     for name in self.levels:
       if name != "fc7_fusion":
-        setattr(self, f"embedding_{name}", nnx.Linear(
-            channels[name], embedding_dim, dtype=jnp.float32, param_dtype=jnp.float32,
-            rngs=rngs))
+        setattr(
+            self,
+            f"embedding_{name}",
+            nnx.Linear(
+                channels[name], embedding_dim, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs
+            ),
+        )
 
   def __call__(self, features: dict, fc7_embedding):
     """features: {level: [B, H, W, C]}; fc7_embedding: the fc7_fusion level, normalised.

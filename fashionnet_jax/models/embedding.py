@@ -1,5 +1,6 @@
 """L2 normalisation of embeddings, once: the retrieval head, the cascade's levels,
 the gallery index and the nearest-neighbour search all scale rows with it."""
+
 import jax.numpy as jnp
 
 

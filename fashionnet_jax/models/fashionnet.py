@@ -2,6 +2,7 @@
 local, global), fusion and heads. Top-level attributes are the parameter groups
 the trainer's optax.partition labels: trunk, pose_branch, local_branch,
 global_branch, fusion, heads."""
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -32,14 +33,14 @@ class _Dense(nnx.Module):
 
 def pool_conv5(backbone, conv5):
   """What fc6 sees: VGG: pool5 flattened (NHWC order); ResNet: global average pool."""
-  if backbone == 'vgg16':
+  if backbone == "vgg16":
     return vgg.pool5_flatten(conv5)
   return jnp.mean(conv5, axis=(1, 2))
 
 
 def conv5_cells(backbone):
   """Where the backbone's conv5 cells sit on the input: landmark pooling picks cells by it."""
-  return vgg.CONV5_CELLS if backbone == 'vgg16' else resnet.CONV5_CELLS
+  return vgg.CONV5_CELLS if backbone == "vgg16" else resnet.CONV5_CELLS
 
 
 class Backbone:
@@ -47,23 +48,22 @@ class Backbone:
 
   def __init__(self, config, dtype, rngs):
     self.name = config.backbone
-    self.width = float(config.get('width_multiplier', 1.0))
+    self.width = float(config.get("width_multiplier", 1.0))
     self.dtype, self.rngs = dtype, rngs
     if self.name not in BACKBONES:
-      raise ValueError(f'config.model.backbone: unknown {self.name!r}; choose one of {BACKBONES}')
+      raise ValueError(f"config.model.backbone: unknown {self.name!r}; choose one of {BACKBONES}")
 
   def trunk(self):
-    cls = vgg.VGGTrunk if self.name == 'vgg16' else resnet.ResNetTrunk
+    cls = vgg.VGGTrunk if self.name == "vgg16" else resnet.ResNetTrunk
     return cls(self.width, self.dtype, rngs=self.rngs)
 
   def conv5(self, in_channels):
-    if self.name == 'vgg16':
+    if self.name == "vgg16":
       return vgg.VGGConv5(in_channels, self.width, self.dtype, rngs=self.rngs)
     return resnet.resnet_conv5(in_channels, self.width, self.dtype, rngs=self.rngs)
 
   def pooled_dim(self, channels):
-    return vgg.POOL5_GRID ** 2 * channels if self.name == 'vgg16' else channels
-
+    return vgg.POOL5_GRID**2 * channels if self.name == "vgg16" else channels
 
 
 class PoseBranch(nnx.Module):
@@ -71,7 +71,9 @@ class PoseBranch(nnx.Module):
 
   def __init__(self, backbone, in_channels, fc_dim, num_landmarks, dropout_rate, dtype, *, rngs):
     self.conv5 = backbone.conv5(in_channels)
-    self.fc6_pose = _Dense(backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype, rngs=rngs)
+    self.fc6_pose = _Dense(
+        backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype, rngs=rngs
+    )
     self.fc7_pose = _Dense(fc_dim, fc_dim, dropout_rate, dtype, rngs=rngs)
     # Output layers in float32 whatever the trunk's dtype (as the Heads).
     self.landmarks = _linear(fc_dim, num_landmarks * 2, jnp.float32, rngs)
@@ -90,17 +92,37 @@ class PoseBranch(nnx.Module):
 class LocalBranch(nnx.Module):
   """conv5_local → landmark pooling at the predicted landmarks → flatten [B, L·C] → fc6_local."""
 
-  def __init__(self, backbone, in_channels, fc_dim, num_landmarks, pooling_window, dropout_rate, dtype,
-               *, rngs):
+  def __init__(
+      self,
+      backbone,
+      in_channels,
+      fc_dim,
+      num_landmarks,
+      pooling_window,
+      dropout_rate,
+      dtype,
+      *,
+      rngs,
+  ):
     self.conv5 = backbone.conv5(in_channels)
-    self.fc6_local = _Dense(num_landmarks * self.conv5.out_channels, fc_dim, dropout_rate, dtype, rngs=rngs)
+    self.fc6_local = _Dense(
+        num_landmarks * self.conv5.out_channels, fc_dim, dropout_rate, dtype, rngs=rngs
+    )
     self.pooling_window = pooling_window
 
-  def __call__(self, trunk_features, landmarks, visible, *, cells=None, image_size=None, train=False):
+  def __call__(
+      self, trunk_features, landmarks, visible, *, cells=None, image_size=None, train=False
+  ):
     """cells, image_size: conv5's CellGeometry and the input's (height, width) (landmark_pool)."""
     features = self.conv5(trunk_features, train=train)
-    pooled = landmark_pool(features, landmarks, visible, window=self.pooling_window,
-                           geometry=cells, image_size=image_size)
+    pooled = landmark_pool(
+        features,
+        landmarks,
+        visible,
+        window=self.pooling_window,
+        geometry=cells,
+        image_size=image_size,
+    )
     return self.fc6_local(pooled.reshape(pooled.shape[0], -1), train=train)
 
 
@@ -109,8 +131,9 @@ class GlobalBranch(nnx.Module):
 
   def __init__(self, backbone, in_channels, fc_dim, dropout_rate, dtype, *, rngs):
     self.conv5 = backbone.conv5(in_channels)
-    self.fc6_global = _Dense(backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype,
-                             rngs=rngs)
+    self.fc6_global = _Dense(
+        backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype, rngs=rngs
+    )
 
   def __call__(self, trunk_features, pool, *, train=False):
     """(fc6_global, conv5_global's feature map)."""
@@ -138,8 +161,7 @@ class Heads(nnx.Module):
   embedding and 'embedding' their concatenation, what HDC retrieves with.
   """
 
-  def __init__(self, fc_dim, num_categories, num_attributes, embedding_dim, *, rngs,
-               cascade=None):
+  def __init__(self, fc_dim, num_categories, num_attributes, embedding_dim, *, rngs, cascade=None):
     self.category = _linear(fc_dim, num_categories, jnp.float32, rngs)
     self.attributes = _linear(fc_dim, num_attributes, jnp.float32, rngs)
     self.embedding = _linear(fc_dim, embedding_dim, jnp.float32, rngs)
@@ -148,21 +170,22 @@ class Heads(nnx.Module):
   def __call__(self, x, level_features=None):
     x = x.astype(jnp.float32)
     outputs = {
-        'category_logits': self.category(x),
-        'attribute_logits': self.attributes(x),
-        'embedding': l2_normalize(self.embedding(x)),
+        "category_logits": self.category(x),
+        "attribute_logits": self.attributes(x),
+        "embedding": l2_normalize(self.embedding(x)),
     }
     if self.cascade is not None:
-      outputs['embedding_levels'], outputs['embedding'] = self.cascade(
-          level_features, outputs['embedding'])
+      outputs["embedding_levels"], outputs["embedding"] = self.cascade(
+          level_features, outputs["embedding"]
+      )
     return outputs
 
 
 def embedding_width(config) -> int:
   """Columns of outputs['embedding'] for `config.model`: embedding_dim, times the number
   of cascade levels when HDC's levels are concatenated."""
-  levels = tuple(config.get('cascade_levels', ()) or ())
-  return int(config.get('embedding_dim', 128)) * max(len(levels), 1)
+  levels = tuple(config.get("cascade_levels", ()) or ())
+  return int(config.get("embedding_dim", 128)) * max(len(levels), 1)
 
 
 class FashionNet(nnx.Module):
@@ -176,29 +199,51 @@ class FashionNet(nnx.Module):
 
   def __init__(self, config, *, rngs: nnx.Rngs):
     get = config.get
-    self.dtype = jnp.dtype(get('dtype', 'float32'))
-    self.num_landmarks = get('num_landmarks', 8)
-    self.use_landmark_branch = bool(get('use_landmark_branch', True))
-    fc_dim, local_dim = get('fc6_dim', 4096), get('fc6_local_dim', 1024)
-    dropout = float(get('dropout_rate', 0.0))
+    self.dtype = jnp.dtype(get("dtype", "float32"))
+    self.num_landmarks = get("num_landmarks", 8)
+    self.use_landmark_branch = bool(get("use_landmark_branch", True))
+    fc_dim, local_dim = get("fc6_dim", 4096), get("fc6_local_dim", 1024)
+    dropout = float(get("dropout_rate", 0.0))
     backbone = Backbone(config, self.dtype, rngs)  # a builder; not kept on the module
     self.backbone = backbone.name
     self.trunk = backbone.trunk()
     channels = self.trunk.out_channels
     self.global_branch = GlobalBranch(backbone, channels, fc_dim, dropout, self.dtype, rngs=rngs)
     if self.use_landmark_branch:
-      self.pose_branch = PoseBranch(backbone, channels, fc_dim, self.num_landmarks, dropout, self.dtype,
-                                    rngs=rngs)
-      self.local_branch = LocalBranch(backbone, channels, local_dim, self.num_landmarks,
-                                      get('pooling_window', 3), dropout, self.dtype, rngs=rngs)
+      self.pose_branch = PoseBranch(
+          backbone, channels, fc_dim, self.num_landmarks, dropout, self.dtype, rngs=rngs
+      )
+      self.local_branch = LocalBranch(
+          backbone,
+          channels,
+          local_dim,
+          self.num_landmarks,
+          get("pooling_window", 3),
+          dropout,
+          self.dtype,
+          rngs=rngs,
+      )
     fusion_in = fc_dim + (local_dim if self.use_landmark_branch else 0)
     self.fusion = Fusion(fusion_in, fc_dim, dropout, self.dtype, rngs=rngs)
-    levels = tuple(get('cascade_levels', ()) or ())
-    cascade = CascadeEmbedding(
-        levels, {'pool4': channels, 'conv5_global': self.global_branch.conv5.out_channels},
-        get('embedding_dim', 128), rngs=rngs) if levels else None
-    self.heads = Heads(fc_dim, get('num_categories', 50), get('num_attributes', 1000),
-                       get('embedding_dim', 128), rngs=rngs, cascade=cascade)
+    levels = tuple(get("cascade_levels", ()) or ())
+    cascade = (
+        CascadeEmbedding(
+            levels,
+            {"pool4": channels, "conv5_global": self.global_branch.conv5.out_channels},
+            get("embedding_dim", 128),
+            rngs=rngs,
+        )
+        if levels
+        else None
+    )
+    self.heads = Heads(
+        fc_dim,
+        get("num_categories", 50),
+        get("num_attributes", 1000),
+        get("embedding_dim", 128),
+        rngs=rngs,
+        cascade=cascade,
+    )
 
   def pool(self, conv5):
     return pool_conv5(self.backbone, conv5)
@@ -217,15 +262,21 @@ class FashionNet(nnx.Module):
     if self.use_landmark_branch:
       landmarks, visibility_logits = self.pose_branch(x, self.pool, train=train)
       visible = jnp.argmax(visibility_logits, axis=-1) == 0
-      fc6_local = self.local_branch(x, jax.lax.stop_gradient(landmarks), visible,
-                                    cells=conv5_cells(self.backbone), image_size=images.shape[1:3],
-                                    train=train)
+      fc6_local = self.local_branch(
+          x,
+          jax.lax.stop_gradient(landmarks),
+          visible,
+          cells=conv5_cells(self.backbone),
+          image_size=images.shape[1:3],
+          train=train,
+      )
       fused = jnp.concatenate([fc6_global, fc6_local.astype(fc6_global.dtype)], axis=-1)
     else:
       landmarks = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
       visibility_logits = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
       fused = fc6_global
-    outputs = self.heads(self.fusion(fused, train=train),
-                         level_features=dict(pool4=x, conv5_global=conv5_global))
+    outputs = self.heads(
+        self.fusion(fused, train=train), level_features=dict(pool4=x, conv5_global=conv5_global)
+    )
     outputs.update(landmarks=landmarks, visibility_logits=visibility_logits)
     return outputs

@@ -7,6 +7,7 @@ statistics and dropout keys); compiled code merges them back. The train step
 all go through `split_model` / `merge_model`, and the last two share
 `make_predict_fn`, the one eval-mode forward pass.
 """
+
 from __future__ import annotations
 
 import jax
@@ -27,8 +28,7 @@ def split_model(model):
   data, so that the state is an ordinary pytree for Orbax, optax and sharding.
   """
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  rest = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x,
-                      rest.to_pure_dict())
+  rest = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, rest.to_pure_dict())
   return graphdef, params.to_pure_dict(), rest
 
 
@@ -40,7 +40,8 @@ def _is_rng_key_path(path) -> bool:
 
 def merge_model(graphdef, params, model_state):
   model_state = jax.tree_util.tree_map_with_path(
-      lambda path, x: jax.random.wrap_key_data(x) if _is_rng_key_path(path) else x, model_state)
+      lambda path, x: jax.random.wrap_key_data(x) if _is_rng_key_path(path) else x, model_state
+  )
   return nnx.merge(graphdef, nnx.State(params), nnx.State(model_state))
 
 
@@ -49,8 +50,14 @@ def abstract_graphdef(model_fn):
   return nnx.split(nnx.eval_shape(model_fn), nnx.Param, ...)[0]
 
 
-def make_predict_fn(graphdef, *, params_sharding=None, model_state_sharding=None,
-                    batch_sharding=None, out_sharding=None):
+def make_predict_fn(
+    graphdef,
+    *,
+    params_sharding=None,
+    model_state_sharding=None,
+    batch_sharding=None,
+    out_sharding=None,
+):
   """The jitted eval-mode forward pass: predict(params, model_state, images) -> outputs.
 
   `images` are uint8 (normalised here, on the device) or float32 already
@@ -65,5 +72,8 @@ def make_predict_fn(graphdef, *, params_sharding=None, model_state_sharding=None
 
   if params_sharding is None:
     return jax.jit(predict)
-  return jax.jit(predict, in_shardings=(params_sharding, model_state_sharding, batch_sharding),
-                 out_shardings=out_sharding)
+  return jax.jit(
+      predict,
+      in_shardings=(params_sharding, model_state_sharding, batch_sharding),
+      out_shardings=out_sharding,
+  )

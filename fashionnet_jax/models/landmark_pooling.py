@@ -7,6 +7,7 @@ the cell whose centre is nearest. Landmarks are continuous coordinates of the
 input normalised by its size, pixel-centre convention (pixel p spans [p, p + 1),
 its centre is p + 0.5; data/transforms.py).
 """
+
 from typing import NamedTuple
 
 import jax
@@ -19,6 +20,7 @@ class CellGeometry(NamedTuple):
   Cell j is centred at `offset + stride·j` input pixels in continuous
   coordinates (pixel p spans [p, p + 1)): the centroid of its receptive field.
   """
+
   stride: float
   offset: float
 
@@ -56,7 +58,7 @@ def landmark_cells(landmarks, height, width, geometry=None, image_size=None):
     row = jnp.floor(landmarks[..., 1] * height)
   else:
     if image_size is None:
-      raise ValueError('landmark_cells: a cell geometry needs the input image_size (height, width)')
+      raise ValueError("landmark_cells: a cell geometry needs the input image_size (height, width)")
     stride, offset = geometry
     # Nearest centre: round((u - offset) / stride) with u in input pixels (ties go up).
     col = jnp.floor((landmarks[..., 0] * image_size[1] - offset) / stride + 0.5)
@@ -82,7 +84,7 @@ def landmark_pool(features, landmarks, visible, window=3, geometry=None, image_s
     output's gradient to the cell that holds the max (split evenly on exact ties).
   """
   if window < 1 or window % 2 != 1:
-    raise ValueError(f'landmark_pool: window must be a positive odd number, got {window}')
+    raise ValueError(f"landmark_pool: window must be a positive odd number, got {window}")
   b, h, w, c = features.shape
   num_landmarks = landmarks.shape[1]
   row, col = landmark_cells(landmarks, h, w, geometry, image_size)

@@ -21,6 +21,7 @@ conv1_1, `fold_keras_preprocessing`). Two steps:
 
 The command line is `python -m fashionnet_jax.weights` (no download anywhere).
 """
+
 import logging
 import os
 import re
@@ -33,13 +34,26 @@ from fashionnet_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fashionnet_jax.errors import FashionNetError
 from fashionnet_jax.schema import BACKBONES
 
-BRANCHES = ('pose_branch', 'local_branch', 'global_branch')
+BRANCHES = ("pose_branch", "local_branch", "global_branch")
 # torchvision `features.N` index of each VGG-16 conv, in order.
-_VGG_CONVS = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
-              'conv4_1', 'conv4_2', 'conv4_3', 'conv5_1', 'conv5_2', 'conv5_3')
+_VGG_CONVS = (
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+)
 _VGG_TORCH_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-_RESNET_BLOCKS = (('layer1', 3), ('layer2', 4), ('layer3', 6), ('layer4', 3))
-_BN = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'running_var': 'var'}
+_RESNET_BLOCKS = (("layer1", 3), ("layer2", 4), ("layer3", 6), ("layer4", 3))
+_BN = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
 
 
 class WeightImportError(FashionNetError, ValueError):
@@ -53,17 +67,22 @@ def _read_torch(path):
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise WeightImportError(f'{path}: reading .pth needs torch (pip install "fashionnet_jax[torch]")') from e
+    raise WeightImportError(
+        f'{path}: reading .pth needs torch (pip install "fashionnet_jax[torch]")'
+    ) from e
   try:
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # torch raises many types for a bad file
-    raise WeightImportError(f'{path}: not a readable torch checkpoint ({e})') from e
-  if isinstance(state, dict) and 'state_dict' in state:
-    state = state['state_dict']
+    raise WeightImportError(f"{path}: not a readable torch checkpoint ({e})") from e
+  if isinstance(state, dict) and "state_dict" in state:
+    state = state["state_dict"]
   if not isinstance(state, dict):
-    raise WeightImportError(f'{path}: expected a state_dict, got {type(state).__name__}')
-  return {k.removeprefix('module.'): v.detach().float().numpy() for k, v in state.items()
-          if hasattr(v, 'detach') and v.dtype.is_floating_point}
+    raise WeightImportError(f"{path}: expected a state_dict, got {type(state).__name__}")
+  return {
+      k.removeprefix("module."): v.detach().float().numpy()
+      for k, v in state.items()
+      if hasattr(v, "detach") and v.dtype.is_floating_point
+  }
 
 
 def _read_keras_h5(path):
@@ -71,20 +90,20 @@ def _read_keras_h5(path):
   try:
     import h5py  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise WeightImportError(f'{path}: reading .h5 needs h5py (pip install h5py)') from e
+    raise WeightImportError(f"{path}: reading .h5 needs h5py (pip install h5py)") from e
   layers = {}
 
   def visit(name, obj):
     if isinstance(obj, h5py.Dataset):
-      layer = name.split('/')[0]
-      kind = 'bias' if obj.ndim == 1 else 'kernel'
+      layer = name.split("/")[0]
+      kind = "bias" if obj.ndim == 1 else "kernel"
       layers.setdefault(layer, {})[kind] = np.asarray(obj, np.float32)
 
   try:
-    with h5py.File(path, 'r') as f:
+    with h5py.File(path, "r") as f:
       f.visititems(visit)
   except OSError as e:
-    raise WeightImportError(f'{path}: not a readable HDF5 file ({e})') from e
+    raise WeightImportError(f"{path}: not a readable HDF5 file ({e})") from e
   return layers
 
 
@@ -100,32 +119,39 @@ def _fc6_torch_to_flax(w, conv5_channels):
   out, inp = w.shape
   grid = int(round((inp / conv5_channels) ** 0.5))
   if grid * grid * conv5_channels != inp:
-    raise WeightImportError(f'fc6 input {inp} is not a square grid of {conv5_channels} channels')
+    raise WeightImportError(f"fc6 input {inp} is not a square grid of {conv5_channels} channels")
   w = w.reshape(out, conv5_channels, grid, grid).transpose(0, 2, 3, 1).reshape(out, inp)
   return w.T
 
 
 def _missing_error(path, backbone, missing):
-  shown = ', '.join(sorted(missing)[:12]) + (' ...' if len(missing) > 12 else '')
-  return WeightImportError(f'{path}: not a {backbone} ImageNet checkpoint, {len(missing)} tensor(s) '
-                           f'missing: {shown}')
+  shown = ", ".join(sorted(missing)[:12]) + (" ..." if len(missing) > 12 else "")
+  return WeightImportError(
+      f"{path}: not a {backbone} ImageNet checkpoint, {len(missing)} tensor(s) " f"missing: {shown}"
+  )
 
 
 def _convert_vgg_torch(path, sd):
-  missing = [f'features.{i}.{p}' for i in _VGG_TORCH_INDEX for p in ('weight', 'bias')
-             if f'features.{i}.{p}' not in sd]
+  missing = [
+      f"features.{i}.{p}"
+      for i in _VGG_TORCH_INDEX
+      for p in ("weight", "bias")
+      if f"features.{i}.{p}" not in sd
+  ]
   if missing:
-    raise _missing_error(path, 'vgg16', missing)
+    raise _missing_error(path, "vgg16", missing)
   params = {}
   for name, i in zip(_VGG_CONVS, _VGG_TORCH_INDEX):
-    params[f'{name}/kernel'] = _conv_torch_to_flax(sd[f'features.{i}.weight'])
-    params[f'{name}/bias'] = sd[f'features.{i}.bias']
-  if 'classifier.0.weight' in sd:  # absent from conv-only checkpoints
-    params['fc6/kernel'] = _fc6_torch_to_flax(sd['classifier.0.weight'], params['conv5_3/bias'].shape[0])
-    params['fc6/bias'] = sd['classifier.0.bias']
-  if 'classifier.3.weight' in sd:
-    params['fc7/kernel'] = sd['classifier.3.weight'].T
-    params['fc7/bias'] = sd['classifier.3.bias']
+    params[f"{name}/kernel"] = _conv_torch_to_flax(sd[f"features.{i}.weight"])
+    params[f"{name}/bias"] = sd[f"features.{i}.bias"]
+  if "classifier.0.weight" in sd:  # absent from conv-only checkpoints
+    params["fc6/kernel"] = _fc6_torch_to_flax(
+        sd["classifier.0.weight"], params["conv5_3/bias"].shape[0]
+    )
+    params["fc6/bias"] = sd["classifier.0.bias"]
+  if "classifier.3.weight" in sd:
+    params["fc7/kernel"] = sd["classifier.3.weight"].T
+    params["fc7/bias"] = sd["classifier.3.bias"]
   return params
 
 
@@ -146,36 +172,47 @@ def fold_keras_preprocessing(kernel, bias):
   rgb = kernel[:, :, ::-1, :]  # input channel c (RGB) <- Keras' BGR channel 2 - c
   scale = 255.0 * IMAGENET_STD
   offset = (255.0 * IMAGENET_MEAN - KERAS_VGG_BGR_MEAN[::-1]).astype(np.float32)  # per RGB channel
-  folded_bias = bias + np.einsum('hwco,c->o', rgb.astype(np.float64), offset.astype(np.float64))
+  folded_bias = bias + np.einsum("hwco,c->o", rgb.astype(np.float64), offset.astype(np.float64))
   return (rgb * scale[None, None, :, None]).astype(np.float32), folded_bias.astype(np.float32)
 
 
 def _convert_vgg_keras(path, layers):
-  names = {f'block{n[4]}_conv{n[6]}': n for n in _VGG_CONVS} | {'fc1': 'fc6', 'fc2': 'fc7'}
-  missing = [f'{k}/{p}' for k, n in names.items() if n.startswith('conv') for p in ('kernel', 'bias')
-             if p not in layers.get(k, {})]
+  names = {f"block{n[4]}_conv{n[6]}": n for n in _VGG_CONVS} | {"fc1": "fc6", "fc2": "fc7"}
+  missing = [
+      f"{k}/{p}"
+      for k, n in names.items()
+      if n.startswith("conv")
+      for p in ("kernel", "bias")
+      if p not in layers.get(k, {})
+  ]
   if missing:
-    raise _missing_error(path, 'vgg16', missing)
+    raise _missing_error(path, "vgg16", missing)
   params = {}
   for keras_name, name in names.items():
     for p, value in layers.get(keras_name, {}).items():
-      params[f'{name}/{p}'] = value  # Keras is already HWIO / [in, out], flatten in NHWC order
-  params['conv1_1/kernel'], params['conv1_1/bias'] = fold_keras_preprocessing(
-      params['conv1_1/kernel'], params['conv1_1/bias'])
+      params[f"{name}/{p}"] = value  # Keras is already HWIO / [in, out], flatten in NHWC order
+  params["conv1_1/kernel"], params["conv1_1/bias"] = fold_keras_preprocessing(
+      params["conv1_1/kernel"], params["conv1_1/bias"]
+  )
   return params
 
 
 def _resnet_torch_names():
   """(canonical name, torchvision key) of every ResNet-50 tensor FashionNet uses."""
-  pairs = [('conv1/kernel', 'conv1.weight')]
-  pairs += [(f'bn1/{ours}', f'bn1.{theirs}') for theirs, ours in _BN.items()]
+  pairs = [("conv1/kernel", "conv1.weight")]
+  pairs += [(f"bn1/{ours}", f"bn1.{theirs}") for theirs, ours in _BN.items()]
   for stage, blocks in _RESNET_BLOCKS:
     for b in range(blocks):
-      for conv, bn, torch_conv, torch_bn in (
-          [(f'conv{k}', f'bn{k}', f'conv{k}', f'bn{k}') for k in (1, 2, 3)]
-          + ([('downsample_conv', 'downsample_bn', 'downsample.0', 'downsample.1')] if b == 0 else [])):
-        pairs.append((f'{stage}/{b}/{conv}/kernel', f'{stage}.{b}.{torch_conv}.weight'))
-        pairs += [(f'{stage}/{b}/{bn}/{ours}', f'{stage}.{b}.{torch_bn}.{theirs}') for theirs, ours in _BN.items()]
+      for conv, bn, torch_conv, torch_bn in [
+          (f"conv{k}", f"bn{k}", f"conv{k}", f"bn{k}") for k in (1, 2, 3)
+      ] + (
+          [("downsample_conv", "downsample_bn", "downsample.0", "downsample.1")] if b == 0 else []
+      ):
+        pairs.append((f"{stage}/{b}/{conv}/kernel", f"{stage}.{b}.{torch_conv}.weight"))
+        pairs += [
+            (f"{stage}/{b}/{bn}/{ours}", f"{stage}.{b}.{torch_bn}.{theirs}")
+            for theirs, ours in _BN.items()
+        ]
   return pairs
 
 
@@ -183,14 +220,16 @@ def _convert_resnet_torch(path, sd):
   pairs = _resnet_torch_names()
   missing = [theirs for _, theirs in pairs if theirs not in sd]
   if missing:
-    raise _missing_error(path, 'resnet50', missing)
-  return {ours: _conv_torch_to_flax(sd[theirs]) if sd[theirs].ndim == 4 else sd[theirs]
-          for ours, theirs in pairs}
+    raise _missing_error(path, "resnet50", missing)
+  return {
+      ours: _conv_torch_to_flax(sd[theirs]) if sd[theirs].ndim == 4 else sd[theirs]
+      for ours, theirs in pairs
+  }
 
 
 def guess_backbone(path):
   """'resnet50' if the file name says so, else 'vgg16'."""
-  return 'resnet50' if 'resnet' in os.path.basename(path).lower() else 'vgg16'
+  return "resnet50" if "resnet" in os.path.basename(path).lower() else "vgg16"
 
 
 def convert(path, backbone=None):
@@ -198,27 +237,33 @@ def convert(path, backbone=None):
   path = os.fspath(path)
   backbone = backbone or guess_backbone(path)
   if backbone not in BACKBONES:
-    raise WeightImportError(f'unknown backbone {backbone!r}; choose one of {BACKBONES}')
+    raise WeightImportError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
   if not os.path.isfile(path):
-    raise WeightImportError(f'{path}: no such file')
+    raise WeightImportError(f"{path}: no such file")
   ext = os.path.splitext(path)[1].lower()
-  if ext == '.npz':
+  if ext == ".npz":
     try:
       with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as e:
       # A text file, a truncated download, pickled data: numpy's errors name no file.
-      raise WeightImportError(f'{path}: not a readable .npz of converted weights '
-                              f'({type(e).__name__}: {str(e)[:120]})') from None
-  if ext in ('.pth', '.pt', '.bin'):
+      raise WeightImportError(
+          f"{path}: not a readable .npz of converted weights "
+          f"({type(e).__name__}: {str(e)[:120]})"
+      ) from None
+  if ext in (".pth", ".pt", ".bin"):
     sd = _read_torch(path)
-    params = _convert_vgg_torch(path, sd) if backbone == 'vgg16' else _convert_resnet_torch(path, sd)
-  elif ext in ('.h5', '.hdf5'):
-    if backbone != 'vgg16':
-      raise WeightImportError(f'{path}: Keras .h5 import supports vgg16 only, not {backbone}')
+    params = (
+        _convert_vgg_torch(path, sd) if backbone == "vgg16" else _convert_resnet_torch(path, sd)
+    )
+  elif ext in (".h5", ".hdf5"):
+    if backbone != "vgg16":
+      raise WeightImportError(f"{path}: Keras .h5 import supports vgg16 only, not {backbone}")
     params = _convert_vgg_keras(path, _read_keras_h5(path))
   else:
-    raise WeightImportError(f'{path}: unknown weight file type {ext!r} (expected .pth, .h5 or .npz)')
+    raise WeightImportError(
+        f"{path}: unknown weight file type {ext!r} (expected .pth, .h5 or .npz)"
+    )
   return {k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}
 
 
@@ -234,19 +279,22 @@ def save_converted(params, out_path):
 
 def _targets(name):
   """Model state paths (tuples) that a canonical param is copied into, and whether it is an fc."""
-  parts = tuple(int(p) if p.isdigit() else p for p in name.split('/'))
+  parts = tuple(int(p) if p.isdigit() else p for p in name.split("/"))
   head, leaf = parts[0], parts[-1]
-  if re.fullmatch(r'conv5_\d', head):  # VGG conv5 -> every branch
-    return [(b, 'conv5', head, leaf) for b in BRANCHES], False
-  if head == 'layer4':  # ResNet conv5_x -> every branch
-    return [(b, 'conv5', 'blocks') + parts[1:] for b in BRANCHES], False
-  if head.startswith('layer'):
-    return [('trunk', head, 'blocks') + parts[1:]], False
-  if head == 'fc6':
-    return [('global_branch', 'fc6_global', 'fc', leaf), ('pose_branch', 'fc6_pose', 'fc', leaf)], True
-  if head == 'fc7':  # not fc7_fusion (module doc)
-    return [('pose_branch', 'fc7_pose', 'fc', leaf)], True
-  return [('trunk',) + parts], False
+  if re.fullmatch(r"conv5_\d", head):  # VGG conv5 -> every branch
+    return [(b, "conv5", head, leaf) for b in BRANCHES], False
+  if head == "layer4":  # ResNet conv5_x -> every branch
+    return [(b, "conv5", "blocks") + parts[1:] for b in BRANCHES], False
+  if head.startswith("layer"):
+    return [("trunk", head, "blocks") + parts[1:]], False
+  if head == "fc6":
+    return [
+        ("global_branch", "fc6_global", "fc", leaf),
+        ("pose_branch", "fc6_pose", "fc", leaf),
+    ], True
+  if head == "fc7":  # not fc7_fusion (module doc)
+    return [("pose_branch", "fc7_pose", "fc", leaf)], True
+  return [("trunk",) + parts], False
 
 
 def load_pretrained(model, path, backbone=None):
@@ -258,9 +306,9 @@ def load_pretrained(model, path, backbone=None):
   list of model paths written (parameters and BatchNorm statistics): every parameter
   not in it keeps its random initialisation.
   """
-  backbone = backbone or getattr(model, 'backbone', None)
-  if getattr(model, 'backbone', backbone) != backbone:
-    raise WeightImportError(f'{path}: {backbone} weights for a {model.backbone} model')
+  backbone = backbone or getattr(model, "backbone", None)
+  if getattr(model, "backbone", backbone) != backbone:
+    raise WeightImportError(f"{path}: {backbone} weights for a {model.backbone} model")
   params = convert(path, backbone)
   state = nnx.state(model)
   flat = traverse_util.flatten_dict(state.to_pure_dict())
@@ -277,15 +325,17 @@ def load_pretrained(model, path, backbone=None):
         errors.append(f'{name} -> {"/".join(map(str, target))}: no such parameter in the model')
       elif current.shape != value.shape:
         msg = f'{name} -> {"/".join(map(str, target))}: file {value.shape}, model {current.shape}'
-        (notes if is_fc else errors).append(msg + (' (skipped)' if is_fc else ''))
+        (notes if is_fc else errors).append(msg + (" (skipped)" if is_fc else ""))
       else:
         updates[target] = value.astype(current.dtype)
   if errors:
-    raise WeightImportError(f'{path}: {len(errors)} tensor(s) do not fit the {backbone} model:\n  '
-                            + '\n  '.join(errors))
+    raise WeightImportError(
+        f"{path}: {len(errors)} tensor(s) do not fit the {backbone} model:\n  "
+        + "\n  ".join(errors)
+    )
   for note in notes:
-    logging.info('weights: %s', note)
+    logging.info("weights: %s", note)
   flat.update(updates)
   state.replace_by_pure_dict(traverse_util.unflatten_dict(flat))
   nnx.update(model, state)
-  return sorted('/'.join(map(str, t)) for t in updates)
+  return sorted("/".join(map(str, t)) for t in updates)

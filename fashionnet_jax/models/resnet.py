@@ -1,6 +1,7 @@
 """ResNet-50 pieces for FashionNet (torchvision v1.5 layout, stride on the 3×3):
 the shared trunk (stem + conv2_x..conv4_x = layer1..layer3) and a conv5_x stage
 (layer4) per branch. NHWC; BatchNorm uses batch statistics when train=True."""
+
 import jax.numpy as jnp
 from flax import nnx
 
@@ -9,28 +10,42 @@ from fashionnet_jax.models.vgg import scaled
 
 EXPANSION = 4
 # (stage name, blocks, paper planes, stride of the first block)
-STAGES = (('layer1', 3, 64, 1), ('layer2', 4, 128, 2), ('layer3', 6, 256, 2), ('layer4', 3, 512, 2))
+STAGES = (("layer1", 3, 64, 1), ("layer2", 4, 128, 2), ("layer3", 6, 256, 2), ("layer4", 3, 512, 2))
 # Where conv5_x's cells sit on the input: the stem (conv1 7×7/2 pad 3, max pool
 # 3×3/2 pad 1), then each bottleneck's 1×1, 3×3 (the stage's stride, pad 1), 1×1.
 # Symmetric padding centres cell j on pixel index 32·j (continuous 32·j + 0.5),
 # not on 32·j + 16 as cells tiling the input would.
 CONV5_CELLS = cell_geometry(
     [(7, 2, 3), (3, 2, 1)]
-    + [layer for _, blocks, _, stride in STAGES for i in range(blocks)
-       for layer in ((1, 1, 0), (3, stride if i == 0 else 1, 1), (1, 1, 0))])
+    + [
+        layer
+        for _, blocks, _, stride in STAGES
+        for i in range(blocks)
+        for layer in ((1, 1, 0), (3, stride if i == 0 else 1, 1), (1, 1, 0))
+    ]
+)
 
 
 def conv(in_channels, out_channels, kernel, stride, dtype, rngs):
   pad = kernel // 2  # torch's symmetric padding; 'SAME' would pad stride-2 convs on one side only
-  return nnx.Conv(in_channels, out_channels, (kernel, kernel), strides=stride,
-                  padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
-                  param_dtype=jnp.float32, rngs=rngs)
+  return nnx.Conv(
+      in_channels,
+      out_channels,
+      (kernel, kernel),
+      strides=stride,
+      padding=((pad, pad), (pad, pad)),
+      use_bias=False,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      rngs=rngs,
+  )
 
 
 def batch_norm(channels, dtype, rngs):
   # torch momentum 0.1 == flax momentum 0.9; eps as torchvision.
-  return nnx.BatchNorm(channels, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                       param_dtype=jnp.float32, rngs=rngs)
+  return nnx.BatchNorm(
+      channels, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
+  )
 
 
 class Bottleneck(nnx.Module):
@@ -38,8 +53,12 @@ class Bottleneck(nnx.Module):
 
   def __init__(self, in_channels, planes, stride, dtype, *, rngs: nnx.Rngs):
     out = planes * EXPANSION
-    self.conv1, self.bn1 = conv(in_channels, planes, 1, 1, dtype, rngs), batch_norm(planes, dtype, rngs)
-    self.conv2, self.bn2 = conv(planes, planes, 3, stride, dtype, rngs), batch_norm(planes, dtype, rngs)
+    self.conv1, self.bn1 = conv(in_channels, planes, 1, 1, dtype, rngs), batch_norm(
+        planes, dtype, rngs
+    )
+    self.conv2, self.bn2 = conv(planes, planes, 3, stride, dtype, rngs), batch_norm(
+        planes, dtype, rngs
+    )
     self.conv3, self.bn3 = conv(planes, out, 1, 1, dtype, rngs), batch_norm(out, dtype, rngs)
     if stride != 1 or in_channels != out:
       self.downsample_conv = conv(in_channels, out, 1, stride, dtype, rngs)
@@ -83,7 +102,9 @@ class ResNetTrunk(nnx.Module):
     self.bn1 = batch_norm(stem, dtype, rngs)
     channels = stem
     for name, blocks, planes, stride in STAGES[:3]:
-      stage = ResNetStage(channels, blocks, scaled(planes, width_multiplier), stride, dtype, rngs=rngs)
+      stage = ResNetStage(
+          channels, blocks, scaled(planes, width_multiplier), stride, dtype, rngs=rngs
+      )
       setattr(self, name, stage)
       channels = stage.out_channels
     self.out_channels = channels
@@ -101,4 +122,6 @@ class ResNetTrunk(nnx.Module):
 def resnet_conv5(in_channels, width_multiplier=1.0, dtype=jnp.float32, *, rngs: nnx.Rngs):
   """A branch's copy of conv5_x (layer4): [B, S/16, S/16, 1024·w] -> [B, S/32, S/32, 2048·w]."""
   _, blocks, planes, stride = STAGES[3]
-  return ResNetStage(in_channels, blocks, scaled(planes, width_multiplier), stride, dtype, rngs=rngs)
+  return ResNetStage(
+      in_channels, blocks, scaled(planes, width_multiplier), stride, dtype, rngs=rngs
+  )

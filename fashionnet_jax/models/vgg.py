@@ -1,5 +1,6 @@
 """VGG-16 pieces for FashionNet: the shared trunk (conv1_1..conv4_3 + pools) and
 one conv5 block (conv5_1..conv5_3) per branch. NHWC, 3×3 'SAME' convs, ReLU."""
+
 import functools
 
 import jax
@@ -12,17 +13,28 @@ from fashionnet_jax.models.landmark_pooling import cell_geometry
 
 # (layer name, paper output channels); 'pool' = 2×2 max pool, stride 2.
 TRUNK_LAYERS = (
-    ('conv1_1', 64), ('conv1_2', 64), 'pool',
-    ('conv2_1', 128), ('conv2_2', 128), 'pool',
-    ('conv3_1', 256), ('conv3_2', 256), ('conv3_3', 256), 'pool',
-    ('conv4_1', 512), ('conv4_2', 512), ('conv4_3', 512), 'pool',
+    ("conv1_1", 64),
+    ("conv1_2", 64),
+    "pool",
+    ("conv2_1", 128),
+    ("conv2_2", 128),
+    "pool",
+    ("conv3_1", 256),
+    ("conv3_2", 256),
+    ("conv3_3", 256),
+    "pool",
+    ("conv4_1", 512),
+    ("conv4_2", 512),
+    ("conv4_3", 512),
+    "pool",
 )
-CONV5_LAYERS = (('conv5_1', 512), ('conv5_2', 512), ('conv5_3', 512))
+CONV5_LAYERS = (("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512))
 # Where conv5's cells sit on the input ((kernel, stride, padding) of every layer
 # up to conv5_3): stride 16, cell j centred at 16·j + 8 (pixel index 16·j + 7.5).
 CONV5_CELLS = cell_geometry(
-    [(2, 2, 0) if layer == 'pool' else (3, 1, 1) for layer in TRUNK_LAYERS]
-    + [(3, 1, 1)] * len(CONV5_LAYERS))
+    [(2, 2, 0) if layer == "pool" else (3, 1, 1) for layer in TRUNK_LAYERS]
+    + [(3, 1, 1)] * len(CONV5_LAYERS)
+)
 # fc6 sees pool5 resampled to this grid (torchvision's AdaptiveAvgPool2d((7, 7))):
 # identity at 224 px, and ImageNet fc6 weights fit at any input size.
 POOL5_GRID = 7
@@ -71,10 +83,12 @@ def _max_pool_fwd(x, shape):
 
 def _max_pool_bwd(shape, first, g):
   b, h, w, c = g.shape
-  position = (2 * jnp.arange(2).reshape(1, 1, 2, 1, 1, 1)
-              + jnp.arange(2).reshape(1, 1, 1, 1, 2, 1)).astype(jnp.int8)
-  dx = jnp.where(position == first[:, :, None, :, None, :], g[:, :, None, :, None, :],
-                 jnp.zeros((), g.dtype)).reshape(b, 2 * h, 2 * w, c)
+  position = (
+      2 * jnp.arange(2).reshape(1, 1, 2, 1, 1, 1) + jnp.arange(2).reshape(1, 1, 1, 1, 2, 1)
+  ).astype(jnp.int8)
+  dx = jnp.where(
+      position == first[:, :, None, :, None, :], g[:, :, None, :, None, :], jnp.zeros((), g.dtype)
+  ).reshape(b, 2 * h, 2 * w, c)
   dx = jnp.pad(dx, ((0, 0), (0, shape[1] - 2 * h), (0, shape[2] - 2 * w), (0, 0)))
   return (dx,)
 
@@ -95,14 +109,25 @@ def conv_padded_channels(conv: nnx.Conv, x, multiple=8):
   kernel = jnp.pad(conv.kernel.value, ((0, 0), (0, 0), (0, pad), (0, 0)))
   x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad)))
   y = jax.lax.conv_general_dilated(
-      x.astype(conv.dtype), kernel.astype(conv.dtype), (1, 1), 'SAME',
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      x.astype(conv.dtype),
+      kernel.astype(conv.dtype),
+      (1, 1),
+      "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
   return y + conv.bias.value.astype(conv.dtype)
 
 
 def conv3x3(in_channels, out_channels, dtype, rngs):
-  return nnx.Conv(in_channels, out_channels, (3, 3), padding='SAME', dtype=dtype,
-                  param_dtype=jnp.float32, rngs=rngs)
+  return nnx.Conv(
+      in_channels,
+      out_channels,
+      (3, 3),
+      padding="SAME",
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      rngs=rngs,
+  )
 
 
 class VGGTrunk(nnx.Module):
@@ -111,7 +136,7 @@ class VGGTrunk(nnx.Module):
   def __init__(self, width_multiplier=1.0, dtype=jnp.float32, *, rngs: nnx.Rngs):
     channels = 3
     for layer in TRUNK_LAYERS:
-      if layer == 'pool':
+      if layer == "pool":
         continue
       name, out = layer
       setattr(self, name, conv3x3(channels, scaled(out, width_multiplier), dtype, rngs))
@@ -122,7 +147,7 @@ class VGGTrunk(nnx.Module):
     """Returns pool4 (`train` is unused: no BatchNorm in VGG); with return_features, also a dict of every conv's ReLU output."""
     features = {}
     for layer in TRUNK_LAYERS:
-      if layer == 'pool':
+      if layer == "pool":
         x = max_pool_2x2(x)
       else:
         x = relu(conv_padded_channels(getattr(self, layer[0]), x))
@@ -164,5 +189,5 @@ def pool5_flatten(conv5, grid=POOL5_GRID):
   if (h, w) != (grid, grid):
     rows = jnp.asarray(_adaptive_avg_matrix(h, grid), x.dtype)
     cols = jnp.asarray(_adaptive_avg_matrix(w, grid), x.dtype)
-    x = jnp.einsum('ih,bhwc,jw->bijc', rows, x, cols)
+    x = jnp.einsum("ih,bhwc,jw->bijc", rows, x, cols)
   return x.reshape(b, grid * grid * c)

@@ -13,6 +13,7 @@ Binds 127.0.0.1 unless --host says otherwise. Concurrent requests are batched
 compiled function per batch-size bucket, all compiled before the port opens.
 Bad workdir or index: one line, exit 2.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,25 +24,58 @@ from fashionnet_jax.errors import exit_on_user_error
 
 
 def build_parser():
-  parser = Parser(prog="python -m fashionnet_jax.serve",
-                  description="A web page and a JSON API for a trained FashionNet.")
+  parser = Parser(
+      prog="python -m fashionnet_jax.serve",
+      description="A web page and a JSON API for a trained FashionNet.",
+  )
   add_model_arguments(parser)
   parser.add_argument("--index", help="gallery index from `retrieve index` (enables retrieval)")
-  parser.add_argument("--host", default="127.0.0.1",
-                      help="address to bind (default 127.0.0.1: this machine only)")
+  parser.add_argument(
+      "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+  )
   parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-  parser.add_argument("--max-batch", dest="max_batch", type=int, default=16,
-                      help="largest batch run at once (default 16)")
-  parser.add_argument("--max-wait-ms", dest="max_wait_ms", type=float, default=5.0,
-                      help="longest a request waits for others to join its batch (default 5)")
-  parser.add_argument("--queue-size", dest="queue_size", type=int, default=128,
-                      help="requests waiting before the server answers 503 (default 128)")
-  parser.add_argument("--max-body-mb", dest="max_body_mb", type=float, default=10.0,
-                      help="largest request body, MB (default 10; larger: 413)")
-  parser.add_argument("--max-pixels", dest="max_pixels", type=int, default=50_000_000,
-                      help="largest image, in pixels, read from its header (default 50M; larger: 413)")
-  parser.add_argument("--top-k", dest="top_k", type=int, default=5,
-                      help="categories and attributes per prediction unless asked (default 5)")
+  parser.add_argument(
+      "--max-batch",
+      dest="max_batch",
+      type=int,
+      default=16,
+      help="largest batch run at once (default 16)",
+  )
+  parser.add_argument(
+      "--max-wait-ms",
+      dest="max_wait_ms",
+      type=float,
+      default=5.0,
+      help="longest a request waits for others to join its batch (default 5)",
+  )
+  parser.add_argument(
+      "--queue-size",
+      dest="queue_size",
+      type=int,
+      default=128,
+      help="requests waiting before the server answers 503 (default 128)",
+  )
+  parser.add_argument(
+      "--max-body-mb",
+      dest="max_body_mb",
+      type=float,
+      default=10.0,
+      help="largest request body, MB (default 10; larger: 413)",
+  )
+  parser.add_argument(
+      "--max-pixels",
+      dest="max_pixels",
+      type=int,
+      default=50_000_000,
+      help="largest image, in pixels, read from its header (default 50M; larger: 413)",
+  )
+  parser.add_argument(
+      "--top-k",
+      dest="top_k",
+      type=int,
+      default=5,
+      help="categories and attributes per prediction unless asked (default 5)",
+  )
   add_verbose_argument(parser)
   return parser
 
@@ -49,11 +83,13 @@ def build_parser():
 @exit_on_user_error
 def main(argv=None):
   from fashionnet_jax.cli import UsageError
+
   args = build_parser().parse_args(argv)
   console.set_verbose(args.verbose)
   if min(args.max_batch, args.queue_size, args.top_k, args.max_pixels) < 1 or args.max_wait_ms < 0:
-    raise UsageError("--max-batch, --queue-size, --top-k and --max-pixels must be >= 1, "
-                     "--max-wait-ms >= 0")
+    raise UsageError(
+        "--max-batch, --queue-size, --top-k and --max-pixels must be >= 1, " "--max-wait-ms >= 0"
+    )
   import uvicorn
 
   from fashionnet_jax.inference.gallery import same_model
@@ -62,23 +98,39 @@ def main(argv=None):
   from fashionnet_jax.models import embedding_width
   from fashionnet_jax.serve.app import create_app
   from fashionnet_jax.serve.service import Service
+
   index = Index(args.index) if args.index else None
   predictor = Predictor(workdir=args.workdir, checkpoint=args.checkpoint)
   if index is not None:
     index.check_width(embedding_width(predictor.config.model))
   if index is not None and not same_model(predictor, index.meta.get("model", {})):
-    print(f"warning: the index was built with {index.meta.get('model')}; its embeddings may not "
-          "be comparable with this model's", file=sys.stderr)
-  print(f"compiling batch sizes {Service.buckets_for(args.max_batch)} ...", file=sys.stderr,
-        flush=True)
-  service = Service(predictor, index, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                    queue_size=args.queue_size, max_pixels=args.max_pixels,
-                    top_k=args.top_k).start()
+    print(
+        f"warning: the index was built with {index.meta.get('model')}; its embeddings may not "
+        "be comparable with this model's",
+        file=sys.stderr,
+    )
+  print(
+      f"compiling batch sizes {Service.buckets_for(args.max_batch)} ...",
+      file=sys.stderr,
+      flush=True,
+  )
+  service = Service(
+      predictor,
+      index,
+      max_batch=args.max_batch,
+      max_wait_ms=args.max_wait_ms,
+      queue_size=args.queue_size,
+      max_pixels=args.max_pixels,
+      top_k=args.top_k,
+  ).start()
   if service.labels.note():
     print(service.labels.note(), file=sys.stderr, flush=True)
   app = create_app(service, max_body_bytes=int(args.max_body_mb * 2**20))
-  print(f"serving {predictor.describe()} on http://{args.host}:{args.port}/", file=sys.stderr,
-        flush=True)
+  print(
+      f"serving {predictor.describe()} on http://{args.host}:{args.port}/",
+      file=sys.stderr,
+      flush=True,
+  )
   try:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
   finally:

@@ -16,6 +16,7 @@ Every error is a 4xx/5xx with one line of JSON, {"error": "..."}: 400 not an
 image / truncated / empty / no `image` field, 413 a body or an image over the
 limits, 422 a bbox or k that cannot work, 503 the batcher's queue is full.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,11 @@ from fashionnet_jax.inference.images import BBoxError, ImageError, ImageTooLarge
 from fashionnet_jax.serve.batcher import Overloaded
 from fashionnet_jax.serve.service import RequestError, parse_int
 
-STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
-          "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-          "/style.css": ("style.css", "text/css; charset=utf-8")}
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
 
 
 class ApiError(Exception):
@@ -52,8 +55,10 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_app(service, *, max_body_bytes: int = 10 * 2**20):
   """The ASGI app serving `service` (started by the caller), wrapped in the body limit."""
   app = FastAPI(title="FashionNet", docs_url=None, redoc_url=None, openapi_url=None)
-  pages = {route: (resources.files("fashionnet_jax.serve").joinpath("static", name).read_bytes(),
-                   kind) for route, (name, kind) in STATIC.items()}
+  pages = {
+      route: (resources.files("fashionnet_jax.serve").joinpath("static", name).read_bytes(), kind)
+      for route, (name, kind) in STATIC.items()
+  }
 
   @app.exception_handler(ApiError)
   async def _api_error(request, e: ApiError):
@@ -88,16 +93,21 @@ def create_app(service, *, max_body_bytes: int = 10 * 2**20):
     form = await _form(request)
     k = _field(parse_int, "k", form.get("k"), min(10, service.max_k), 1, service.max_k)
     loaded, outputs, bbox = await _run(service, form)
-    return {"query": loaded.path, "bbox": None if bbox is None else [float(v) for v in bbox],
-            "crop": loaded.crop_kind, "results": service.rank(outputs, k)}
+    return {
+        "query": loaded.path,
+        "bbox": None if bbox is None else [float(v) for v in bbox],
+        "crop": loaded.crop_kind,
+        "results": service.rank(outputs, k),
+    }
 
   @app.get("/v1/gallery/{number}/thumbnail")
   async def thumbnail(number: str):
     data = await run_in_threadpool(service.thumbnail, int(number)) if number.isdigit() else None
     if data is None:
       raise ApiError(404, f"no gallery image number {number}")
-    return Response(data, media_type="image/jpeg",
-                    headers={"Cache-Control": "public, max-age=3600"})
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"}
+    )
 
   return BodyLimit(app, max_body_bytes)
 
@@ -105,6 +115,7 @@ def create_app(service, *, max_body_bytes: int = 10 * 2**20):
 def _static(body: bytes, kind: str):
   async def page():
     return Response(body, media_type=kind)
+
   return page
 
 
@@ -189,8 +200,15 @@ class BodyLimit:
 
   async def _refuse(self, send):
     body = json.dumps({"error": f"request body over the limit of {self.max_bytes} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -9,6 +9,7 @@ of two up to max_batch) and runs `predict` once. Every bucket is compiled by
 raises `Overloaded` at once (the server answers 503) instead of letting
 latency grow without bound.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -33,8 +34,15 @@ def buckets(max_batch: int) -> list[int]:
 
 class MicroBatcher:
 
-  def __init__(self, predict, image_shape, *, max_batch: int = 16, max_wait_ms: float = 5.0,
-               queue_size: int = 128):
+  def __init__(
+      self,
+      predict,
+      image_shape,
+      *,
+      max_batch: int = 16,
+      max_wait_ms: float = 5.0,
+      queue_size: int = 128,
+  ):
     if max_batch < 1 or queue_size < 1 or max_wait_ms < 0:
       raise ValueError("max_batch and queue_size must be >= 1, max_wait_ms >= 0")
     self._predict = predict

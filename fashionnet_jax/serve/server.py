@@ -1,4 +1,5 @@
 """uvicorn in a background thread, on a given or free port (tests and the load benchmark)."""
+
 from __future__ import annotations
 
 import socket
@@ -20,8 +21,9 @@ class BackgroundServer:
   def __init__(self, app, host: str = "127.0.0.1", port: int | None = None):
     self.host, self.port = host, port or free_port(host)
     self.url = f"http://{host}:{self.port}"
-    self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port,
-                                                 log_level="warning", access_log=False))
+    self._server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False)
+    )
     self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
 
   def __enter__(self):

@@ -9,6 +9,7 @@ ranker of `retrieve query`); `thumbnail(number)` is a small JPEG of gallery
 entry `number`: the client names entries only by number, so no client path
 reaches the filesystem.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,9 +44,18 @@ def parse_int(name: str, text, default: int, low: int, high: int) -> int:
 
 class Service:
 
-  def __init__(self, predictor, index=None, *, max_batch: int = 16, max_wait_ms: float = 5.0,
-               queue_size: int = 128, max_pixels: int = 50_000_000, top_k: int = 5,
-               max_k: int = 100):
+  def __init__(
+      self,
+      predictor,
+      index=None,
+      *,
+      max_batch: int = 16,
+      max_wait_ms: float = 5.0,
+      queue_size: int = 128,
+      max_pixels: int = 50_000_000,
+      top_k: int = 5,
+      max_k: int = 100,
+  ):
     self.predictor = predictor
     self.index = index
     self.max_pixels = max_pixels
@@ -56,8 +66,13 @@ class Service:
     self.max_top_k = len(self.labels.categories)
     self.max_k = min(max_k, len(index.paths)) if index is not None else 0
     size = predictor.image_size
-    self.batcher = MicroBatcher(predictor.predict_uint8, (size, size, 3), max_batch=max_batch,
-                                max_wait_ms=max_wait_ms, queue_size=queue_size)
+    self.batcher = MicroBatcher(
+        predictor.predict_uint8,
+        (size, size, 3),
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        queue_size=queue_size,
+    )
     self._thumbnail = functools.lru_cache(maxsize=2048)(self._make_thumbnail)
 
   buckets_for = staticmethod(buckets)
@@ -72,16 +87,23 @@ class Service:
     self.batcher.close()
 
   def info(self) -> dict:
-    return {"step": int(self.predictor.step), "image_size": self.predictor.image_size,
-            "index_size": len(self.index.paths) if self.index is not None else 0,
-            "top_k": self.top_k, "max_top_k": self.max_top_k, "max_k": self.max_k,
-            "buckets": self.batcher.buckets, "max_pixels": self.max_pixels,
-            "trained_on": self.labels.trained_on}
+    return {
+        "step": int(self.predictor.step),
+        "image_size": self.predictor.image_size,
+        "index_size": len(self.index.paths) if self.index is not None else 0,
+        "top_k": self.top_k,
+        "max_top_k": self.max_top_k,
+        "max_k": self.max_k,
+        "buckets": self.batcher.buckets,
+        "max_pixels": self.max_pixels,
+        "trained_on": self.labels.trained_on,
+    }
 
   def load(self, data: bytes, name: str, bbox=None):
     """Decodes and resizes one upload (CPU work: run it off the event loop)."""
-    return images.load_image_bytes(data, name, self.predictor.image_size, bbox, self.crop_margin,
-                            self.max_pixels)
+    return images.load_image_bytes(
+        data, name, self.predictor.image_size, bbox, self.crop_margin, self.max_pixels
+    )
 
   def submit(self, loaded):
     """Future of the network's outputs for one loaded image; raises batcher.Overloaded."""
@@ -96,9 +118,16 @@ class Service:
     # Always the top max_k, sliced: one compiled search whatever k a request asks
     # (ties go to the lower number, so the first k of the top max_k are the top k).
     scores, numbers = self.index.nearest(np.asarray(outputs["embedding"])[None], self.max_k)
-    return [{"rank": r + 1, "number": int(j), "path": self.index.paths[j],
-             "score": round(float(s), 6), "thumbnail": f"/v1/gallery/{int(j)}/thumbnail"}
-            for r, (s, j) in enumerate(zip(scores[0][:k], numbers[0][:k]))]
+    return [
+        {
+            "rank": r + 1,
+            "number": int(j),
+            "path": self.index.paths[j],
+            "score": round(float(s), 6),
+            "thumbnail": f"/v1/gallery/{int(j)}/thumbnail",
+        }
+        for r, (s, j) in enumerate(zip(scores[0][:k], numbers[0][:k]))
+    ]
 
   def thumbnail(self, number: int) -> bytes | None:
     """JPEG bytes of gallery entry `number`, or None when there is no such readable entry."""

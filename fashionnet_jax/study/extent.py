@@ -9,6 +9,7 @@ single ranking of all attributes) over each extent's positives, from a finished
 run's checkpoint on the config's eval split. Real DeepFashion records no extent:
 nothing is added there.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,19 +26,25 @@ def recall_by_extent(config, workdir, ks=(3, 5)) -> dict[str, float]:
   """{attribute_top<k>_recall_extent_<extent>: recall}; {} when no attribute has an extent."""
   predictor = Predictor(workdir)
   names = predictor.labels.get("attribute_names", [])
-  codes = np.array([EXTENTS.index(e) + 1 if (e := attribute_extent(n)) in EXTENTS else 0
-                    for n in names])
+  codes = np.array(
+      [EXTENTS.index(e) + 1 if (e := attribute_extent(n)) in EXTENTS else 0 for n in names]
+  )
   if not len(codes) or not codes.any():
     return {}
   acc = MetricAccumulator()
   for batch in pipeline.create_eval_iterator(config, config.dataset.eval_split):
     images = np.asarray(batch["image"])
-    out = (predictor.predict_uint8(images) if images.dtype == np.uint8 else predictor(images))
+    out = predictor.predict_uint8(images) if images.dtype == np.uint8 else predictor(images)
     acc.update(mask=batch["mask"], scores=out["attribute_logits"], labels=batch["attributes"])
   arrays = acc.arrays()
   out = {}
   for k in ks:
     recall = attribute_topk_recall(arrays["scores"], arrays["labels"], k, attribute_types=codes)
-    out.update({f"attribute_top{k}_recall_extent_{e}": recall[i + 1]
-                for i, e in enumerate(EXTENTS) if i + 1 in recall})
+    out.update(
+        {
+            f"attribute_top{k}_recall_extent_{e}": recall[i + 1]
+            for i, e in enumerate(EXTENTS)
+            if i + 1 in recall
+        }
+    )
   return out

@@ -6,6 +6,7 @@ workdir)` (train.train_and_evaluate: an interrupted variant resumes from its las
 checkpoint) and reuses the finished ones (their `study_result.json`), then writes
 the table and plot (study/table.py).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,9 +43,16 @@ def load_config(path: str, arg: str | None = None):
   return _get_config_fn(path)(arg)
 
 
-def variant_config(variant: Variant, preset: Preset, *, steps: int | None, seed: int,
-                   data_dir: str | None, platform: str | None = None,
-                   init_from: str | None = None):
+def variant_config(
+    variant: Variant,
+    preset: Preset,
+    *,
+    steps: int | None,
+    seed: int,
+    data_dir: str | None,
+    platform: str | None = None,
+    init_from: str | None = None,
+):
   """The variant's config: demo size (the preset's overrides) or full size (`platform`)."""
   config = load_config(variant.config, platform)
   if platform is None:
@@ -66,8 +74,10 @@ def rescale_stages(config, steps: int) -> int:
   rounds, stages = int(config.num_rounds), list(config.stages)
   per_round = steps // rounds
   if per_round < len(stages):
-    raise ConfigError(f"--steps={steps}: fewer than one step per stage "
-                      f"({len(stages)} stages x {rounds} rounds)")
+    raise ConfigError(
+        f"--steps={steps}: fewer than one step per stage "
+        f"({len(stages)} stages x {rounds} rounds)"
+    )
   old = [int(s.steps) for s in stages]
   new = [max(1, per_round * s // sum(old)) for s in old]
   new[-1] += per_round - sum(new)
@@ -80,8 +90,18 @@ def rescale_stages(config, steps: int) -> int:
   return per_round * rounds
 
 
-def run_study(preset: Preset, folder, train_fn, *, steps=None, seed=0, data_dir=None,
-              platform=None, init_from=None, log=print) -> dict:
+def run_study(
+    preset: Preset,
+    folder,
+    train_fn,
+    *,
+    steps=None,
+    seed=0,
+    data_dir=None,
+    platform=None,
+    init_from=None,
+    log=print,
+) -> dict:
   """Trains (or reuses) every variant and writes the table; returns {variant: result}."""
   folder = pathlib.Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
@@ -94,14 +114,25 @@ def run_study(preset: Preset, folder, train_fn, *, steps=None, seed=0, data_dir=
     done = workdir / RESULT_FILE
     if done.exists():
       results[variant.name] = json.loads(done.read_text())
-      log(f"[{i}/{len(preset.variants)}] {variant.name}: finished before, reused "
-          f"({results[variant.name]['wall_s']:.0f} s)")
+      log(
+          f"[{i}/{len(preset.variants)}] {variant.name}: finished before, reused "
+          f"({results[variant.name]['wall_s']:.0f} s)"
+      )
       continue
-    config = variant_config(variant, preset, steps=budget, seed=seed, data_dir=data_dir,
-                            platform=platform, init_from=init_from)
+    config = variant_config(
+        variant,
+        preset,
+        steps=budget,
+        seed=seed,
+        data_dir=data_dir,
+        platform=platform,
+        init_from=init_from,
+    )
     total = sum(int(s.steps) for s in config.stages) * int(config.num_rounds)
-    log(f"[{i}/{len(preset.variants)}] {variant.name}: {variant.config}, {total} steps "
-        f"-> {workdir}")
+    log(
+        f"[{i}/{len(preset.variants)}] {variant.name}: {variant.config}, {total} steps "
+        f"-> {workdir}"
+    )
     ensure_dataset(config)  # outside the wall time: the first variant would pay for it
     start = time.perf_counter()
     metrics = train_fn(config, workdir)  # train.Preempted propagates: rerun to resume
@@ -109,8 +140,14 @@ def run_study(preset: Preset, folder, train_fn, *, steps=None, seed=0, data_dir=
     metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     if preset.by_extent:
       metrics.update(extent.recall_by_extent(config, workdir))
-    results[variant.name] = dict(config=variant.config, overrides=dict(variant.overrides),
-                                 steps=total, seed=seed, wall_s=wall, metrics=metrics)
+    results[variant.name] = dict(
+        config=variant.config,
+        overrides=dict(variant.overrides),
+        steps=total,
+        seed=seed,
+        wall_s=wall,
+        metrics=metrics,
+    )
     done.write_text(json.dumps(results[variant.name], indent=1) + "\n")
     log(f"{variant.name}: done in {results[variant.name]['wall_s']:.0f} s")
   written = table.write(preset, results, folder)

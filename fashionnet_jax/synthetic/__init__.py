@@ -10,6 +10,7 @@ upstream of data/ and of everything else.
 Modules: vocab (names), garments (geometry), render (drawing), formats (the
 released line formats), writer (the benchmark trees), __main__ (the command).
 """
+
 from fashionnet_jax.synthetic.writer import generate
 
 __all__ = ["generate"]

@@ -9,6 +9,7 @@ or item) is skipped with a warning naming it and why, and, when the caller
 writes the run, moved aside to WORKDIR/damaged_checkpoints/ (never deleted).
 Works with local and gs:// workdirs (etils.epath under Orbax).
 """
+
 from __future__ import annotations
 
 import time
@@ -25,8 +26,10 @@ from fashionnet_jax.errors import FashionNetError, one_line
 DAMAGED_FOLDER = "damaged_checkpoints"
 # What Orbax warns about a read-only manager, all of it by design here: a reader saves
 # nothing, keeps every step, and was asked for a read-only directory.
-_READ_ONLY_WARNINGS = ("CheckpointManagerOptions.read_only=True, setting ",
-                       "Given directory is read only=")
+_READ_ONLY_WARNINGS = (
+    "CheckpointManagerOptions.read_only=True, setting ",
+    "Given directory is read only=",
+)
 
 
 class CheckpointError(FashionNetError):
@@ -35,8 +38,16 @@ class CheckpointError(FashionNetError):
 
 class Checkpointer:
 
-  def __init__(self, workdir, *, every_steps: int, keep: int, async_save: bool = True,
-               folder: str = "checkpoints", read_only: bool = False):
+  def __init__(
+      self,
+      workdir,
+      *,
+      every_steps: int,
+      keep: int,
+      async_save: bool = True,
+      folder: str = "checkpoints",
+      read_only: bool = False,
+  ):
     """`read_only`: a reader (evaluation, predict) that never writes into the run."""
     self.workdir = epath.Path(workdir)
     self.directory = self.workdir / folder
@@ -46,9 +57,13 @@ class Checkpointer:
       self.manager = ocp.CheckpointManager(
           self.directory,
           options=ocp.CheckpointManagerOptions(
-              max_to_keep=int(keep), create=not read_only, read_only=read_only,
-              enable_async_checkpointing=async_save),
-          item_names=("state", "data", "meta"))
+              max_to_keep=int(keep),
+              create=not read_only,
+              read_only=read_only,
+              enable_async_checkpointing=async_save,
+          ),
+          item_names=("state", "data", "meta"),
+      )
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -66,8 +81,7 @@ class Checkpointer:
   def restore(self, abstract_state, data_iterator, step=None):
     """Restores into the shapes/shardings of `abstract_state`; returns (state, meta)."""
     if step is None:
-      return self.restore_newest(
-          lambda s: self.restore(abstract_state, data_iterator, s))[1]
+      return self.restore_newest(lambda s: self.restore(abstract_state, data_iterator, s))[1]
     args = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
@@ -79,7 +93,8 @@ class Checkpointer:
     if step is None:
       return self.restore_newest(lambda s: self.restore_state_only(abstract_state, s))[1]
     restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    )
     return restored["state"]
 
   def restore_newest(self, restore):
@@ -94,8 +109,9 @@ class Checkpointer:
       try:
         result = restore(step)
       except Exception as e:  # noqa: BLE001 (re-raised below when no step restores)
-        logging.warning("%s/%d cannot be restored, skipping it: %s", self.directory, step,
-                        one_line(e)[:300])
+        logging.warning(
+            "%s/%d cannot be restored, skipping it: %s", self.directory, step, one_line(e)[:300]
+        )
         failures.append((step, e))
         continue
       if failures:
@@ -106,7 +122,8 @@ class Checkpointer:
       step, error = failures[0]
       raise CheckpointError(
           f"{self.directory}: no checkpoint restores (newest, step {step}: "
-          f"{one_line(error)[:200]})") from error
+          f"{one_line(error)[:200]})"
+      ) from error
     return None, None
 
   def _set_aside(self, steps):
@@ -134,4 +151,5 @@ class Checkpointer:
 def abstract_like(tree, shardings):
   """ShapeDtypeStructs with the given shardings: Orbax's restore target."""
   return jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+  )

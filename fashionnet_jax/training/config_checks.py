@@ -4,6 +4,7 @@ Once per run: train.py validates before it claims the workdir or prepares the
 data, and builds its TrainSetup with `checked=True`; a TrainSetup built on its
 own (benchmarks, tests) validates its config itself.
 """
+
 from __future__ import annotations
 
 import os
@@ -90,23 +91,27 @@ def _check_bounds(config) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       raise ConfigError(f"config.{dotted}={value!r}: must be a number")
     ok = (value >= low if low_in else value > low) and (
-        high is None or (value <= high if high_in else value < high))
+        high is None or (value <= high if high_in else value < high)
+    )
     if not ok or value != value:  # NaN fails every comparison
       raise ConfigError(f"config.{dotted}={value!r}: {_range_text(low, high, low_in, high_in)}")
   if int(config.model.pooling_window) % 2 == 0:
-    raise ConfigError(f"config.model.pooling_window={config.model.pooling_window}: must be odd "
-                      "(a window centred on the landmark)")
+    raise ConfigError(
+        f"config.model.pooling_window={config.model.pooling_window}: must be odd "
+        "(a window centred on the landmark)"
+    )
   boundaries = list(config.optimizer.step_boundaries)
   if any(not 0 < b < 1 for b in boundaries) or boundaries != sorted(boundaries):
-    raise ConfigError(f"config.optimizer.step_boundaries={tuple(boundaries)}: must be increasing "
-                      "fractions of training in (0, 1)")
+    raise ConfigError(
+        f"config.optimizer.step_boundaries={tuple(boundaries)}: must be increasing "
+        "fractions of training in (0, 1)"
+    )
   for stage in config.stages:
     if int(stage.steps) < 0:
       raise ConfigError(f"config.stages[{stage.name!r}].steps={stage.steps}: must be >= 0")
     for term, weight in stage.weights.items():
       if not float(weight) >= 0:
-        raise ConfigError(
-            f"config.stages[{stage.name!r}].weights.{term}={weight}: must be >= 0")
+        raise ConfigError(f"config.stages[{stage.name!r}].weights.{term}={weight}: must be >= 0")
   if sum(int(s.steps) for s in config.stages) < 1:
     raise ConfigError("config.stages: every stage has 0 steps; nothing to train")
 
@@ -122,20 +127,25 @@ def validate_config(config) -> None:
     if benchmark == "inshop":
       raise ConfigError(
           "config.select_metric: In-shop has no validation split (train, query, gallery); "
-          "unset it and report the final step")
+          "unset it and report the final step"
+      )
     if config.get("select_mode", "max") not in ("max", "min"):
       raise ConfigError(f"config.select_mode={config.select_mode!r}: use 'max' or 'min'")
     if int(config.eval_every_steps) < 1:
-      raise ConfigError("config.select_metric needs config.eval_every_steps >= 1 "
-                        "(how often the validation split is evaluated)")
+      raise ConfigError(
+          "config.select_metric needs config.eval_every_steps >= 1 "
+          "(how often the validation split is evaluated)"
+      )
   if int(config.image_size) % 32:
     raise ConfigError(
-        f"config.image_size={config.image_size} must be a multiple of 32 (five 2x poolings)")
+        f"config.image_size={config.image_size} must be a multiple of 32 (five 2x poolings)"
+    )
   if config.input.sampler == "pk":
     pk = int(config.input.retrieval_p) * int(config.input.retrieval_k)
     if pk != int(config.batch_size):
       raise ConfigError(
-          f"config.batch_size={config.batch_size} must equal input.retrieval_p x retrieval_k = {pk}")
+          f"config.batch_size={config.batch_size} must equal input.retrieval_p x retrieval_k = {pk}"
+      )
 
 
 def check_init_from(config) -> None:
@@ -144,7 +154,8 @@ def check_init_from(config) -> None:
     raise ConfigError(
         "config.init_from is not set: this full-size config fine-tunes ImageNet weights "
         "(convert them with `python -m fashionnet_jax.weights`, then --config.init_from=PATH), "
-        f"or set --config.init_from={INIT_FROM_SCRATCH} to train from random weights")
+        f"or set --config.init_from={INIT_FROM_SCRATCH} to train from random weights"
+    )
   init_from = config.get("init_from")
   if init_from and init_from != INIT_FROM_SCRATCH and "://" not in init_from:
     # Before the model is built (minutes at full size), not after.

@@ -2,6 +2,7 @@
 triplet losses for retrieval. Every loss works in float32 (whatever the logits'
 dtype), returns a scalar mean over the valid examples of the batch, and takes an
 optional `mask` [B] (False = padding). A batch with nothing valid gives 0."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,7 +56,9 @@ def category_loss(logits, labels, mask=None):
   """Softmax cross-entropy −log softmax(logits)[label], mean over examples with a label (≠ −1)."""
   labels = jnp.asarray(labels)
   valid = (labels >= 0) & _batch_mask(mask, logits.shape[0])
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), jnp.maximum(labels, 0))
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), jnp.maximum(labels, 0)
+  )
   return _masked_mean(ce, valid)
 
 
@@ -70,8 +73,10 @@ def attribute_loss(logits, labels, pos_weight, neg_weight, mask=None):
   y = (jnp.asarray(labels) == 1).astype(jnp.float32)
   z = logits.astype(jnp.float32)
   # log σ(z) and log(1 − σ(z)) = log σ(−z), both stable for any |z|.
-  weighted = -(jnp.asarray(pos_weight, jnp.float32) * y * jax.nn.log_sigmoid(z)
-               + jnp.asarray(neg_weight, jnp.float32) * (1.0 - y) * jax.nn.log_sigmoid(-z))
+  weighted = -(
+      jnp.asarray(pos_weight, jnp.float32) * y * jax.nn.log_sigmoid(z)
+      + jnp.asarray(neg_weight, jnp.float32) * (1.0 - y) * jax.nn.log_sigmoid(-z)
+  )
   return _masked_mean(jnp.mean(weighted, axis=-1), _batch_mask(mask, logits.shape[0]))
 
 
@@ -240,9 +245,15 @@ def _triplet_sets(d, pos, neg, margin):
   return (loss,), (pos[:, :, None] & neg[:, None, :],)
 
 
-def cascaded_embedding_loss(levels, item_ids, kept_fractions=HDC_KEPT_FRACTIONS,
-                            selection="nested", pair_loss="contrastive",
-                            margin=HDC_CONTRASTIVE_MARGIN, mask=None):
+def cascaded_embedding_loss(
+    levels,
+    item_ids,
+    kept_fractions=HDC_KEPT_FRACTIONS,
+    selection="nested",
+    pair_loss="contrastive",
+    margin=HDC_CONTRASTIVE_MARGIN,
+    mask=None,
+):
   """HDC's cascaded loss: (sum over levels, [K] per level).
 
   levels: [B, K, D], each level L2-normalised; d = squared Euclidean distance.
@@ -292,9 +303,12 @@ def check_cascade_loss(cascade, num_levels: int) -> None:
   """config.loss.cascade: one kept fraction in (0, 1] per level, known selection and loss."""
   fractions = tuple(cascade.kept_fractions)
   if len(fractions) != num_levels or not all(0 < float(f) <= 1 for f in fractions):
-    raise ConfigError(f"config.loss.cascade.kept_fractions={fractions}: need one fraction in "
-                      f"(0, 1] per level of config.model.cascade_levels ({num_levels})")
+    raise ConfigError(
+        f"config.loss.cascade.kept_fractions={fractions}: need one fraction in "
+        f"(0, 1] per level of config.model.cascade_levels ({num_levels})"
+    )
   for key, choices in (("selection", CASCADE_SELECTIONS), ("pair_loss", CASCADE_PAIR_LOSSES)):
     if cascade[key] not in choices:
-      raise ConfigError(f"config.loss.cascade.{key}={cascade[key]!r}: use one of "
-                        f"{', '.join(choices)}")
+      raise ConfigError(
+          f"config.loss.cascade.{key}={cascade[key]!r}: use one of " f"{', '.join(choices)}"
+      )

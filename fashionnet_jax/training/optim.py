@@ -13,6 +13,7 @@ Fine-tuning's new layers: the parameters that `init_from` did not fill (the
 TrainSetup passes the ones it did, `pretrained`) learn at
 `config.optimizer.new_layer_lr_multiplier` x the rate; the rest at 1x.
 """
+
 from __future__ import annotations
 
 import jax
@@ -29,18 +30,25 @@ def learning_rate_schedule(opt_config, total_steps: int) -> optax.Schedule:
   kind = opt_config.schedule
   if kind == "cosine":
     return optax.warmup_cosine_decay_schedule(
-        0.0, lr, warmup, max(total_steps, warmup + 1), end_value=lr * 0.01)
+        0.0, lr, warmup, max(total_steps, warmup + 1), end_value=lr * 0.01
+    )
   if kind == "step":
-    boundaries = {int(f * total_steps): float(opt_config.step_factor)
-                  for f in opt_config.step_boundaries}
+    boundaries = {
+        int(f * total_steps): float(opt_config.step_factor) for f in opt_config.step_boundaries
+    }
     return optax.join_schedules(
-        [optax.linear_schedule(0.0, lr, max(warmup, 1)),
-         optax.piecewise_constant_schedule(lr, {b - warmup: s for b, s in boundaries.items()
-                                                if b > warmup})],
-        [warmup])
+        [
+            optax.linear_schedule(0.0, lr, max(warmup, 1)),
+            optax.piecewise_constant_schedule(
+                lr, {b - warmup: s for b, s in boundaries.items() if b > warmup}
+            ),
+        ],
+        [warmup],
+    )
   if kind == "constant":
     return optax.join_schedules(
-        [optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)], [warmup])
+        [optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)], [warmup]
+    )
   raise ConfigError(f"config.optimizer.schedule={kind!r}: use 'cosine', 'step' or 'constant'")
 
 
@@ -56,8 +64,9 @@ def scale_by_group(group: str) -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
 
 
-def hold_state_when_frozen(inner: optax.GradientTransformation,
-                           group: str) -> optax.GradientTransformationExtraArgs:
+def hold_state_when_frozen(
+    inner: optax.GradientTransformation, group: str
+) -> optax.GradientTransformationExtraArgs:
   """`inner`'s update, with its state kept bitwise while `group_mask[group]` is 0."""
   index = GROUPS.index(group)
 
@@ -81,8 +90,10 @@ def _base(opt_config, lr) -> optax.GradientTransformation:
   if name == "sgd":
     return optax.chain(
         optax.add_decayed_weights(float(opt_config.weight_decay), mask=_decay_mask),
-        optax.sgd(lr, momentum=float(opt_config.momentum) or None,
-                  nesterov=bool(opt_config.nesterov)))
+        optax.sgd(
+            lr, momentum=float(opt_config.momentum) or None, nesterov=bool(opt_config.nesterov)
+        ),
+    )
   if name == "adamw":
     return optax.adamw(lr, weight_decay=float(opt_config.weight_decay), mask=_decay_mask)
   raise ConfigError(f"config.optimizer.name={name!r}: use 'sgd' or 'adamw'")
@@ -90,11 +101,13 @@ def _base(opt_config, lr) -> optax.GradientTransformation:
 
 def param_labels(params):
   """Labels each parameter by its top-level sub-module (its branch)."""
+
   def label(path, _):
     top = path[0].key if hasattr(path[0], "key") else str(path[0])
     if top not in GROUPS:
       raise ValueError(f"parameter {jax.tree_util.keystr(path)} is in no group of {GROUPS}")
     return top
+
   return jax.tree_util.tree_map_with_path(label, params)
 
 
@@ -103,8 +116,9 @@ def _path_name(path) -> str:
   return "/".join(str(getattr(p, "key", p)) for p in path)
 
 
-def scale_by_layer(inner: optax.GradientTransformation,
-                   multiplier_of) -> optax.GradientTransformation:
+def scale_by_layer(
+    inner: optax.GradientTransformation, multiplier_of
+) -> optax.GradientTransformation:
   """`inner`, with each parameter's update multiplied by `multiplier_of(path name)`.
 
   After SGD (with momentum) or AdamW (with its decoupled decay) the update is
@@ -132,16 +146,19 @@ def _split_multipliers(multipliers):
   for key, m in multipliers.items():
     group = key.split("/")[0]
     if group not in GROUPS or key.count("/") > 1:
-      raise ConfigError(f"config.optimizer.lr_multipliers: {key!r} is neither a group "
-                        f"({', '.join(GROUPS)}) nor 'group/layer'")
+      raise ConfigError(
+          f"config.optimizer.lr_multipliers: {key!r} is neither a group "
+          f"({', '.join(GROUPS)}) nor 'group/layer'"
+      )
     if float(m) <= 0:
       raise ConfigError(f"config.optimizer.lr_multipliers[{key!r}]={m}: must be > 0")
     (layers if "/" in key else groups)[key] = float(m)
   return groups, layers
 
 
-def make_optimizer(config, total_steps: int, pretrained: frozenset[str] | None = None
-                   ) -> optax.GradientTransformationExtraArgs:
+def make_optimizer(
+    config, total_steps: int, pretrained: frozenset[str] | None = None
+) -> optax.GradientTransformationExtraArgs:
   """update(grads, state, params, group_mask=[len(GROUPS)]) -> (updates, state).
 
   `pretrained`: the parameters (path names, 'trunk/conv1_1/kernel') that
@@ -156,7 +173,8 @@ def make_optimizer(config, total_steps: int, pretrained: frozenset[str] | None =
   opt = config.optimizer
   schedule = learning_rate_schedule(opt, total_steps)
   group_multipliers, layer_multipliers = _split_multipliers(
-      dict(opt.get("lr_multipliers", None) or {}))
+      dict(opt.get("lr_multipliers", None) or {})
+  )
   new_layer = float(opt.get("new_layer_lr_multiplier", 1.0))  # > 0: config_checks
   scales_new = pretrained is not None and new_layer != 1.0
 

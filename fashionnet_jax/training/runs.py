@@ -10,6 +10,7 @@ predict, retrieve, serve and export) and `config.init_from=WORKDIR` (fine-tuning
 one benchmark from another) both read runs through it, so every reader loads the
 model whose test numbers the run reported.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,10 @@ class Run:
     """One line: which step of which run, and why that one."""
     where = f"{self.workdir}/{self.folder}/{self.step}"
     if self.selection is not None:
-      return (f"{where} (chosen on validation: {self.selection['metric']}="
-              f"{float(self.selection['value']):.4f})")
+      return (
+          f"{where} (chosen on validation: {self.selection['metric']}="
+          f"{float(self.selection['value']):.4f})"
+      )
     return where
 
 
@@ -96,15 +99,19 @@ def load_run(workdir, step=None, folder=None) -> Run:
     folder = BEST_FOLDER if only_best and not on_disk else CHECKPOINTS_FOLDER
   folder = folder or CHECKPOINTS_FOLDER
   if folder not in (CHECKPOINTS_FOLDER, BEST_FOLDER):
-    raise RunNotFoundError(f"{workdir / folder}: not a checkpoint folder (use "
-                           f"{CHECKPOINTS_FOLDER}/ or {BEST_FOLDER}/)")
+    raise RunNotFoundError(
+        f"{workdir / folder}: not a checkpoint folder (use "
+        f"{CHECKPOINTS_FOLDER}/ or {BEST_FOLDER}/)"
+    )
   schedule = Schedule(config.stages, config.num_rounds)
-  abstract = abstract_train_state(model_fn(config), make_optimizer(config, schedule.total_steps),
-                                  int(config.seed))
+  abstract = abstract_train_state(
+      model_fn(config), make_optimizer(config, schedule.total_steps), int(config.seed)
+  )
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = abstract_like(abstract, jax.tree.map(lambda _: device, abstract))
-  ckpt = Checkpointer(workdir, every_steps=0, keep=1 << 30, async_save=False, folder=folder,
-                      read_only=True)
+  ckpt = Checkpointer(
+      workdir, every_steps=0, keep=1 << 30, async_save=False, folder=folder, read_only=True
+  )
   try:
     if step is None:
       step, state = ckpt.restore_newest(lambda s: ckpt.restore_state_only(abstract, s))
@@ -118,5 +125,12 @@ def load_run(workdir, step=None, folder=None) -> Run:
   finally:
     ckpt.close()
   is_choice = folder == BEST_FOLDER or (choice is not None and int(choice["step"]) == step)
-  return Run(workdir, config, int(step), state.params, state.model_state, folder,
-             choice if is_choice else None)
+  return Run(
+      workdir,
+      config,
+      int(step),
+      state.params,
+      state.model_state,
+      folder,
+      choice if is_choice else None,
+  )

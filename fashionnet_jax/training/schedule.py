@@ -5,6 +5,7 @@ loss terms and the parameter groups it `train`s); `config.num_rounds` repeats th
 list. The compiled train step receives a stage as two small arrays (loss weights
 and a 0/1 mask over the groups), so switching stage never recompiles it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,14 +57,20 @@ def _parse_stage(index: int, s) -> Stage:
   weights = dict(s.get("weights", {}))
   unknown = set(weights) - set(LOSS_TERMS)
   if unknown:
-    raise ConfigError(f"{where}: unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_TERMS)}")
+    raise ConfigError(
+        f"{where}: unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_TERMS)}"
+    )
   train = tuple(s.get("train", ()))
   unknown = set(train) - set(GROUPS)
   if unknown:
-    raise ConfigError(f"{where}: unknown parameter groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
+    raise ConfigError(
+        f"{where}: unknown parameter groups {sorted(unknown)}; known: {', '.join(GROUPS)}"
+    )
   if not train:
     raise ConfigError(f"{where}: trains no parameter group")
   return Stage(
-      name=name, steps=steps,
+      name=name,
+      steps=steps,
       loss_weights=np.array([float(weights.get(t, 0.0)) for t in LOSS_TERMS], np.float32),
-      group_mask=np.array([g in train for g in GROUPS], np.float32))
+      group_mask=np.array([g in train for g in GROUPS], np.float32),
+  )

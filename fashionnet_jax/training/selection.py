@@ -12,6 +12,7 @@ from `checkpoints/`, so `keep_checkpoints` never prunes the selected model.
 and `--mode=evaluate`) loads the selected step by default, so what is deployed
 is what was reported.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ def selected(workdir) -> dict | None:
   directory = epath.Path(workdir) / BEST_FOLDER
   if not directory.exists():
     return None
-  ckpt = Checkpointer(workdir, every_steps=0, keep=1, async_save=False, folder=BEST_FOLDER,
-                      read_only=True)
+  ckpt = Checkpointer(
+      workdir, every_steps=0, keep=1, async_save=False, folder=BEST_FOLDER, read_only=True
+  )
   try:
     step = ckpt.latest_step()
     return None if step is None else _read_meta(ckpt, step)
@@ -52,8 +54,7 @@ class BestCheckpoint:
     if mode not in MODES:
       raise ConfigError(f"config.select_mode={mode!r}: use one of {', '.join(MODES)}")
     self.metric, self.mode = metric, mode
-    self._ckpt = Checkpointer(workdir, every_steps=0, keep=1, async_save=False,
-                              folder=BEST_FOLDER)
+    self._ckpt = Checkpointer(workdir, every_steps=0, keep=1, async_save=False, folder=BEST_FOLDER)
     self.step, self.value = None, None
     step = self._ckpt.latest_step()
     if step is not None:
@@ -70,13 +71,19 @@ class BestCheckpoint:
   def consider(self, step: int, metrics: dict, state) -> bool:
     """Keeps `state` if its validation metrics are the best so far; returns whether it did."""
     if self.metric not in metrics:
-      raise ConfigError(f"config.select_metric={self.metric!r}: the validation evaluation has "
-                        f"no such metric; it has {', '.join(sorted(metrics))}")
+      raise ConfigError(
+          f"config.select_metric={self.metric!r}: the validation evaluation has "
+          f"no such metric; it has {', '.join(sorted(metrics))}"
+      )
     value = float(metrics[self.metric])
     if not self._better(value):
       return False
-    meta = dict(step=int(step), value=value, metric=self.metric,
-                validation={k: float(v) for k, v in metrics.items() if math.isfinite(v)})
+    meta = dict(
+        step=int(step),
+        value=value,
+        metric=self.metric,
+        validation={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
+    )
     self._ckpt.save(step, state, None, meta, force=True)
     self._ckpt.wait()
     logging.info("best %s=%.4f at step %d (was %s)", self.metric, value, step, self.value)

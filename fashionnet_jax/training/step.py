@@ -7,6 +7,7 @@ weighted by the current stage, and applies the optimiser. Stage weights and grou
 (data), so one compilation serves every stage. A non-finite loss term or
 gradient leaves the state untouched and is counted.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -59,10 +60,14 @@ def abstract_train_state(model_fn, tx, seed: int) -> TrainState:
 def _initial_state(model, tx, seed: int) -> TrainState:
   _, params, model_state = split_model(model)
   state = TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      model_state=model_state,
       opt_state=tx.init(params),
       rng=jax.random.key_data(jax.random.key(seed)),
-      nonfinite_streak=jnp.zeros((), jnp.int32), nonfinite_total=jnp.zeros((), jnp.int32))
+      nonfinite_streak=jnp.zeros((), jnp.int32),
+      nonfinite_total=jnp.zeros((), jnp.int32),
+  )
   return state
 
 
@@ -71,29 +76,41 @@ def loss_terms(outputs, batch, aux, loss_config, rng) -> dict[str, jax.Array]:
   mask = batch["mask"]
   terms = dict(
       landmark=losses.landmark_loss(
-          outputs["landmarks"], batch["landmarks"], batch["landmark_visibility"], mask=mask),
+          outputs["landmarks"], batch["landmarks"], batch["landmark_visibility"], mask=mask
+      ),
       visibility=losses.visibility_loss(
-          outputs["visibility_logits"], batch["landmark_visibility"], mask=mask),
+          outputs["visibility_logits"], batch["landmark_visibility"], mask=mask
+      ),
       category=losses.category_loss(outputs["category_logits"], batch["category"], mask=mask),
       attribute=losses.attribute_loss(
-          outputs["attribute_logits"], batch["attributes"], aux["w_pos"], aux["w_neg"],
-          mask=mask))
+          outputs["attribute_logits"], batch["attributes"], aux["w_pos"], aux["w_neg"], mask=mask
+      ),
+  )
   if "embedding_levels" in outputs:  # HDC's cascade (config.model.cascade_levels)
     c = loss_config.cascade
     terms["triplet"], _ = losses.cascaded_embedding_loss(
-        outputs["embedding_levels"], batch["item"], tuple(c.kept_fractions), c.selection,
-        c.pair_loss, float(c.margin), mask=mask)
+        outputs["embedding_levels"],
+        batch["item"],
+        tuple(c.kept_fractions),
+        c.selection,
+        c.pair_loss,
+        float(c.margin),
+        mask=mask,
+    )
   elif loss_config.triplet_mining == "batch_hard":
     terms["triplet"] = losses.batch_hard_triplet_loss(
-        outputs["embedding"], batch["item"], loss_config.triplet_margin, mask=mask)
+        outputs["embedding"], batch["item"], loss_config.triplet_margin, mask=mask
+    )
   else:
     terms["triplet"] = losses.random_triplet_loss(
-        outputs["embedding"], batch["item"], loss_config.triplet_margin, rng, mask=mask)
+        outputs["embedding"], batch["item"], loss_config.triplet_margin, rng, mask=mask
+    )
   return {k: terms[k].astype(jnp.float32) for k in LOSS_TERMS}
 
 
-def train_step(state: TrainState, batch, loss_weights, group_mask, aux, *,
-               graphdef, tx, loss_config):
+def train_step(
+    state: TrainState, batch, loss_weights, group_mask, aux, *, graphdef, tx, loss_config
+):
   """One update. loss_weights [5] and group_mask [6] come from the current stage."""
   rng, step_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
 
@@ -102,8 +119,10 @@ def train_step(state: TrainState, batch, loss_weights, group_mask, aux, *,
     outputs = model(transforms.normalize_on_device(batch["image"]), train=True)
     terms = loss_terms(outputs, batch, aux, loss_config, step_rng)
     # A term with weight 0 must not poison the total with its NaN.
-    weighted = [jnp.where(loss_weights[i] > 0, loss_weights[i] * terms[k], 0.0)
-                for i, k in enumerate(LOSS_TERMS)]
+    weighted = [
+        jnp.where(loss_weights[i] > 0, loss_weights[i] * terms[k], 0.0)
+        for i, k in enumerate(LOSS_TERMS)
+    ]
     return sum(weighted), (terms, split_model(model)[2])
 
   (loss, (terms, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -111,8 +130,9 @@ def train_step(state: TrainState, batch, loss_weights, group_mask, aux, *,
   params = optax.apply_updates(state.params, updates)
 
   grad_norm = global_norm(grads)
-  term_ok = jnp.stack([jnp.isfinite(terms[k]) | (loss_weights[i] == 0)
-                       for i, k in enumerate(LOSS_TERMS)])
+  term_ok = jnp.stack(
+      [jnp.isfinite(terms[k]) | (loss_weights[i] == 0) for i, k in enumerate(LOSS_TERMS)]
+  )
   ok = jnp.all(term_ok) & jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
   new_state = state.replace(
@@ -122,11 +142,16 @@ def train_step(state: TrainState, batch, loss_weights, group_mask, aux, *,
       opt_state=keep(opt_state, state.opt_state),
       rng=jax.random.key_data(rng),
       nonfinite_streak=jnp.where(ok, 0, state.nonfinite_streak + 1),
-      nonfinite_total=state.nonfinite_total + (~ok).astype(jnp.int32))
+      nonfinite_total=state.nonfinite_total + (~ok).astype(jnp.int32),
+  )
   metrics = {f"loss_{k}": terms[k] for k in LOSS_TERMS}
-  metrics.update(loss=loss, grad_norm=grad_norm, update_skipped=(~ok).astype(jnp.float32),
-                 nonfinite_streak=new_state.nonfinite_streak,
-                 term_nonfinite=~term_ok)
+  metrics.update(
+      loss=loss,
+      grad_norm=grad_norm,
+      update_skipped=(~ok).astype(jnp.float32),
+      nonfinite_streak=new_state.nonfinite_streak,
+      term_nonfinite=~term_ok,
+  )
   return new_state, metrics
 
 
@@ -140,8 +165,11 @@ def jit_train_step(config, graphdef, tx, state_shardings, mesh):
     losses.check_cascade_loss(config.loss.cascade, len(levels))
   repl = sharding.replicated(mesh)
   step = lambda state, batch, w, m, aux: train_step(
-      state, batch, w, m, aux, graphdef=graphdef, tx=tx, loss_config=config.loss)
+      state, batch, w, m, aux, graphdef=graphdef, tx=tx, loss_config=config.loss
+  )
   return jax.jit(
-      step, donate_argnums=(0,),
+      step,
+      donate_argnums=(0,),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh), repl, repl, repl),
-      out_shardings=(state_shardings, repl))
+      out_shardings=(state_shardings, repl),
+  )

@@ -8,6 +8,7 @@ did not fill learn at the new-layer rate), the stage arrays and the jitted train
 step. `train.py` runs the loop over it; benchmarks and the HLO audit build it
 to measure the exact step that training runs.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,10 +26,12 @@ from fashionnet_jax.models import pretrained
 from fashionnet_jax.models.functional import make_predict_fn, merge_model, split_model
 from fashionnet_jax.training import losses
 from fashionnet_jax.training.checkpointing import abstract_like
-from fashionnet_jax.training.config_checks import (INIT_FROM_SCRATCH, check_init_from,
-                                                   validate_config)
-from fashionnet_jax.training.optim import (learning_rate_schedule, make_optimizer,
-                                           param_names)
+from fashionnet_jax.training.config_checks import (
+    INIT_FROM_SCRATCH,
+    check_init_from,
+    validate_config,
+)
+from fashionnet_jax.training.optim import (learning_rate_schedule, make_optimizer, param_names)
 from fashionnet_jax.training.runs import is_run, load_run, model_fn
 from fashionnet_jax.training.schedule import Schedule
 from fashionnet_jax.training.step import abstract_train_state, create_train_state, jit_train_step
@@ -43,7 +46,8 @@ def attribute_loss_weights(config):
   ratio = np.asarray(stats["positive_ratio"], np.float32)
   if ratio.shape != (num,):
     raise ConfigError(
-        f"config.model.num_attributes={num} but the dataset has {ratio.shape[0]} attributes")
+        f"config.model.num_attributes={num} but the dataset has {ratio.shape[0]} attributes"
+    )
   w_pos, w_neg = losses.attribute_loss_weights(ratio, float(config.loss.attribute_min_ratio))
   return np.asarray(w_pos, np.float32), np.asarray(w_neg, np.float32)
 
@@ -56,8 +60,10 @@ def _variables_from_run(workdir, params, model_state):
   number of attributes) or that the other run lacks keeps its initialisation.
   """
   run = load_run(workdir)
-  source = dict(params=traverse_util.flatten_dict(jax.device_get(run.params)),
-                model_state=traverse_util.flatten_dict(jax.device_get(run.model_state)))
+  source = dict(
+      params=traverse_util.flatten_dict(jax.device_get(run.params)),
+      model_state=traverse_util.flatten_dict(jax.device_get(run.model_state)),
+  )
   out, copied, skipped = [], [], []
   for name, tree in (("params", params), ("model_state", model_state)):
     flat = traverse_util.flatten_dict(tree)
@@ -69,9 +75,14 @@ def _variables_from_run(workdir, params, model_state):
       else:
         skipped.append("/".join(map(str, path)))
     out.append(traverse_util.unflatten_dict(flat))
-  logging.info("init_from %s (step %d): %d tensors copied, %d kept their initialisation%s",
-               workdir, run.step, len(copied), len(skipped),
-               f" ({', '.join(skipped[:8])}{', ...' if len(skipped) > 8 else ''})" if skipped else "")
+  logging.info(
+      "init_from %s (step %d): %d tensors copied, %d kept their initialisation%s",
+      workdir,
+      run.step,
+      len(copied),
+      len(skipped),
+      f" ({', '.join(skipped[:8])}{', ...' if len(skipped) > 8 else ''})" if skipped else "",
+  )
   return out, frozenset(path for name, path in copied if name == "params")
 
 
@@ -85,8 +96,9 @@ def _load_pretrained(config, graphdef, state, tx, shardings):
   """
   state = jax.device_get(state)
   if is_run(config.init_from):
-    (params, model_state), filled = _variables_from_run(config.init_from, state.params,
-                                                        state.model_state)
+    (params, model_state), filled = _variables_from_run(
+        config.init_from, state.params, state.model_state
+    )
   else:
     model = merge_model(graphdef, state.params, state.model_state)
     written = pretrained.load_pretrained(model, config.init_from, config.model.backbone)
@@ -99,18 +111,23 @@ def _load_pretrained(config, graphdef, state, tx, shardings):
 def _log_new_layers(config, params, filled):
   new = param_names(params) - filled
   layers = sorted({"/".join(name.split("/")[:2]) for name in new})
-  logging.info("init_from filled %d of %d parameters; the layers it left at random learn at "
-               "%gx (config.optimizer.new_layer_lr_multiplier): %s", len(filled),
-               len(filled) + len(new), float(config.optimizer.get("new_layer_lr_multiplier", 1.0)),
-               ", ".join(layers) or "none")
+  logging.info(
+      "init_from filled %d of %d parameters; the layers it left at random learn at "
+      "%gx (config.optimizer.new_layer_lr_multiplier): %s",
+      len(filled),
+      len(filled) + len(new),
+      float(config.optimizer.get("new_layer_lr_multiplier", 1.0)),
+      ", ".join(layers) or "none",
+  )
 
 
 class TrainSetup:
   """What a training run is built from: model, optimiser, mesh, sharded train state
   (with the `init_from` weights) and the compiled step."""
 
-  def __init__(self, config, workdir, devices=None, *, initialise: bool = True,
-               checked: bool = False):
+  def __init__(
+      self, config, workdir, devices=None, *, initialise: bool = True, checked: bool = False
+  ):
     """`initialise=False`: random variables only, for a state about to be restored
     from a checkpoint (evaluation): init_from is neither required nor read.
     `checked=True`: the caller has validated the config (train.py does, before it
@@ -131,15 +148,16 @@ class TrainSetup:
     tx = make_optimizer(config, total)
     self.lr_schedule = learning_rate_schedule(config.optimizer, total)
     self.state_shardings = sharding.state_shardings(
-        self.mesh, abstract_train_state(model_fn(config), tx, seed))
-    self.graphdef, self.state = create_train_state(model_fn(config), tx, seed,
-                                                   self.state_shardings)
+        self.mesh, abstract_train_state(model_fn(config), tx, seed)
+    )
+    self.graphdef, self.state = create_train_state(model_fn(config), tx, seed, self.state_shardings)
     # The parameters init_from filled (None: no weight file). Recomputed from the same
     # file when a run resumes, so the resumed run's optimiser is the same one.
     self.pretrained = None
     if initialise and config.get("init_from") and config.init_from != INIT_FROM_SCRATCH:
-      self.state, self.pretrained = _load_pretrained(config, self.graphdef, self.state, tx,
-                                                     self.state_shardings)
+      self.state, self.pretrained = _load_pretrained(
+          config, self.graphdef, self.state, tx, self.state_shardings
+      )
       _log_new_layers(config, self.state.params, self.pretrained)
     self.tx = make_optimizer(config, total, self.pretrained)
     repl = sharding.replicated(self.mesh)
@@ -148,16 +166,20 @@ class TrainSetup:
     self.aux = jax.device_put(dict(w_pos=w_pos, w_neg=w_neg), repl)
     self._stage_arrays = [
         (jax.device_put(s.loss_weights, repl), jax.device_put(s.group_mask, repl))
-        for s in self.schedule.stages]
+        for s in self.schedule.stages
+    ]
     self.step_fn = jit_train_step(config, self.graphdef, self.tx, self.state_shardings, self.mesh)
 
   @functools.cached_property
   def predict_fn(self):
     """The jitted eval-mode forward pass over the mesh, compiled on first use."""
     return make_predict_fn(
-        self.graphdef, params_sharding=self.state_shardings.params,
+        self.graphdef,
+        params_sharding=self.state_shardings.params,
         model_state_sharding=self.state_shardings.model_state,
-        batch_sharding=self.batch_sharding, out_sharding=self.batch_sharding)
+        batch_sharding=self.batch_sharding,
+        out_sharding=self.batch_sharding,
+    )
 
   def stage_arrays(self, step: int):
     return self._stage_arrays[self.schedule.locate(step)[1]]

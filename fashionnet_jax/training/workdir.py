@@ -8,6 +8,7 @@ cadence, logging, where the data sits); anything else (the model's shapes, the
 dataset, the optimiser, the losses) fails before a file is touched, naming the
 fields. Readers (--mode=evaluate, predict, retrieve) take no lock.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -28,14 +29,26 @@ LOCK_FILE = "lock"
 
 # Config fields a resumed run may change (fnmatch patterns over dotted paths).
 RESUMABLE = (
-    "stages.*.steps", "num_rounds",
-    "eval_every_steps", "eval_at_start", "eval_batch_size",
-    "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "profile_steps",
-    "max_consecutive_nonfinite", "xla_flags",
-    "mesh.*", "input.worker_count", "input.prefetch_buffer_size",
-    "dataset.data_dir", "dataset.manual_dir", "dataset.synthetic_if_missing",
+    "stages.*.steps",
+    "num_rounds",
+    "eval_every_steps",
+    "eval_at_start",
+    "eval_batch_size",
+    "log_every_steps",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "profile_steps",
+    "max_consecutive_nonfinite",
+    "xla_flags",
+    "mesh.*",
+    "input.worker_count",
+    "input.prefetch_buffer_size",
+    "dataset.data_dir",
+    "dataset.manual_dir",
+    "dataset.synthetic_if_missing",
     # Read only when a run starts; a resumed run's checkpoint replaces the state.
-    "init_from", "require_init_from",
+    "init_from",
+    "require_init_from",
 )
 
 
@@ -56,8 +69,9 @@ def prepare(workdir) -> epath.Path:
   except OSError as e:
     raise WorkdirError(f"--workdir {workdir}: cannot create it ({e.strerror or e})") from None
   if not writable(workdir):
-    raise WorkdirError(f"--workdir {workdir}: not writable (read-only file system or "
-                       "permissions)")
+    raise WorkdirError(
+        f"--workdir {workdir}: not writable (read-only file system or " "permissions)"
+    )
   return workdir
 
 
@@ -87,8 +101,9 @@ class WorkdirLock:
 
   def acquire(self) -> "WorkdirLock":
     if not is_local(self.path):
-      logging.info("%s: no lock on an object store; run one training process per workdir",
-                   self.path.parent)
+      logging.info(
+          "%s: no lock on an object store; run one training process per workdir", self.path.parent
+      )
       return self
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -99,14 +114,26 @@ class WorkdirLock:
       raise WorkdirError(
           f"--workdir {self.path.parent}: another training process holds it "
           f"(host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, since "
-          f"{holder.get('since', '?')}); wait for it to end or use another --workdir") from None
+          f"{holder.get('since', '?')}); wait for it to end or use another --workdir"
+      ) from None
     previous = _read_holder(fd)
     if previous:
-      logging.info("%s: taking over the lock of an ended process (host %s, pid %s)",
-                   self.path, previous.get("host"), previous.get("pid"))
+      logging.info(
+          "%s: taking over the lock of an ended process (host %s, pid %s)",
+          self.path,
+          previous.get("host"),
+          previous.get("pid"),
+      )
     os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(dict(host=socket.gethostname(), pid=os.getpid(),
-                                  since=time.strftime("%Y-%m-%d %H:%M:%S"))).encode(), 0)
+    os.pwrite(
+        fd,
+        json.dumps(
+            dict(
+                host=socket.gethostname(), pid=os.getpid(), since=time.strftime("%Y-%m-%d %H:%M:%S")
+            )
+        ).encode(),
+        0,
+    )
     self._fd = fd
     return self
 
@@ -177,7 +204,8 @@ def check_identity(workdir, config) -> None:
     raise ConfigError(
         f"--workdir {workdir} is a run with another config ({shown}); resuming may only change "
         f"steps, eval cadence, logging and data paths: use a new --workdir, or fine-tune from "
-        f"this run with --config.init_from={workdir}")
+        f"this run with --config.init_from={workdir}"
+    )
 
 
 def claim(workdir, config, *, writer: bool) -> WorkdirLock | None:
