@@ -33,6 +33,10 @@ EXTRAS = {
     # The formatter and linter .ci/run checks (pinned: a new release may format differently).
     "lint": ["pyink==26.5.1", "ruff==0.17.5"],
     "test": ["pytest>=8", "pytest-xdist", "h5py", "scikit-image"],
+    # Deviceless TPU compiles on a CPU (`hlo_audit --target=tpu-v3-8`, tests/test_tpu_audit.py):
+    # jax's own `tpu` extra: the libtpu its installed version pins (jax 0.10.2: libtpu 0.0.42.*,
+    # a 213 MB wheel). No TPU needed: libtpu compiles for a slice on the CPU.
+    "tpu-audit": ["jax[tpu]"],
     # `python -m fashionnet_jax.serve` / `.export` and their tests (the browser test drives
     # Debian's chromium + chromedriver through selenium; httpx is FastAPI's TestClient).
     "serve": [
