@@ -258,7 +258,9 @@ def _read_only_mount(target: Path, source: Path | None = None) -> bool:
 
 
 def _unmount(target: Path):
-  subprocess.call(["umount", str(target)], stderr=subprocess.DEVNULL)
+  """Undoes _read_only_mount; nothing to do where it mounted nothing (no root, no mount)."""
+  if os.path.ismount(target):
+    subprocess.call(["umount", str(target)], stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
