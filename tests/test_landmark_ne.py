@@ -210,3 +210,20 @@ def test_compute_metrics_scores_in_the_bbox_frame(monkeypatch):
   want = np.mean([np.mean(d) for d in dist if d])
   assert metrics["landmark_ne"] == pytest.approx(want, rel=1e-4)
   assert metrics["landmark_ne_image"] < metrics["landmark_ne"]
+
+
+def test_a_model_without_the_landmark_branch_gets_no_landmark_scores(monkeypatch):
+  """The ablation's constant-zero landmarks are not scored (they once read NE 0.876)."""
+  records = fakes.make_source(6)
+  monkeypatch.setattr(pipeline, "open_source", lambda config, split: records)
+  config = fakes.make_config(**{"dataset.name": "deepfashion/landmarks"})
+  config.model.use_landmark_branch = False
+  mesh = jax.make_mesh((1,), ("data",))
+
+  def predict(images):
+    n = images.shape[0]
+    return {"landmarks": np.zeros((n, 8, 2), np.float32), "embedding": np.zeros((n, 4), np.float32)}
+
+  metrics = loop.compute_metrics(config, predict, mesh, "test")
+  assert not [k for k in metrics if k.startswith("landmark_")]
+  assert metrics["num_examples"] == 6

@@ -184,7 +184,8 @@ def compute_metrics(config, predict, mesh, split=None) -> dict[str, float]:
             type_names=ATTRIBUTE_TYPES_BY_CONFIG[builder_config],
         )
     )
-  if _has_landmarks(arrays):
+  # A model without the landmark branch answers constant zeros: nothing to score.
+  if _has_landmarks(arrays) and config.model.get("use_landmark_branch", True):
     metrics.update(landmark_scores(arrays))
   metrics["num_examples"] = float(len(arrays["pred_embedding"]))
   return metrics
