@@ -34,6 +34,7 @@ versions before a device run measures them. The last line is one JSON object.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import re
@@ -367,8 +368,18 @@ def print_tpu(results: dict, log=print):
   log(
       f"  collectives ({len(r['collectives'])}; the parameters are {r['param_bytes'] / 1e6:.2f} MB):"
   )
+  small = [c for c in r["collectives"] if c["bytes"] < 1e6]  # losses' sums, BatchNorm statistics
   for c in r["collectives"]:
-    log(f"    {c['op']:<14}{c['bytes'] / 1e6:>10.3f} MB  {c['shape'][:40]:<42}{c['source'][-50:]}")
+    if c not in small:
+      log(
+          f"    {c['op']:<14}{c['bytes'] / 1e6:>10.3f} MB  {c['shape'][:40]:<42}{c['source'][-50:]}"
+      )
+  if small:
+    kinds = collections.Counter(c["op"] for c in small)
+    log(
+        f"    and {len(small)} under 1 MB ({sum(c['bytes'] for c in small) / 1e6:.3f} MB in all): "
+        + ", ".join(f"{op} x{n}" for op, n in sorted(kinds.items()))
+    )
   log(f"  donated: {r['donated_outputs']} outputs alias inputs ({r['state_leaves']} state leaves)")
   log(
       f"  roofline floor per device: max({r['compute_ms']:.2f} ms of FLOPs at "
