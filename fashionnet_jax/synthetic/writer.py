@@ -366,13 +366,18 @@ def _write_benchmark(key, out_dir, n, seed, pool, eol, verbose):
   return summary
 
 
-def _write_category_files(anno, shots, rng, eol):
-  cloth = fmt.write_list(
-      os.path.join(anno, "list_category_cloth.txt"),
+def _write_category_cloth(folder, eol):
+  """list_category_cloth.txt, the same in Anno/ and Anno_fine/ (the released 50 names)."""
+  return fmt.write_list(
+      os.path.join(folder, "list_category_cloth.txt"),
       "category_name  category_type",
       [f"{name:<15}{ctype}" for name, ctype in schema.CATEGORIES],
       eol,
   )
+
+
+def _write_category_files(anno, shots, rng, eol):
+  cloth = _write_category_cloth(anno, eol)
   img = fmt.write_list(
       os.path.join(anno, "list_category_img.txt"),
       "image_name  category_label",
@@ -403,12 +408,7 @@ def _write_category_files(anno, shots, rng, eol):
 
 def _write_fine_files(fine_dir, shots, results, eol):
   """Anno_fine/ (2020): the 26 fine attributes of every image, split as in Eval/."""
-  cloth = fmt.write_list(
-      os.path.join(fine_dir, "list_category_cloth.txt"),
-      "category_name  category_type",
-      [f"{name:<15}{ctype}" for name, ctype in schema.CATEGORIES],
-      eol,
-  )
+  cloth = _write_category_cloth(fine_dir, eol)
   attr_cloth = fmt.write_list(
       os.path.join(fine_dir, "list_attr_cloth.txt"),
       "attribute_name   attribute_type",
