@@ -1,8 +1,8 @@
 """What the tests take from the machine they run on: real photos and system tools.
 
 Real photos: the DeepFashion samples when `FASHIONNET_SAMPLES=DIR` names a folder
-of them (CI sets ../shared/deepfashion/samples; DeepFashion is research-only, so
-the repository holds none), else three public-domain photos scikit-image ships
+of them (.ci/run points it at the team's sample folder beside the clone; DeepFashion
+is research-only, so the repository holds none), else three public-domain photos scikit-image ships
 (`astronaut`, `coffee`, `chelsea`), written once as JPEGs.
 
 System tools (shellcheck, chromedriver, root for `mount`): a test that lacks one
