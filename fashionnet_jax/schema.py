@@ -122,4 +122,4 @@ ATTRIBUTE_TYPES_BY_CONFIG = {
     "category_attribute_fine": FINE_ATTRIBUTE_TYPE_NAMES,
 }
 
-BACKBONES = ("vgg16", "resnet50")
+BACKBONES = ("vgg16", "resnet50", "xception")

@@ -3,7 +3,7 @@
 It imports `schema`, `errors` and data/transforms (input normalisation); never
 training/, evaluation/ or inference/.
 
-Modules: vgg, resnet (backbones), activations (ReLU for cuDNN fusion),
+Modules: vgg, resnet, xception (backbones), activations (ReLU for cuDNN fusion),
 landmark_pooling, fashionnet (the network), cascade (HDC's embeddings at
 several depths), embedding (L2 normalisation of embeddings), functional
 (split/merge into pure pytrees and the one eval-mode predict step), pretrained

@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fashionnet_jax.models import resnet, vgg
+from fashionnet_jax.models import resnet, vgg, xception
 from fashionnet_jax.schema import BACKBONES
+from fashionnet_jax.models import heatmap
 from fashionnet_jax.models.activations import relu
 from fashionnet_jax.models.cascade import CascadeEmbedding
 from fashionnet_jax.models.embedding import l2_normalize
@@ -32,14 +33,17 @@ class _Dense(nnx.Module):
 
 
 def pool_conv5(backbone, conv5):
-  """What fc6 sees: VGG: pool5 flattened (NHWC order); ResNet: global average pool."""
+  """What fc6 sees: VGG: pool5 flattened (NHWC order); ResNet, Xception: global average pool."""
   if backbone == "vgg16":
     return vgg.pool5_flatten(conv5)
   return jnp.mean(conv5, axis=(1, 2))
 
 
-def conv5_cells(backbone):
-  """Where the backbone's conv5 cells sit on the input: landmark pooling picks cells by it."""
+def conv5_cells(backbone, image_size):
+  """Where the backbone's conv5 cells sit on an input of `image_size` (height, width):
+  landmark pooling picks cells by it. Xception's depend on the size (models/xception.py)."""
+  if backbone == "xception":
+    return xception.conv5_cells(image_size)
   return vgg.CONV5_CELLS if backbone == "vgg16" else resnet.CONV5_CELLS
 
 
@@ -54,12 +58,18 @@ class Backbone:
       raise ValueError(f"config.model.backbone: unknown {self.name!r}; choose one of {BACKBONES}")
 
   def trunk(self):
-    cls = vgg.VGGTrunk if self.name == "vgg16" else resnet.ResNetTrunk
-    return cls(self.width, self.dtype, rngs=self.rngs)
+    cls = {
+        "vgg16": vgg.VGGTrunk,
+        "resnet50": resnet.ResNetTrunk,
+        "xception": xception.XceptionTrunk,
+    }
+    return cls[self.name](self.width, self.dtype, rngs=self.rngs)
 
   def conv5(self, in_channels):
     if self.name == "vgg16":
       return vgg.VGGConv5(in_channels, self.width, self.dtype, rngs=self.rngs)
+    if self.name == "xception":
+      return xception.XceptionExitFlow(in_channels, self.width, self.dtype, rngs=self.rngs)
     return resnet.resnet_conv5(in_channels, self.width, self.dtype, rngs=self.rngs)
 
   def pooled_dim(self, channels):
@@ -67,26 +77,57 @@ class Backbone:
 
 
 class PoseBranch(nnx.Module):
-  """conv5_pose → pool5 → fc6_pose → fc7_pose → landmarks (8×(x, y), sigmoid) and visibility logits (8×2)."""
+  """conv5_pose → pool5 → fc6_pose → fc7_pose → visibility logits (8×2), and landmarks (8×(x, y)).
 
-  def __init__(self, backbone, in_channels, fc_dim, num_landmarks, dropout_rate, dtype, *, rngs):
+  landmark_head "regression" (the paper's): the landmarks are a sigmoid fc over fc7_pose.
+  "heatmap" (models/heatmap.py): a map per landmark at stride 4 from the trunk's features,
+  decoded to the same [0, 1] coordinates; fc7_pose still predicts the visibility.
+  """
+
+  def __init__(
+      self,
+      backbone,
+      in_channels,
+      fc_dim,
+      num_landmarks,
+      dropout_rate,
+      dtype,
+      *,
+      rngs,
+      landmark_head="regression",
+  ):
+    if landmark_head not in heatmap.LANDMARK_HEADS:
+      raise ValueError(
+          f"config.model.landmark_head: unknown {landmark_head!r}; "
+          f"choose one of {heatmap.LANDMARK_HEADS}"
+      )
     self.conv5 = backbone.conv5(in_channels)
     self.fc6_pose = _Dense(
         backbone.pooled_dim(self.conv5.out_channels), fc_dim, dropout_rate, dtype, rngs=rngs
     )
     self.fc7_pose = _Dense(fc_dim, fc_dim, dropout_rate, dtype, rngs=rngs)
     # Output layers in float32 whatever the trunk's dtype (as the Heads).
-    self.landmarks = _linear(fc_dim, num_landmarks * 2, jnp.float32, rngs)
+    if landmark_head == "heatmap":
+      self.heatmaps = heatmap.HeatmapHead(
+          in_channels, num_landmarks, backbone.width, dtype, rngs=rngs
+      )
+    else:
+      self.landmarks = _linear(fc_dim, num_landmarks * 2, jnp.float32, rngs)
     self.visibility = _linear(fc_dim, num_landmarks * 2, jnp.float32, rngs)
     self.num_landmarks = num_landmarks
+    self.landmark_head = landmark_head
 
   def __call__(self, trunk_features, pool, *, train=False):
+    """(landmarks [B, L, 2], visibility logits [B, L, 2], maps [B, h, w, L] or None)."""
     x = pool(self.conv5(trunk_features, train=train))
     x = self.fc7_pose(self.fc6_pose(x, train=train), train=train).astype(jnp.float32)
     shape = (x.shape[0], self.num_landmarks, 2)
-    landmarks = jax.nn.sigmoid(self.landmarks(x)).reshape(shape)
     visibility_logits = self.visibility(x).reshape(shape)
-    return landmarks, visibility_logits
+    if self.landmark_head == "heatmap":
+      maps = self.heatmaps(trunk_features)
+      return heatmap.decode_heatmaps(maps), visibility_logits, maps
+    landmarks = jax.nn.sigmoid(self.landmarks(x)).reshape(shape)
+    return landmarks, visibility_logits, None
 
 
 class LocalBranch(nnx.Module):
@@ -194,7 +235,8 @@ class FashionNet(nnx.Module):
   `config` is `config.model` (backbone, width_multiplier, fc6_dim, fc6_local_dim,
   num_landmarks, num_categories, num_attributes, embedding_dim,
   use_landmark_branch, pooling_window, dropout_rate, dtype; optional
-  cascade_levels: HDC's embedding depths, models/cascade.py).
+  cascade_levels: HDC's embedding depths, models/cascade.py; landmark_head: "regression"
+  (default) or "heatmap", models/heatmap.py).
   """
 
   def __init__(self, config, *, rngs: nnx.Rngs):
@@ -211,7 +253,14 @@ class FashionNet(nnx.Module):
     self.global_branch = GlobalBranch(backbone, channels, fc_dim, dropout, self.dtype, rngs=rngs)
     if self.use_landmark_branch:
       self.pose_branch = PoseBranch(
-          backbone, channels, fc_dim, self.num_landmarks, dropout, self.dtype, rngs=rngs
+          backbone,
+          channels,
+          fc_dim,
+          self.num_landmarks,
+          dropout,
+          self.dtype,
+          rngs=rngs,
+          landmark_head=get("landmark_head", "regression"),
       )
       self.local_branch = LocalBranch(
           backbone,
@@ -251,7 +300,8 @@ class FashionNet(nnx.Module):
   def __call__(self, images, *, train: bool = False):
     """images [B, H, W, 3] -> dict of landmarks, visibility_logits, category_logits,
     attribute_logits, embedding (all float32); with cascade_levels also
-    embedding_levels [B, K, D] ('embedding' is then their concatenation).
+    embedding_levels [B, K, D] ('embedding' is then their concatenation); with
+    landmark_head "heatmap" also landmark_heatmaps [B, S/4, S/4, L], which 'landmarks' decode.
 
     Without the landmark branch, 'landmarks' and 'visibility_logits' are constant
     zeros (no parameters, no gradient) so every variant returns the same keys.
@@ -260,13 +310,13 @@ class FashionNet(nnx.Module):
     fc6_global, conv5_global = self.global_branch(x, self.pool, train=train)
     batch = images.shape[0]
     if self.use_landmark_branch:
-      landmarks, visibility_logits = self.pose_branch(x, self.pool, train=train)
+      landmarks, visibility_logits, maps = self.pose_branch(x, self.pool, train=train)
       visible = jnp.argmax(visibility_logits, axis=-1) == 0
       fc6_local = self.local_branch(
           x,
           jax.lax.stop_gradient(landmarks),
           visible,
-          cells=conv5_cells(self.backbone),
+          cells=conv5_cells(self.backbone, images.shape[1:3]),
           image_size=images.shape[1:3],
           train=train,
       )
@@ -274,9 +324,11 @@ class FashionNet(nnx.Module):
     else:
       landmarks = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
       visibility_logits = jnp.zeros((batch, self.num_landmarks, 2), jnp.float32)
-      fused = fc6_global
+      fused, maps = fc6_global, None
     outputs = self.heads(
         self.fusion(fused, train=train), level_features=dict(pool4=x, conv5_global=conv5_global)
     )
     outputs.update(landmarks=landmarks, visibility_logits=visibility_logits)
+    if maps is not None:
+      outputs["landmark_heatmaps"] = maps
     return outputs
