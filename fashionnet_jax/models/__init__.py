@@ -4,10 +4,10 @@ It imports `schema`, `errors` and data/transforms (input normalisation); never
 training/, evaluation/ or inference/.
 
 Modules: vgg, resnet, xception (backbones), activations (ReLU for cuDNN fusion),
-landmark_pooling, heatmap (the heatmap landmark head), fashionnet (the network),
-cascade (HDC's embeddings at several depths), embedding (L2 normalisation of embeddings), functional
-(split/merge into pure pytrees and the one eval-mode predict step), pretrained
-(ImageNet weight conversion and placement).
+landmark_pooling, heatmap (the heatmap landmark head), fashionnet (the network), cascade
+(HDC's embeddings at several depths), embedding (L2 normalisation of embeddings),
+functional (split/merge into pure pytrees and the one eval-mode predict step),
+pretrained (ImageNet weight conversion and placement).
 """
 
 from flax import nnx
