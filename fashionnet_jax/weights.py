@@ -4,8 +4,13 @@ r"""Converts downloaded ImageNet weights into the .npz that `config.init_from` l
 
 writes DIR/<backbone>_imagenet.npz. Sources: torchvision `vgg16-397923af.pth` /
 `resnet50-*.pth` (the `[torch]` extra) and Keras
-`vgg16_weights_tf_dim_ordering_tf_kernels*.h5`. The conversion itself is
-`models.pretrained`; nothing is downloaded.
+`vgg16_weights_tf_dim_ordering_tf_kernels*.h5` /
+`xception_weights_tf_dim_ordering_tf_kernels_notop.h5`:
+
+  python -m fashionnet_jax.weights \
+      --source xception_weights_tf_dim_ordering_tf_kernels_notop.h5 --out DIR
+
+The conversion itself is `models.pretrained`; nothing is downloaded.
 """
 
 import argparse
@@ -21,20 +26,21 @@ from fashionnet_jax.schema import BACKBONES
 def main(argv=None):
   parser = argparse.ArgumentParser(
       prog="python -m fashionnet_jax.weights",
-      description="Convert downloaded ImageNet weights (torchvision .pth, Keras VGG16 .h5) into the "
-      ".npz that config.init_from loads. Nothing is downloaded.",
+      description="Convert downloaded ImageNet weights (torchvision .pth, Keras VGG16 or Xception "
+      ".h5) into the .npz that config.init_from loads. Nothing is downloaded.",
   )
   parser.add_argument(
       "--source",
       required=True,
-      help="vgg16-397923af.pth, resnet50-*.pth or " "vgg16_weights_tf_dim_ordering_tf_kernels*.h5",
+      help="vgg16-397923af.pth, resnet50-*.pth, vgg16_weights_tf_dim_ordering_tf_kernels*.h5 or "
+      "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
   )
   parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument(
       "--backbone",
       choices=BACKBONES,
       default=None,
-      help="default: resnet50 if the file name says resnet, else vgg16",
+      help="default: resnet50 or xception if the file name says resnet or xception, else vgg16",
   )
   args = parser.parse_args(argv)
   backbone = args.backbone or guess_backbone(args.source)

@@ -2,15 +2,20 @@
 
 Sources: torchvision `vgg16-397923af.pth` / `resnet50-*.pth` (read with torch,
 the `[torch]` extra; they expect our input, RGB (x/255 − mean) / std) and Keras
-`vgg16_weights_tf_dim_ordering_tf_kernels*.h5` (legacy layer-name layout, read
-with h5py; Keras' BGR, 0–255, mean-subtracted preprocessing is folded into
-conv1_1, `fold_keras_preprocessing`). Two steps:
+`vgg16_weights_tf_dim_ordering_tf_kernels*.h5` /
+`xception_weights_tf_dim_ordering_tf_kernels*.h5` (Keras 2's legacy layout: a
+group per layer, read with h5py). Keras' preprocessing is folded into the first
+conv so the model takes our input: VGG16's BGR, 0–255, mean-subtracted pixels
+into conv1_1 (`fold_keras_preprocessing`), Xception's x/127.5 − 1 into
+block1_conv1 and its BatchNorm (`fold_keras_tf_preprocessing`). Two steps:
   1. `convert(path, backbone)` -> canonical params: a flat {name: float32 array}
      in Flax layout (HWIO kernels, [in, out] dense kernels, fc6 rows in NHWC
      flatten order), names like 'conv5_3/kernel', 'fc6/bias',
-     'layer4/2/bn3/mean'. `save_converted` writes them as one .npz.
+     'layer4/2/bn3/mean', 'block13/sepconv2/depthwise/kernel'. `save_converted`
+     writes them as one .npz.
   2. `load_pretrained(model, path, backbone)` places them into a FashionNet:
-     trunk convs into `trunk`, conv5 (last stage) into all three branches, VGG
+     trunk convs into `trunk`, conv5 (last stage; Xception's exit flow, blocks 13
+     and 14) into all three branches, VGG
      fc6 into fc6_global and fc6_pose, fc7 into fc7_pose where shapes fit (fc
      layers whose shape differs are skipped with a logged note). It returns what
      it wrote: the layers it did not fill are new, and learn at the new-layer rate
@@ -32,6 +37,7 @@ from flax import nnx, traverse_util
 
 from fashionnet_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fashionnet_jax.errors import FashionNetError
+from fashionnet_jax.models import xception
 from fashionnet_jax.schema import BACKBONES
 
 BRANCHES = ("pose_branch", "local_branch", "global_branch")
@@ -54,6 +60,11 @@ _VGG_CONVS = (
 _VGG_TORCH_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 _RESNET_BLOCKS = (("layer1", 3), ("layer2", 4), ("layer3", 6), ("layer4", 3))
 _BN = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+_KERAS_BN = {"gamma": "scale", "beta": "bias", "moving_mean": "mean", "moving_variance": "var"}
+# Canonical heads of the Xception layers that every branch gets (its exit flow).
+_XCEPTION_EXIT = {xception.EXIT_BLOCK[0]} | {
+    n + bn for n, _ in xception.EXIT_CONVS for bn in ("", "_bn")
+}
 
 
 class WeightImportError(FashionNetError, ValueError):
@@ -86,24 +97,38 @@ def _read_torch(path):
 
 
 def _read_keras_h5(path):
-  """{layer name: {'kernel': ..., 'bias': ...}} from a legacy Keras .h5 (groups named by layer)."""
+  """{layer name: {weight: array}} in the file's layer order, from a legacy Keras .h5.
+
+  The layout of Keras' released files: a group per layer, listed in order by the
+  attribute `layer_names`, each naming its tensors in `weight_names`
+  ('block1_conv1/kernel:0', 'block2_sepconv1/depthwise_kernel:0',
+  'block1_conv1_bn/moving_mean:0'); a weight is keyed by its last part ('kernel',
+  'depthwise_kernel', 'gamma', 'moving_mean', ...). Without those attributes, every
+  group and the datasets under it, in the file's order.
+  """
   try:
     import h5py  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise WeightImportError(f"{path}: reading .h5 needs h5py (pip install h5py)") from e
+
+  def names(attrs, key, default):
+    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in attrs.get(key, default)]
+
   layers = {}
-
-  def visit(name, obj):
-    if isinstance(obj, h5py.Dataset):
-      layer = name.split("/")[0]
-      kind = "bias" if obj.ndim == 1 else "kernel"
-      layers.setdefault(layer, {})[kind] = np.asarray(obj, np.float32)
-
   try:
     with h5py.File(path, "r") as f:
-      f.visititems(visit)
-  except OSError as e:
-    raise WeightImportError(f"{path}: not a readable HDF5 file ({e})") from e
+      root = f["model_weights"] if "model_weights" in f else f  # a whole-model save
+      for layer in names(root.attrs, "layer_names", list(root)):
+        group = root.get(layer)
+        if not isinstance(group, h5py.Group):
+          continue
+        found = []
+        group.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) else None)
+        for weight in names(group.attrs, "weight_names", found):
+          key = weight.split(":")[0].split("/")[-1]
+          layers.setdefault(layer, {})[key] = np.asarray(group[weight], np.float32)
+  except (OSError, KeyError) as e:
+    raise WeightImportError(f"{path}: not a readable Keras weight file ({e})") from e
   return layers
 
 
@@ -197,6 +222,75 @@ def _convert_vgg_keras(path, layers):
   return params
 
 
+def fold_keras_tf_preprocessing(kernel, bn_mean):
+  """block1_conv1 of Keras' Xception and its BatchNorm's moving mean, rewritten for our input.
+
+  Keras' Xception sees RGB pixels as p/127.5 − 1 ('tf' preprocessing). With p_c =
+  255 (std_c x_c + mean_c) that is 2 std_c x_c + (2 mean_c − 1): kernel'[..., c, :] =
+  kernel[..., c, :] · 2 std_c, plus a constant Σ kernel[..., c, :] (2 mean_c − 1) per
+  output channel. block1_conv1 has no bias, so the constant goes into the BatchNorm
+  after it: moving mean' = moving mean − constant (batch statistics subtract it
+  anyway). block1_conv1 is 'valid', nothing padded: exact everywhere.
+  """
+  offset = (2.0 * IMAGENET_MEAN - 1.0).astype(np.float64)
+  constant = np.einsum("hwco,c->o", kernel.astype(np.float64), offset)
+  scale = (2.0 * IMAGENET_STD)[None, None, :, None]
+  return (kernel * scale).astype(np.float32), (bn_mean - constant).astype(np.float32)
+
+
+def _xception_keras_names():
+  """{Keras layer: canonical prefix} of Xception's named layers (models/xception.py's names)."""
+  names = {n: n for n in ("block1_conv1", "block1_conv1_bn", "block1_conv2", "block1_conv2_bn")}
+  blocks = xception.ENTRY_BLOCKS + xception.MIDDLE_BLOCKS + (xception.EXIT_BLOCK,)
+  for block, channels, _, _ in blocks:
+    for i in range(1, len(channels) + 1):
+      names[f"{block}_sepconv{i}"] = f"{block}/sepconv{i}"
+      names[f"{block}_sepconv{i}_bn"] = f"{block}/sepconv{i}_bn"
+  for name, _ in xception.EXIT_CONVS:
+    names[name], names[f"{name}_bn"] = name, f"{name}_bn"
+  return names
+
+
+def _keras_tensors(layer):
+  """The tensors Keras' Xception layer `layer` holds (a BatchNorm, a separable or a plain conv)."""
+  if layer.endswith("_bn"):
+    return tuple(_KERAS_BN)
+  return ("depthwise_kernel", "pointwise_kernel") if "sepconv" in layer else ("kernel",)
+
+
+def _convert_xception_keras(path, layers):
+  """Keras' Xception; its shortcut convs and their BatchNorms carry no name of ours
+  (conv2d_1, batch_normalization_1, ... in Keras 2): the file's layer order says which block."""
+  names = _xception_keras_names()
+  downsampling = [b for b, _, down, _ in xception.ENTRY_BLOCKS + (xception.EXIT_BLOCK,) if down]
+  rest = [(n, w) for n, w in layers.items() if n not in names]
+  shortcuts = [n for n, w in rest if "kernel" in w and w["kernel"].ndim == 4]
+  shortcut_bns = [n for n, w in rest if "moving_mean" in w]
+  missing = [f"{k}/{w}" for k in names for w in _keras_tensors(k) if w not in layers.get(k, {})]
+  for kind, found in (("shortcut conv", shortcuts), ("shortcut BatchNorm", shortcut_bns)):
+    if len(found) != len(downsampling):
+      missing.append(f"{len(downsampling)} unnamed {kind}s (found {len(found)})")
+  if missing:
+    raise _missing_error(path, "xception", missing)
+  names.update({conv: f"{b}/residual" for conv, b in zip(shortcuts, downsampling)})
+  names.update({bn: f"{b}/residual_bn" for bn, b in zip(shortcut_bns, downsampling)})
+  params = {}
+  for keras_name, name in names.items():
+    tensors = layers[keras_name]
+    if "gamma" in tensors:
+      params.update({f"{name}/{ours}": tensors[theirs] for theirs, ours in _KERAS_BN.items()})
+    elif "depthwise_kernel" in tensors:  # [3, 3, C, 1] (depth multiplier 1) -> grouped [3, 3, 1, C]
+      depthwise = tensors["depthwise_kernel"]
+      params[f"{name}/depthwise/kernel"] = depthwise.reshape(depthwise.shape[:2] + (1, -1))
+      params[f"{name}/pointwise/kernel"] = tensors["pointwise_kernel"]
+    else:
+      params[f"{name}/kernel"] = tensors["kernel"]  # HWIO already
+  params["block1_conv1/kernel"], params["block1_conv1_bn/mean"] = fold_keras_tf_preprocessing(
+      params["block1_conv1/kernel"], params["block1_conv1_bn/mean"]
+  )
+  return params
+
+
 def _resnet_torch_names():
   """(canonical name, torchvision key) of every ResNet-50 tensor FashionNet uses."""
   pairs = [("conv1/kernel", "conv1.weight")]
@@ -227,9 +321,29 @@ def _convert_resnet_torch(path, sd):
   }
 
 
+# A word of the file name -> the backbone its weights are for.
+_NAMED = {"resnet": "resnet50", "xception": "xception"}
+
+
 def guess_backbone(path):
-  """'resnet50' if the file name says so, else 'vgg16'."""
-  return "resnet50" if "resnet" in os.path.basename(path).lower() else "vgg16"
+  """'resnet50' or 'xception' if the file name says so, else 'vgg16'."""
+  name = os.path.basename(path).lower()
+  return next((b for word, b in _NAMED.items() if word in name), "vgg16")
+
+
+# One reader per file type, one converter per backbone it holds.
+_READERS = {
+    (".pth", ".pt", ".bin"): (
+        "torch",
+        _read_torch,
+        {"vgg16": _convert_vgg_torch, "resnet50": _convert_resnet_torch},
+    ),
+    (".h5", ".hdf5"): (
+        "Keras .h5",
+        _read_keras_h5,
+        {"vgg16": _convert_vgg_keras, "xception": _convert_xception_keras},
+    ),
+}
 
 
 def convert(path, backbone=None):
@@ -251,19 +365,18 @@ def convert(path, backbone=None):
           f"{path}: not a readable .npz of converted weights "
           f"({type(e).__name__}: {str(e)[:120]})"
       ) from None
-  if ext in (".pth", ".pt", ".bin"):
-    sd = _read_torch(path)
-    params = (
-        _convert_vgg_torch(path, sd) if backbone == "vgg16" else _convert_resnet_torch(path, sd)
-    )
-  elif ext in (".h5", ".hdf5"):
-    if backbone != "vgg16":
-      raise WeightImportError(f"{path}: Keras .h5 import supports vgg16 only, not {backbone}")
-    params = _convert_vgg_keras(path, _read_keras_h5(path))
-  else:
+  kind, read, converters = next(
+      (reader for exts, reader in _READERS.items() if ext in exts), (None, None, None)
+  )
+  if read is None:
     raise WeightImportError(
         f"{path}: unknown weight file type {ext!r} (expected .pth, .h5 or .npz)"
     )
+  if backbone not in converters:
+    raise WeightImportError(
+        f"{path}: {kind} import supports {', '.join(converters)}, not {backbone}"
+    )
+  params = converters[backbone](path, read(path))
   return {k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}
 
 
@@ -285,6 +398,8 @@ def _targets(name):
     return [(b, "conv5", head, leaf) for b in BRANCHES], False
   if head == "layer4":  # ResNet conv5_x -> every branch
     return [(b, "conv5", "blocks") + parts[1:] for b in BRANCHES], False
+  if head in _XCEPTION_EXIT:  # Xception's exit flow -> every branch
+    return [(b, "conv5") + parts for b in BRANCHES], False
   if head.startswith("layer"):
     return [("trunk", head, "blocks") + parts[1:]], False
   if head == "fc6":
