@@ -43,7 +43,8 @@ New layers. The layers that `init_from` did not fill learn at 10x
 layers; mmfashion has no such rule). Which they are follows from the weight file
 when the run starts (training/optim.py, make_optimizer's `pretrained`): on VGG-16
 the landmark and visibility outputs, fc6_local, fc7_fusion and the heads; on
-ResNet-50, which has no fc6/fc7, fc6_global, fc6_pose and fc7_pose too. From a
+ResNet-50 and Xception, whose weight files have no fc6/fc7, fc6_global, fc6_pose
+and fc7_pose too (configs/resnet50.py, configs/xception.py). From a
 FashionNet run (init_from=RUN) only what that run lacks; with init_from=scratch
 nothing is new and every layer learns at the base rate.
 
