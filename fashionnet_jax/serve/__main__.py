@@ -1,7 +1,7 @@
 r"""Serve a trained FashionNet: a web page and a JSON API for predict and retrieve.
 
   python -m fashionnet_jax.serve --workdir /tmp/fashionnet_demo [--index /tmp/gallery_index] \
-      [--host 127.0.0.1] [--port 8000] [--max-batch 16] [--max-wait-ms 5]
+      [--host 127.0.0.1] [--port 8000] [--max-batch 16] [--max-wait-ms 5] [--max-decodes 2]
 
 Open http://127.0.0.1:8000/ to drop a photo on the page, or call the API:
 
@@ -11,11 +11,17 @@ Open http://127.0.0.1:8000/ to drop a photo on the page, or call the API:
 Binds 127.0.0.1 unless --host says otherwise. Concurrent requests are batched
 (up to --max-batch, waiting at most --max-wait-ms for company) through one
 compiled function per batch-size bucket, all compiled before the port opens.
+At most --max-decodes uploads are decoded at once. Every wait is bounded: a
+body that stops arriving (--body-timeout, 408), an idle keep-alive connection
+(--keep-alive-timeout), and the stop: on SIGTERM or Ctrl-C the port closes, the
+requests in flight are answered (for at most --shutdown-timeout seconds), the
+batcher drains, one line says so and the exit status is 0.
 Bad workdir or index: one line, exit 2.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from fashionnet_jax import console  # first: quiet before TensorFlow loads
@@ -70,6 +76,34 @@ def build_parser():
       help="largest image, in pixels, read from its header (default 50M; larger: 413)",
   )
   parser.add_argument(
+      "--max-decodes",
+      dest="max_decodes",
+      type=int,
+      default=2,
+      help="images over 4 M pixels decoded at once (default 2; the bound on decode memory)",
+  )
+  parser.add_argument(
+      "--body-timeout",
+      dest="body_timeout",
+      type=float,
+      default=20.0,
+      help="seconds a request body may stall before a 408 (default 20)",
+  )
+  parser.add_argument(
+      "--keep-alive-timeout",
+      dest="keep_alive_timeout",
+      type=float,
+      default=5.0,
+      help="seconds an idle keep-alive connection stays open (default 5)",
+  )
+  parser.add_argument(
+      "--shutdown-timeout",
+      dest="shutdown_timeout",
+      type=float,
+      default=25.0,
+      help="seconds a stopping server lets requests in flight finish (default 25)",
+  )
+  parser.add_argument(
       "--top-k",
       dest="top_k",
       type=int,
@@ -86,9 +120,12 @@ def main(argv=None):
 
   args = build_parser().parse_args(argv)
   console.set_verbose(args.verbose)
-  if min(args.max_batch, args.queue_size, args.top_k, args.max_pixels) < 1 or args.max_wait_ms < 0:
+  counts = (args.max_batch, args.queue_size, args.top_k, args.max_pixels, args.max_decodes)
+  timeouts = (args.body_timeout, args.keep_alive_timeout, args.shutdown_timeout)
+  if min(counts) < 1 or args.max_wait_ms < 0 or not min(timeouts) > 0:
     raise UsageError(
-        "--max-batch, --queue-size, --top-k and --max-pixels must be >= 1, " "--max-wait-ms >= 0"
+        "--max-batch, --queue-size, --top-k, --max-pixels and --max-decodes must be >= 1, "
+        "--max-wait-ms >= 0, --body-timeout, --keep-alive-timeout and --shutdown-timeout > 0"
     )
   import uvicorn
 
@@ -96,6 +133,7 @@ def main(argv=None):
   from fashionnet_jax.inference.index import Index
   from fashionnet_jax.inference.predictor import Predictor
   from fashionnet_jax.models import embedding_width
+  from fashionnet_jax.serve import server
   from fashionnet_jax.serve.app import create_app
   from fashionnet_jax.serve.service import Service
 
@@ -122,19 +160,51 @@ def main(argv=None):
       queue_size=args.queue_size,
       max_pixels=args.max_pixels,
       top_k=args.top_k,
+      max_decodes=args.max_decodes,
   ).start()
   if service.labels.note():
     print(service.labels.note(), file=sys.stderr, flush=True)
-  app = create_app(service, max_body_bytes=int(args.max_body_mb * 2**20))
+  app = create_app(
+      service, max_body_bytes=int(args.max_body_mb * 2**20), body_timeout=args.body_timeout
+  )
+  running = uvicorn.Server(
+      server.config(
+          app,
+          args.host,
+          args.port,
+          keep_alive_timeout=args.keep_alive_timeout,
+          shutdown_timeout=args.shutdown_timeout,
+      )
+  )
+  stop_on_signals(running)
   print(
       f"serving {predictor.describe()} on http://{args.host}:{args.port}/",
       file=sys.stderr,
       flush=True,
   )
   try:
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    running.run()
   finally:
     service.close()
+  cut = f", {app.cut} cut at the --shutdown-timeout deadline" if app.cut else ""
+  print(f"stopped: {app.answered} requests answered{cut}", file=sys.stderr, flush=True)
+
+
+def stop_on_signals(running):
+  """SIGTERM and SIGINT stop `running` (a uvicorn.Server) gracefully, and the exit is 0.
+
+  uvicorn (>= 0.29) takes these signals while it serves and re-raises them once
+  stopped, to whatever handled them before: with the default handlers the
+  process would die there (143, or KeyboardInterrupt), before the service is
+  closed. These handlers make the re-raised signal a no-op, and one that
+  arrives before uvicorn serves asks it to stop at once.
+  """
+
+  def stop(signum, frame):
+    running.should_exit = True
+
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(signum, stop)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,26 @@ margin, or the whole image without one: the rule of `predict` and `retrieve`);
 ranker of `retrieve query`); `thumbnail(number)` is a small JPEG of gallery
 entry `number`: the client names entries only by number, so no client path
 reaches the filesystem.
+
+Decoding is the server's memory risk: a few KB of PNG can declare 49 M pixels
+(under the default limit) and cost ~90 MB to decode (280 MB with a plain PIL decode). `submit_load` runs `load`
+on decode threads: an upload whose header declares over `LARGE_PIXELS` waits for
+one of `max_decodes` threads kept for large images, any other for one of as
+many threads of its own (so ordinary photos never queue behind bombs), and at
+most `queue_size` wait (beyond: `Overloaded`, the server's 503). When the
+decoders go idle holding `TRIM_BYTES` more than after the last burst, glibc's
+`malloc_trim(0)` hands the freed memory back to the system (glibc otherwise
+keeps it in its per-thread arenas).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
 import functools
 import io
+import os
+import threading
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -21,9 +35,15 @@ from PIL import Image, ImageOps
 from fashionnet_jax.errors import FashionNetError
 from fashionnet_jax.inference.describe import LabelSpace, describe
 from fashionnet_jax.inference import images
-from fashionnet_jax.serve.batcher import MicroBatcher, buckets
+from fashionnet_jax.serve.batcher import MicroBatcher, Overloaded, buckets
 
 THUMBNAIL_SIDE = 192
+# Large-image decodes at once, by default: each may hold a few bytes per pixel of --max-pixels.
+MAX_DECODES = 2
+# Above this many declared pixels (~24 MB decoded) an upload takes a large-image thread.
+LARGE_PIXELS = 4_000_000
+# Growth of the resident set since the last trim that makes an idle decoder trim.
+TRIM_BYTES = 64 * 2**20
 
 
 class RequestError(FashionNetError, ValueError):
@@ -55,7 +75,10 @@ class Service:
       max_pixels: int = 50_000_000,
       top_k: int = 5,
       max_k: int = 100,
+      max_decodes: int = MAX_DECODES,
   ):
+    if max_decodes < 1:
+      raise ValueError("max_decodes must be >= 1")
     self.predictor = predictor
     self.index = index
     self.max_pixels = max_pixels
@@ -74,6 +97,15 @@ class Service:
         queue_size=queue_size,
     )
     self._thumbnail = functools.lru_cache(maxsize=2048)(self._make_thumbnail)
+    self.max_decodes, self.queue_size = max_decodes, queue_size
+    self._decoders = {
+        large: concurrent.futures.ThreadPoolExecutor(max_decodes, f"decode-{name}")
+        for large, name in ((False, "small"), (True, "large"))
+    }
+    self._decoding = 0  # submitted to the decoder and not finished
+    self._decoding_lock = threading.Lock()
+    self._trimmed_rss = resident_bytes()
+    self.trims = 0
 
   buckets_for = staticmethod(buckets)
 
@@ -84,6 +116,9 @@ class Service:
     return self
 
   def close(self):
+    """Finishes the decodes and the batches already taken, then stops both."""
+    for decoder in self._decoders.values():
+      decoder.shutdown(wait=True)
     self.batcher.close()
 
   def info(self) -> dict:
@@ -96,14 +131,43 @@ class Service:
         "max_k": self.max_k,
         "buckets": self.batcher.buckets,
         "max_pixels": self.max_pixels,
+        "max_decodes": self.max_decodes,
         "trained_on": self.labels.trained_on,
     }
 
   def load(self, data: bytes, name: str, bbox=None):
-    """Decodes and resizes one upload (CPU work: run it off the event loop)."""
+    """Decodes and resizes one upload (CPU work and memory: the server runs `submit_load`)."""
     return images.load_image_bytes(
         data, name, self.predictor.image_size, bbox, self.crop_margin, self.max_pixels
     )
+
+  def submit_load(self, data: bytes, name: str, bbox=None) -> concurrent.futures.Future:
+    """Future of `load(data, name, bbox)` on a decode thread of the upload's size class.
+
+    Raises:
+      Overloaded: `queue_size` uploads are already waiting to be decoded.
+    """
+    large = _declared_pixels(data) > LARGE_PIXELS
+    with self._decoding_lock:
+      if self._decoding >= 2 * self.max_decodes + self.queue_size:
+        raise Overloaded(f"server busy: {self.queue_size} images already waiting to be decoded")
+      self._decoding += 1
+    try:
+      future = self._decoders[large].submit(self.load, data, name, bbox)
+    except RuntimeError:  # shut down: the server is stopping
+      self._done_decoding(None)
+      raise Overloaded("server stopping") from None
+    future.add_done_callback(self._done_decoding)
+    return future
+
+  def _done_decoding(self, _):
+    with self._decoding_lock:
+      self._decoding -= 1
+      idle = self._decoding == 0
+    # After a burst, not during one: memory still in use cannot be returned anyway.
+    if idle and resident_bytes() - self._trimmed_rss > TRIM_BYTES and release_memory():
+      self.trims += 1
+      self._trimmed_rss = resident_bytes()
 
   def submit(self, loaded):
     """Future of the network's outputs for one loaded image; raises batcher.Overloaded."""
@@ -141,6 +205,7 @@ class Service:
       return None
     try:
       with Image.open(path) as img:
+        img.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG: decode at 1/2..1/8 scale
         img = ImageOps.exif_transpose(img.convert("RGB"))
         img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         out = io.BytesIO()
@@ -148,3 +213,38 @@ class Service:
         return out.getvalue()
     except (OSError, ValueError, Image.DecompressionBombError):
       return None
+
+
+def _declared_pixels(data: bytes) -> int:
+  """Width x height from the image's header (no decoding); 0 if PIL cannot read one."""
+  try:
+    with Image.open(io.BytesIO(data)) as img:
+      return img.size[0] * img.size[1]
+  except Exception:  # not an image, or over PIL's own limit: `load` says which, at once
+    return 0
+
+
+def resident_bytes() -> int:
+  """This process's resident set (Linux /proc), or 0 where there is none to read."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  except (OSError, ValueError, IndexError):
+    return 0
+
+
+@functools.cache
+def _malloc_trim():
+  try:
+    return ctypes.CDLL(None).malloc_trim  # glibc; musl and macOS have none
+  except (OSError, AttributeError):
+    return None
+
+
+def release_memory() -> bool:
+  """Hands the C heap's free memory back to the system; False where the libc cannot."""
+  trim = _malloc_trim()
+  if trim is None:
+    return False
+  trim(0)
+  return True
