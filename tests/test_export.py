@@ -66,3 +66,31 @@ def test_the_command_refuses_a_bad_workdir_or_out_in_one_line(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_savedmodel_refuses_an_image_over_the_limit_and_takes_an_empty_batch(exported):
+  """A 64 M pixel PNG of a few KB refused from its header (50 M, the server's default), in one
+  line; a batch of none gives outputs of none (JAX's symbolic batch is at least 1)."""
+  import io
+
+  import tensorflow as tf
+  from PIL import Image
+
+  from fashionnet_jax.export.savedmodel import OUTPUTS
+
+  model = tf.saved_model.load(str(exported))
+  serve = model.signatures["serving_default"]
+  bomb = io.BytesIO()
+  Image.new("1", (8000, 8000)).save(bomb, "PNG")
+  with pytest.raises(
+      tf.errors.InvalidArgumentError, match=r"\[over the limit of 50000000 pixels\]"
+  ):
+    serve(image_bytes=tf.constant([bomb.getvalue()]))
+  size = model.signatures["predict_images"].structured_input_signature[1]["images"].shape[1]
+  for signature, empty in (
+      (serve, {"image_bytes": tf.zeros([0], tf.string)}),
+      (model.signatures["predict_images"], {"images": tf.zeros([0, size, size, 3], tf.uint8)}),
+  ):
+    got = signature(**empty)
+    assert set(got) == set(OUTPUTS)
+    assert all(value.shape[0] == 0 for value in got.values()), {k: v.shape for k, v in got.items()}

@@ -96,7 +96,80 @@ def jittered_margins(rng, margin, jitter):
   return np.maximum(margin + rng.uniform(-jitter, jitter, size=4), 0.0)
 
 
-def decode_crop_resize(jpeg, crop, size, *, flip=False, color=None, name="image"):
+# EXIF orientation (tag 0x0112) -> (swap axes, reverse display x, reverse display y): what
+# turns the stored pixels upright (orientation 6: transposed, then x reversed = 90° clockwise).
+EXIF_TRANSPOSES = {
+    1: (False, False, False),
+    2: (False, True, False),
+    3: (False, True, True),
+    4: (False, False, True),
+    5: (True, False, False),
+    6: (True, True, False),
+    7: (True, True, True),
+    8: (True, False, True),
+}
+# The same maps as PIL's transposes (ImageOps.exif_transpose's table).
+_PIL_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def open_image(data: bytes) -> Image.Image:
+  """PIL's lazy image of JPEG/PNG bytes (header read, nothing decoded), other formats by Image.open.
+
+  JPEG and PNG are opened by their plugin classes directly: Image.open's own
+  decompression-bomb check (a warning above Image.MAX_IMAGE_PIXELS, an error
+  above twice that) would otherwise race the caller's own pixel limit.
+  """
+  from PIL import JpegImagePlugin, PngImagePlugin
+
+  if data[:3] == JPEG_MAGIC:
+    return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
+  if data[:8] == PNG_MAGIC:
+    return PngImagePlugin.PngImageFile(io.BytesIO(data))
+  return Image.open(io.BytesIO(data))
+
+
+def content_box(orientation, decoded, exact):
+  """Where the image lies in a decoded (then EXIF-transposed) raster: (x0, y0, x1, y1) pixels.
+
+  JPEG DCT scaling decodes W x H at 1/s to ceil(W / s) x ceil(H / s) pixels of
+  which W / s x H / s are the image (the last row and column partly padding);
+  a transpose that reverses an axis moves that padding to the start.
+
+  Args:
+    orientation: EXIF orientation 1..8.
+    decoded: (width, height) of the decoded raster, as stored (before the transpose).
+    exact: (width, height) of the image in that raster's pixels (W / s, H / s).
+  """
+  swap, reverse_x, reverse_y = EXIF_TRANSPOSES[orientation]
+  (dw, dh), (ew, eh) = (decoded[::-1], exact[::-1]) if swap else (decoded, exact)
+  x0 = dw - ew if reverse_x else 0.0
+  y0 = dh - eh if reverse_y else 0.0
+  return x0, y0, x0 + ew, y0 + eh
+
+
+def _rgb(img):
+  """Any PIL mode -> RGB as TensorFlow's decode_png/decode_jpeg(channels=3) give it.
+
+  16-bit grey keeps its high byte (libpng's strip_16; PIL's own I;16 -> RGB
+  clips to white); alpha is dropped, not composited; a palette's transparency
+  is ignored; CMYK follows PIL's (255 - C)(255 - K) / 255, libjpeg's Adobe rule.
+  """
+  if img.mode.startswith("I;16"):
+    img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
+  return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def decode_crop_resize(jpeg, crop, size, *, flip=False, color=None, name="image", orientation=1):
   """Decodes `jpeg`, crops the normalised box `crop` and resizes it to size×size.
 
   Then optionally applies `color_jitter(color)` and a horizontal flip.
@@ -104,7 +177,9 @@ def decode_crop_resize(jpeg, crop, size, *, flip=False, color=None, name="image"
   JPEG DCT scaling (`Image.draft`) decodes at 1/2, 1/4 or 1/8 resolution when
   the crop still has at least `size` pixels per side, which is most of the
   saving on large photos. The crop is done by `resize(box=...)` with float
-  coordinates, so no pixels are rounded away.
+  coordinates, so no pixels are rounded away. An EXIF `orientation` other than 1
+  turns the (drafted) image upright before the crop; `crop` is then in the
+  upright image's frame.
 
   Returns: uint8 [size, size, 3] RGB.
   Raises: ValueError naming `name` if the bytes are not a decodable image.
@@ -113,24 +188,36 @@ def decode_crop_resize(jpeg, crop, size, *, flip=False, color=None, name="image"
     if isinstance(jpeg, np.ndarray):  # a source that decoded already
       img = Image.fromarray(jpeg.squeeze(-1) if jpeg.shape[-1] == 1 else jpeg)
     else:
-      img = Image.open(io.BytesIO(jpeg))
-    width, height = img.size
+      img = open_image(jpeg)
+    stored = img.size
+    swap = EXIF_TRANSPOSES[orientation][0]
+    width, height = stored[::-1] if swap else stored  # the upright image's
     shrink = min((crop[2] - crop[0]) * width, (crop[3] - crop[1]) * height) / size
     scale = 1.0
     if shrink >= 2 and getattr(img, "format", None) == "JPEG":
-      drafted = img.draft("RGB", (int(width / shrink), int(height / shrink)))
+      drafted = img.draft("RGB", (int(stored[0] / shrink), int(stored[1] / shrink)))
       if drafted is not None:
-        scale = width / drafted[1][2]  # draft reports (0, 0, W / s, H / s)
-    if img.mode != "RGB":
-      img = img.convert("RGB")
+        scale = stored[0] / drafted[1][2]  # draft reports (0, 0, W / s, H / s)
+    grey = img.mode in ("1", "L")  # resized as one channel: the same pixels, a third of the memory
+    if img.mode == "1":
+      img = img.convert("L")
+    elif not grey:
+      img = _rgb(img)
+    x0 = y0 = 0.0
+    if orientation != 1:
+      exact = (stored[0] / scale, stored[1] / scale)
+      x0, y0, _, _ = content_box(orientation, img.size, exact)
+      img = img.transpose(_PIL_TRANSPOSE[orientation])
     box = (
-        crop[0] * width / scale,
-        crop[1] * height / scale,
-        crop[2] * width / scale,
-        crop[3] * height / scale,
+        x0 + crop[0] * width / scale,
+        y0 + crop[1] * height / scale,
+        x0 + crop[2] * width / scale,
+        y0 + crop[3] * height / scale,
     )
-    # Decoding happens here (lazily): a truncated JPEG fails in resize.
+    # Decoding happens lazily (here at the latest): a truncated JPEG fails in the resize.
     img = img.resize((size, size), Image.BILINEAR, box=box)
+    if grey:
+      img = img.convert("RGB")
   except (OSError, ValueError, SyntaxError) as e:
     raise ValueError(f"{name}: not a decodable image ({e})") from e
   if color is not None:

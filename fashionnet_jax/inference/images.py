@@ -17,18 +17,21 @@ bbox normalised and clipped as the TFDS builder stores it, plus the run's
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import numpy as np
 from etils import epath
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fashionnet_jax.data import annotations, transforms
 from fashionnet_jax.errors import FashionNetError
+from fashionnet_jax.inference import decode
 
 # The two values of "crop" in every answer.
 CROP_BBOX = "bbox"
 CROP_WHOLE_IMAGE = "whole image"
+
+# `predict` and `retrieve`'s pixel limit: PIL's own default refusal (2 x Image.MAX_IMAGE_PIXELS),
+# now ours; the server sets its own (--max-pixels).
+MAX_PIXELS = 178_956_970
 
 
 class ImageError(FashionNetError, ValueError):
@@ -113,7 +116,9 @@ def crop_rule(bbox, width: int, height: int, margin: float) -> tuple[np.ndarray,
   return transforms.bbox_crop(normalized, margin), CROP_BBOX
 
 
-def load_image(path, image_size: int, bbox=None, crop_margin: float = 0.1) -> LoadedImage:
+def load_image(
+    path, image_size: int, bbox=None, crop_margin: float = 0.1, max_pixels: int | None = MAX_PIXELS
+) -> LoadedImage:
   """Reads one image file the way evaluation reads a dataset image.
 
   What the network sees follows `crop_rule`: with a pixel bbox (x1, y1, x2,
@@ -122,14 +127,15 @@ def load_image(path, image_size: int, bbox=None, crop_margin: float = 0.1) -> Lo
   so landmark pixels refer to the image as viewers display it.
 
   Raises:
-    ImageError: one line naming `path` (not an image, truncated, bad bbox).
+    ImageError: one line naming `path` (not an image, truncated, bad bbox);
+      ImageTooLargeError over `max_pixels`.
   """
   path = str(path)
   try:
     data = epath.Path(path).read_bytes()
   except OSError as e:
     raise ImageError(f"{path}: not a readable image ({_one_line(e)})") from None
-  return load_image_bytes(data, path, image_size, bbox, crop_margin)
+  return load_image_bytes(data, path, image_size, bbox, crop_margin, max_pixels)
 
 
 def load_image_bytes(
@@ -142,38 +148,32 @@ def load_image_bytes(
 ) -> LoadedImage:
   """`load_image` of a file's bytes (an upload); `name` stands for the path in errors.
 
-  `max_pixels` refuses larger images from their header, before any decoding
-  (decompression bombs), with `ImageTooLargeError`.
+  JPEG or PNG only (what the SavedModel's TF decode reads too), checked by
+  `decode.read_header` before anything is decoded: `max_pixels` (None: no
+  limit, PIL's own not applied either) refuses larger images from their header
+  with `ImageTooLargeError`. A JPEG decodes at reduced (draft) scale where the
+  crop allows, a rotated photo too (turned upright after the draft).
   """
   path = name
   if not data:
     raise ImageError(f"{path}: empty (0 bytes)")
   try:
-    img = Image.open(io.BytesIO(data))
-    if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
-      raise ImageTooLargeError(
-          f"{path}: {img.size[0]}x{img.size[1]} pixels, over the limit of " f"{max_pixels}"
-      )
-    if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-      img = ImageOps.exif_transpose(img.convert("RGB"))
-      source = np.asarray(img)  # decoded already: no JPEG draft for rotated photos
-    else:
-      source = data  # decoded once, below, at reduced (draft) scale where it can be
-    width, height = img.size
-  except ImageError:
-    raise
-  except UnidentifiedImageError:
-    raise ImageError(f"{path}: not an image (no format PIL can read)") from None
-  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-    raise ImageError(f"{path}: not a readable image ({_one_line(e)})") from None
+    header = decode.read_header(data, max_pixels)
+  except decode.TooLarge as e:
+    raise ImageTooLargeError(f"{path}: {e}") from None
+  except decode.Refusal as e:
+    raise ImageError(f"{path}: {e}") from None
+  width, height = header.upright_size
   try:
     crop, kind = crop_rule(bbox, width, height, crop_margin)
   except BBoxError as e:
     raise BBoxError(f"{path}: {e}") from None
   try:
-    image = transforms.decode_crop_resize(source, crop, image_size, name=path)
-  except (OSError, ValueError) as e:
-    raise ImageError(f"{path}: not a readable image ({_one_line(e)})") from None
+    image = transforms.decode_crop_resize(
+        header.data, crop, image_size, name=path, orientation=header.orientation
+    )
+  except ValueError as e:  # "{path}: not a decodable image (...)", one line
+    raise ImageError(_one_line(e)) from None
   return LoadedImage(path, image, crop, (width, height), kind)
 
 
@@ -188,6 +188,3 @@ def landmarks_to_pixels(landmarks, crop, size) -> np.ndarray:
 
 def _one_line(error) -> str:
   return " ".join(str(error).split()) or type(error).__name__
-
-
-_EXIF_ORIENTATION = 0x0112
