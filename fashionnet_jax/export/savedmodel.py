@@ -62,23 +62,16 @@ def tf_decode_resize(image_bytes, size: int, max_pixels: int | None = None):
   import tensorflow as tf
 
   is_jpeg, is_png = decode.tf_format(image_bytes)
-  checks = [(is_jpeg | is_png, decode.NOT_AN_IMAGE)]
-  if max_pixels is not None:
-
-    def within_limit():
-      height, width = decode.tf_size(image_bytes, is_jpeg)
-      return height * width <= max_pixels
-
-    checks.append((within_limit, decode.over_limit(max_pixels)))
-  checks.append((lambda: decode.tf_structure_checks(image_bytes, is_jpeg), None))
-  done = []
-  for ok, message in checks:  # each check runs after the one before has passed
+  done = [tf.debugging.Assert(is_jpeg | is_png, [decode.NOT_AN_IMAGE])]
+  if max_pixels is not None:  # from the header, after the format check passed
     with tf.control_dependencies(done):
-      pairs = [(ok, message)] if message is not None else ok()
-      for condition, text in pairs:
-        condition = condition() if callable(condition) else condition
-        with tf.control_dependencies(done):
-          done = [tf.debugging.Assert(condition, [text])]
+      height, width = decode.tf_size(image_bytes, is_jpeg)
+      done = [tf.debugging.Assert(height * width <= max_pixels, [decode.over_limit(max_pixels)])]
+  with tf.control_dependencies(done):
+    structure = decode.tf_structure_checks(image_bytes, is_jpeg)
+  for ok, refusal in structure:  # in `read_header`'s order: the first failing one is reported
+    with tf.control_dependencies(done):
+      done = [tf.debugging.Assert(ok, [refusal])]
   with tf.control_dependencies(done):
     image_bytes = tf.identity(image_bytes)
     orientation = decode.tf_exif_orientation(image_bytes, is_jpeg)
