@@ -23,6 +23,7 @@ import ml_collections
 
 from configs import full_size
 from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.models.heatmap import HEATMAP_SIGMA
 from fashionnet_jax.training.losses import ATTRIBUTE_MIN_RATIO
 from fashionnet_jax.training.schedule import GROUPS
 
@@ -127,6 +128,9 @@ def base_config(arg=None):
   config.model.embedding_dim = 128
   config.model.use_landmark_branch = True
   config.model.pooling_window = 3
+  # "regression" (the paper's: fc7_pose -> sigmoid (x, y)) or "heatmap" (models/heatmap.py:
+  # maps at stride 4 from the trunk, 56x56 at 224 px, 16x16 at the demo's 64).
+  config.model.landmark_head = "regression"
   config.model.dropout_rate = 0.5 if arg else 0.0  # VGG's, on fc6/fc7
   config.model.dtype = "bfloat16" if arg else "float32"  # compute; params stay float32
   config.init_from = ml_collections.config_dict.placeholder(
@@ -141,6 +145,8 @@ def base_config(arg=None):
   config.loss.attribute_weighting = True  # w_pos / w_neg from the training split
   # Each attribute's own ratio down to this floor (most real ones are rarer than 1%).
   config.loss.attribute_min_ratio = ATTRIBUTE_MIN_RATIO
+  # The heatmap head's Gaussian targets: sigma in map cells (mmpose's 2 at stride 4).
+  config.loss.heatmap_sigma = HEATMAP_SIGMA
 
   config.optimizer = ml_collections.ConfigDict()
   # The paper fine-tunes ImageNet weights with SGD + momentum; the demo trains a
@@ -176,6 +182,8 @@ def base_config(arg=None):
   config.select_metric = ml_collections.config_dict.placeholder(str)
   config.select_mode = "max"  # "min" for landmark_ne
   config.eval_at_start = not arg  # the untrained network's numbers, for comparison
+  # Landmarks also from the mirrored image, mirrored back and averaged (models/heatmap.py).
+  config.eval_flip_test = False
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 3 if arg else 2
   config.max_consecutive_nonfinite = 10

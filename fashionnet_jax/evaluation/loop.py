@@ -10,7 +10,8 @@ the accelerator (`evaluation.search`). Results go to the metric writer and to `w
 
 The loop takes what it needs, not a trainer: `predict(images) -> outputs`, a
 global batch's eval-mode forward pass (models.functional.make_predict_fn bound
-to parameters), and the mesh that batches are laid on.
+to parameters), and the mesh that batches are laid on. With `config.eval_flip_test`
+every batch is also predicted mirrored, and the landmarks averaged (`flip_test`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -27,6 +29,7 @@ from fashionnet_jax.data import labels, pipeline, transforms
 from fashionnet_jax.data.prepare import dataset_builder_config, trained_on
 from fashionnet_jax.evaluation import metrics as metrics_lib
 from fashionnet_jax.evaluation import report
+from fashionnet_jax.models import heatmap
 from fashionnet_jax.schema import ATTRIBUTE_TYPES_BY_CONFIG
 
 _OUTPUT_KEYS = (
@@ -81,9 +84,32 @@ def _batches(config, split: str):
   )
 
 
+@jax.jit
+def _mirror(images):
+  return jnp.flip(images, axis=2)
+
+
+_flip_average = jax.jit(heatmap.flip_average)
+
+
+def flip_test(predict):
+  """`predict` with the flip test: the batch and its mirror image both predicted, the
+  mirror's landmarks (maps with the heatmap head) mirrored back with left/right slots
+  swapped and averaged with the batch's own (models/heatmap.flip_average); the category,
+  attribute and embedding outputs are the unmirrored batch's."""
+
+  def predict_both(images):
+    mirrored = jax.device_put(_mirror(images), images.sharding)
+    return _flip_average(predict(images), predict(mirrored))
+
+  return predict_both
+
+
 def collect(config, predict, mesh, split: str) -> dict[str, np.ndarray]:
   """Network outputs and labels for every example of `split`, in order."""
   acc = metrics_lib.MetricAccumulator()
+  if config.get("eval_flip_test", False):
+    predict = flip_test(predict)
   for host_batch in _batches(config, split):
     batch = pipeline.make_global_batch(host_batch, mesh)
     shape = tuple(batch["image"].shape)
@@ -140,9 +166,19 @@ def landmark_scores(arrays) -> dict[str, float]:
 
 
 def eval_protocol(config) -> dict:
-  """How test images were cropped and where landmarks are scored: kept beside the numbers."""
+  """How test images were cropped, where landmarks are scored, by which head and whether
+  with the flip test: kept beside the numbers."""
   margin, size = config.input.get("crop_margin", 0.1), config.image_size
+  model = config.get("model", {})
+  head = model.get("landmark_head", "regression")
+  if not model.get("use_landmark_branch", True):
+    head = "none (no landmark branch)"
+  elif head == "heatmap":
+    cells = heatmap.map_size(size)
+    head = f"heatmap ({cells}x{cells} maps, argmax + log-parabola sub-cell decoding)"
   return {
+      "landmark_head": head,
+      "flip_test": bool(config.get("eval_flip_test", False)),
       "crop": f"ground-truth bbox + {margin:g} of its width / height per side, clipped to "
       f"the image, resized to {size}x{size}",
       "crop_margin": margin,

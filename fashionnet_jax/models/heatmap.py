@@ -52,6 +52,7 @@ LANDMARK_HEADS = ("regression", "heatmap")
 HEATMAP_STRIDE = 4
 TRUNK_STRIDE = 16
 HEAD_CHANNELS = 256  # at width 1 (SimpleBaseline's deconvolution width)
+HEATMAP_SIGMA = 2.0  # the targets' sigma in map cells (config.loss.heatmap_sigma)
 
 _FLIP = np.array(FLIP_PERMUTATION)
 # Below it a map value reads as nothing: log() of it stays finite.

@@ -99,6 +99,20 @@ PRESETS = {
             steps=800,
         ),
         Preset(
+            "landmark_head",
+            "Regressed landmarks (the paper's: fc7_pose -> sigmoid (x, y)) vs heatmaps at "
+            "stride 4 with sub-cell decoding (models/heatmap.py), the rest of FashionNet "
+            "unchanged",
+            (
+                Variant("regression", "configs/default.py"),
+                Variant("heatmap", "configs/default.py", {"model.landmark_head": "heatmap"}),
+            ),
+            ("landmark_ne", r"landmark_ne_[a-z_]+", r"landmark_detected_bbox224_\d+px")
+            + _CATEGORY
+            + _ATTRIBUTES[:2],
+            steps=800,
+        ),
+        Preset(
             "smoke",
             "Two tiny variants, for the tests",
             (Variant("fashionnet", "configs/default.py"), _NO_LANDMARKS),

@@ -11,6 +11,7 @@ import os
 
 from fashionnet_jax.data.prepare import dataset_builder_config
 from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.models.heatmap import LANDMARK_HEADS
 from fashionnet_jax.schema import BACKBONES
 
 # `config.init_from` value that trains a full-size config from random weights on purpose.
@@ -19,6 +20,7 @@ INIT_FROM_SCRATCH = "scratch"
 _CHOICES = {
     "model.backbone": BACKBONES,
     "model.dtype": ("float32", "bfloat16"),
+    "model.landmark_head": LANDMARK_HEADS,
     "optimizer.name": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "step", "constant"),
     "loss.triplet_mining": ("batch_hard", "random"),
@@ -69,6 +71,7 @@ _BOUNDS = {
     "model.dropout_rate": (0.0, 1.0, True, False),
     "loss.triplet_margin": (0.0, None, True, True),
     "loss.attribute_min_ratio": (0.0, 0.5, False, True),
+    "loss.heatmap_sigma": (0.0, None, False, True),  # map cells
     "optimizer.learning_rate": (0.0, None, False, True),
     "optimizer.momentum": (0.0, 1.0, True, False),
     "optimizer.weight_decay": (0.0, None, True, True),

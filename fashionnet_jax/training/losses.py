@@ -1,5 +1,6 @@
 """FashionNet's four losses (landmarks, visibility, category, attributes) and the
-triplet losses for retrieval. Every loss works in float32 (whatever the logits'
+triplet losses for retrieval. The landmark loss is the paper's regression, or with the
+heatmap head (models/heatmap.py) `heatmap_loss`. Every loss works in float32 (whatever the logits'
 dtype), returns a scalar mean over the valid examples of the batch, and takes an
 optional `mask` [B] (False = padding). A batch with nothing valid gives 0."""
 
@@ -9,6 +10,7 @@ import numpy as np
 import optax
 
 from fashionnet_jax.errors import ConfigError
+from fashionnet_jax.models.heatmap import gaussian_targets
 from fashionnet_jax.schema import VISIBLE
 
 
@@ -33,6 +35,25 @@ def landmark_loss(pred, true, visibility, mask=None):
   diff = pred.astype(jnp.float32) - jnp.asarray(true, jnp.float32)
   per_example = jnp.sum(v * jnp.sum(jnp.square(diff), axis=-1), axis=-1)
   return _masked_mean(per_example, _batch_mask(mask, pred.shape[0]))
+
+
+def heatmap_loss(heatmaps, true, visibility, sigma, mask=None):
+  """The heatmap head's landmark loss: squared error to Gaussian targets over visible slots.
+
+  L = mean_b Σ_l v_bl Σ_cells (ĥ_bl − g_bl)² / (πσ²), g_bl the unit-peak Gaussian of σ map
+  cells around l_bl (heatmap.gaussian_targets), v_bl = [visibility_bl == 0]; πσ² is a
+  Gaussian's energy Σ g², so an all-zero map costs ~1 a landmark at any map size (the
+  choice: models/heatmap.py). Other slots give nothing, whatever their maps or coordinates.
+  heatmaps: [B, h, w, L]; true: [B, L, 2] in [0, 1]; visibility: [B, L].
+  """
+  maps = jnp.asarray(heatmaps, jnp.float32)
+  targets = gaussian_targets(true, visibility, maps.shape[1:3], sigma)
+  visible = jnp.asarray(visibility) == VISIBLE
+  squared = jnp.sum(jnp.square(maps - targets), axis=(1, 2))  # [B, L]
+  # where, not a product: a masked slot's non-finite map must not reach the sum.
+  per_example = jnp.sum(jnp.where(visible, squared, 0.0), axis=-1)
+  per_example = per_example / (np.pi * jnp.square(jnp.float32(sigma)))
+  return _masked_mean(per_example, _batch_mask(mask, maps.shape[0]))
 
 
 def visibility_loss(logits, visibility, mask=None):

@@ -20,6 +20,7 @@ import optax
 from fashionnet_jax import sharding
 from fashionnet_jax.data import transforms
 from fashionnet_jax.models.functional import abstract_graphdef, merge_model, split_model
+from fashionnet_jax.models.heatmap import HEATMAP_SIGMA
 from fashionnet_jax.training import losses
 from fashionnet_jax.training.optim import global_norm
 from fashionnet_jax.training.schedule import LOSS_TERMS
@@ -72,12 +73,26 @@ def _initial_state(model, tx, seed: int) -> TrainState:
 
 
 def loss_terms(outputs, batch, aux, loss_config, rng) -> dict[str, jax.Array]:
-  """The paper's four losses (+ triplet) on one batch, each a float32 scalar."""
+  """The paper's four losses (+ triplet) on one batch, each a float32 scalar.
+
+  The landmark term is the regression's, or with the heatmap head (outputs carry
+  'landmark_heatmaps') the maps' against Gaussian targets (losses.heatmap_loss).
+  """
   mask = batch["mask"]
+  if "landmark_heatmaps" in outputs:
+    landmark = losses.heatmap_loss(
+        outputs["landmark_heatmaps"],
+        batch["landmarks"],
+        batch["landmark_visibility"],
+        float(loss_config.get("heatmap_sigma", HEATMAP_SIGMA)),
+        mask=mask,
+    )
+  else:
+    landmark = losses.landmark_loss(
+        outputs["landmarks"], batch["landmarks"], batch["landmark_visibility"], mask=mask
+    )
   terms = dict(
-      landmark=losses.landmark_loss(
-          outputs["landmarks"], batch["landmarks"], batch["landmark_visibility"], mask=mask
-      ),
+      landmark=landmark,
       visibility=losses.visibility_loss(
           outputs["visibility_logits"], batch["landmark_visibility"], mask=mask
       ),
