@@ -75,19 +75,21 @@ class Header:
     return self.size[::-1] if transforms.EXIF_TRANSPOSES[self.orientation][0] else self.size
 
 
-def read_header(data: bytes, max_pixels: int | None = None) -> Header:
-  """Steps 1-4 in Python. Raises Refusal (TooLarge over `max_pixels`) with a one-line key."""
+def declared_size(data: bytes) -> tuple[str, tuple[int, int]]:
+  """Steps 1-2 without the limit: (format, (width, height)) from the header. Raises Refusal."""
   if data[:3] == JPEG_MAGIC:
-    kind = "JPEG"
     try:  # PIL's header parse reads the markers up to the first scan, no pixels
-      size = transforms.open_image(data).size
+      return "JPEG", transforms.open_image(data).size
     except (OSError, ValueError, SyntaxError) as e:
       raise Refusal(f"{NOT_DECODABLE} ({' '.join(str(e).split())})") from None
-  elif data[:8] == PNG_MAGIC:
-    kind = "PNG"
-    size = tuple(int.from_bytes(data[i : i + 4], "big") for i in (16, 20))
-  else:
-    raise Refusal(NOT_AN_IMAGE)
+  if data[:8] == PNG_MAGIC:
+    return "PNG", tuple(int.from_bytes(data[i : i + 4], "big") for i in (16, 20))
+  raise Refusal(NOT_AN_IMAGE)
+
+
+def read_header(data: bytes, max_pixels: int | None = None) -> Header:
+  """Steps 1-4 in Python. Raises Refusal (TooLarge over `max_pixels`) with a one-line key."""
+  kind, size = declared_size(data)
   if max_pixels is not None and size[0] * size[1] > max_pixels:
     raise TooLarge(f"{size[0]}x{size[1]} pixels, {over_limit(max_pixels)}")
   if kind == "JPEG":

@@ -34,7 +34,7 @@ from PIL import Image, ImageOps
 
 from fashionnet_jax.errors import FashionNetError
 from fashionnet_jax.inference.describe import LabelSpace, describe
-from fashionnet_jax.inference import images
+from fashionnet_jax.inference import decode, images
 from fashionnet_jax.serve.batcher import MicroBatcher, Overloaded, buckets
 
 THUMBNAIL_SIDE = 192
@@ -216,12 +216,12 @@ class Service:
 
 
 def _declared_pixels(data: bytes) -> int:
-  """Width x height from the image's header (no decoding); 0 if PIL cannot read one."""
+  """Width x height from the image's header (no decoding, no limit); 0 if it has none."""
   try:
-    with Image.open(io.BytesIO(data)) as img:
-      return img.size[0] * img.size[1]
-  except Exception:  # not an image, or over PIL's own limit: `load` says which, at once
+    _, (width, height) = decode.declared_size(data)
+  except decode.Refusal:  # not an image: `load` says so at once
     return 0
+  return width * height
 
 
 def resident_bytes() -> int:
