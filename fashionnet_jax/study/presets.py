@@ -93,8 +93,13 @@ PRESETS = {
         ),
         Preset(
             "backbone",
-            "VGG-16 (the paper's) vs ResNet-50 (the backbone the design proposes)",
-            (Variant("vgg16", "configs/default.py"), Variant("resnet50", "configs/resnet50.py")),
+            "VGG-16 (the paper's) vs the stronger feature extractors the design proposes: "
+            "ResNet-50 and Xception",
+            (
+                Variant("vgg16", "configs/default.py"),
+                Variant("resnet50", "configs/resnet50.py"),
+                Variant("xception", "configs/xception.py"),
+            ),
             _CATEGORY + _ATTRIBUTES[:2] + ("landmark_ne",),
             steps=800,
         ),
