@@ -2,6 +2,7 @@
 
 import json
 
+import jax.numpy as jnp
 import pytest
 from tiny import ROOT, tiny_config
 
@@ -146,3 +147,24 @@ def test_kernel_kinds_do_not_take_converts_for_convolutions():
   assert kind_of("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32") == "convolution"
   assert kind_of("cudnn-conv-bias-activation.57") == "convolution"
   assert kind_of("input_reduce_select_fusion_8") == "reduction"
+
+
+def test_xception_flops_match_xlas_count_of_the_model():
+  """The analytic count of models/xception.py's trunk + exit flow against XLA's own count of
+  the compiled model (its extra 0.4% is BatchNorm, ReLU and the additions)."""
+  from flax import nnx
+
+  from fashionnet_jax.models import xception
+
+  width, size = 0.25, 96
+  rngs = nnx.Rngs(0)
+  trunk = xception.XceptionTrunk(width, rngs=rngs)
+  exit_flow = xception.XceptionExitFlow(trunk.out_channels, width, rngs=rngs)
+  compiled = nnx.jit(lambda x: exit_flow(trunk(x))).lower(jnp.zeros((1, size, size, 3))).compile()
+  cost = compiled.cost_analysis()
+  xla = (cost if isinstance(cost, dict) else cost[0])["flops"]
+  trunk_flops, side, channels = flops.xception_trunk(size, width)
+  exit_flops, out_side, out_channels = flops.xception_conv5(side, channels, width)
+  assert (side, channels, out_side, out_channels) == (6, 182, 3, 512)
+  assert trunk_flops + exit_flops == pytest.approx(xla, rel=0.01)
+  assert trunk_flops + exit_flops < xla

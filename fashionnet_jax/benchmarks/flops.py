@@ -1,7 +1,7 @@
 """Analytic FLOP count of FashionNet: convolutions and fully-connected layers.
 
 Counts 2 FLOPs per multiply-add of every conv and fc layer of the network built
-from `config.model` (VGG-16 or ResNet-50 backbone, any width multiplier) at a
+from `config.model` (VGG-16, ResNet-50 or Xception backbone, any width multiplier) at a
 given input size; biases, activations, pooling, landmark pooling, normalisation
 and the losses are left out (well under 1% at the paper's size). A train step is
 counted as 3× the forward pass (backward = gradients w.r.t. activations and
@@ -15,7 +15,7 @@ image at 224 px.
 
 from __future__ import annotations
 
-from fashionnet_jax.models import resnet, vgg
+from fashionnet_jax.models import heatmap, resnet, vgg, xception
 
 
 def conv_flops(out_size: int, in_channels: int, out_channels: int, kernel: int) -> int:
@@ -92,24 +92,88 @@ def resnet_conv5(size: int, in_channels: int, width: float):
   return _bottleneck_stage(size, in_channels, blocks, vgg.scaled(planes, width), stride)
 
 
+def separable_flops(size: int, in_channels: int, out_channels: int) -> int:
+  """A 3×3 'same' separable conv: depthwise 3×3 per input channel, then pointwise 1×1."""
+  return conv_flops(size, 1, in_channels, 3) + conv_flops(size, in_channels, out_channels, 1)
+
+
+def _xception_blocks(size: int, channels: int, specs, width: float):
+  """(FLOPs, side, channels) of Xception blocks (models/xception.py's specs)."""
+  total = 0
+  for _, outs, downsample, _ in specs:
+    block_in = channels
+    for out in outs:
+      out = vgg.scaled(out, width)
+      total += separable_flops(size, channels, out)
+      channels = out
+    if downsample:  # 3×3/2 'same' max pool and the 1×1/2 shortcut conv
+      size = (size + 1) // 2
+      total += conv_flops(size, block_in, channels, 1)
+  return total, size, channels
+
+
+def xception_trunk(size: int, width: float):
+  """(FLOPs, output side, output channels) of the entry and middle flow."""
+  c1, c2 = vgg.scaled(32, width), vgg.scaled(64, width)
+  size = (size - 3) // 2 + 1  # block1_conv1, 3×3/2 'valid'
+  total = conv_flops(size, 3, c1, 3)
+  size -= 2  # block1_conv2, 3×3 'valid'
+  total += conv_flops(size, c1, c2, 3)
+  flops, size, channels = _xception_blocks(
+      size, c2, xception.ENTRY_BLOCKS + xception.MIDDLE_BLOCKS, width
+  )
+  return total + flops, size, channels
+
+
+def xception_conv5(size: int, in_channels: int, width: float):
+  """(FLOPs, output side, output channels) of one branch's exit flow."""
+  total, size, channels = _xception_blocks(size, in_channels, (xception.EXIT_BLOCK,), width)
+  for _, out in xception.EXIT_CONVS:
+    out = vgg.scaled(out, width)
+    total += separable_flops(size, channels, out)
+    channels = out
+  return total, size, channels
+
+
+_BACKBONES = {
+    "vgg16": (vgg_trunk, vgg_conv5),
+    "resnet50": (resnet_trunk, resnet_conv5),
+    "xception": (xception_trunk, xception_conv5),
+}
+
+
+def _backbone(model_config, image_size: int):
+  """(trunk FLOPs, trunk side, trunk channels, conv5 FLOPs, conv5 side, conv5 channels)."""
+  backbone = model_config.get("backbone", "vgg16")
+  if backbone not in _BACKBONES:
+    raise ValueError(f"config.model.backbone: unknown {backbone!r}")
+  trunk_fn, conv5_fn = _BACKBONES[backbone]
+  width = float(model_config.get("width_multiplier", 1.0))
+  trunk, size, channels = trunk_fn(image_size, width)
+  return (trunk, size, channels) + conv5_fn(size, channels, width)
+
+
+def heatmap_head_flops(trunk_side: int, trunk_channels: int, landmarks: int, width: float) -> int:
+  """models/heatmap.HeatmapHead: two 3×3 convs on the trunk's map, two 4×4/2 transposed
+  convs (each input cell scattered over 4×4 outputs), the 1×1 map layer."""
+  c = vgg.scaled(heatmap.HEAD_CHANNELS, width)
+  total = conv_flops(trunk_side, trunk_channels, c, 3) + conv_flops(trunk_side, c, c, 3)
+  side = trunk_side
+  for _ in range(2):
+    total += conv_flops(side, c, c, 4)
+    side *= 2
+  return total + conv_flops(side, c, landmarks, 1)
+
+
 def forward_flops_per_image(model_config, image_size: int) -> dict[str, int]:
   """Forward FLOPs of one image, by part of the network, and their 'total'."""
   get = model_config.get
-  backbone = get("backbone", "vgg16")
-  width = float(get("width_multiplier", 1.0))
   fc_dim, local_dim = int(get("fc6_dim", 4096)), int(get("fc6_local_dim", 1024))
   landmarks = int(get("num_landmarks", 8))
   use_landmarks = bool(get("use_landmark_branch", True))
-  if backbone == "vgg16":
-    trunk, size, channels = vgg_trunk(image_size, width)
-    conv5, _, c5 = vgg_conv5(size, channels, width)
-    pooled = vgg.POOL5_GRID**2 * c5  # pool5 resampled to 7×7, flattened
-  elif backbone == "resnet50":
-    trunk, size, channels = resnet_trunk(image_size, width)
-    conv5, _, c5 = resnet_conv5(size, channels, width)
-    pooled = c5  # global average pool
-  else:
-    raise ValueError(f"config.model.backbone: unknown {backbone!r}")
+  trunk, trunk_side, trunk_channels, conv5, _, c5 = _backbone(model_config, image_size)
+  # VGG: pool5 resampled to 7×7, flattened; ResNet, Xception: global average pool.
+  pooled = vgg.POOL5_GRID**2 * c5 if get("backbone", "vgg16") == "vgg16" else c5
   parts = dict(trunk=trunk, global_branch=conv5 + dense_flops(pooled, fc_dim))
   if use_landmarks:
     parts["pose_branch"] = (
@@ -118,6 +182,10 @@ def forward_flops_per_image(model_config, image_size: int) -> dict[str, int]:
         + dense_flops(fc_dim, fc_dim)
         + 2 * dense_flops(fc_dim, landmarks * 2)
     )
+    if get("landmark_head", "regression") == "heatmap":  # maps in place of the landmark fc
+      parts["pose_branch"] += heatmap_head_flops(
+          trunk_side, trunk_channels, landmarks, float(get("width_multiplier", 1.0))
+      ) - dense_flops(fc_dim, landmarks * 2)
     parts["local_branch"] = conv5 + dense_flops(landmarks * c5, local_dim)
   fusion_in = fc_dim + (local_dim if use_landmarks else 0)
   parts["fusion"] = dense_flops(fusion_in, fc_dim)
@@ -138,11 +206,5 @@ def train_flops_per_image(model_config, image_size: int) -> int:
 
 def conv5_shape(model_config, image_size: int) -> tuple[int, int]:
   """(side, channels) of a branch's conv5 map: what landmark pooling reads."""
-  width = float(model_config.get("width_multiplier", 1.0))
-  if model_config.get("backbone", "vgg16") == "vgg16":
-    _, size, channels = vgg_trunk(image_size, width)
-    _, size, channels = vgg_conv5(size, channels, width)
-  else:
-    _, size, channels = resnet_trunk(image_size, width)
-    _, size, channels = resnet_conv5(size, channels, width)
+  _, _, _, _, size, channels = _backbone(model_config, image_size)
   return size, channels
