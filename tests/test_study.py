@@ -103,5 +103,6 @@ def test_unknown_preset_is_one_line_and_exit_2():
   )
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
-      "error: --preset='nope': unknown, use one of landmarks, mining, backbone, smoke"
+      "error: --preset='nope': unknown, use one of landmarks, mining, backbone, "
+      "landmark_head, smoke"
   )

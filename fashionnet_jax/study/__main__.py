@@ -3,6 +3,7 @@ r"""Train a named set of variants on the same data, seed and step budget; one ta
   python -m fashionnet_jax.study --preset=landmarks   # FashionNet vs no landmark branch
   python -m fashionnet_jax.study --preset=mining      # random vs batch-hard vs cascaded (In-shop)
   python -m fashionnet_jax.study --preset=backbone    # VGG-16 vs ResNet-50
+  python -m fashionnet_jax.study --preset=landmark_head  # regressed vs heatmap landmarks
   python -m fashionnet_jax.study --preset=smoke       # two tiny variants (the tests)
   python -m fashionnet_jax.study --preset=landmarks --platform=gpu \
       --data_dir=/data/tensorflow_datasets --init_from=vgg16_imagenet.npz   # real DeepFashion
@@ -24,7 +25,7 @@ from fashionnet_jax.cli import VERBOSE_FLAG_HELP, UsageError, parse_absl_flags
 from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("preset", None, "landmarks | mining | backbone | smoke")
+flags.DEFINE_string("preset", None, "landmarks | mining | backbone | landmark_head | smoke")
 flags.DEFINE_string("study_dir", None, "Study folder (default /tmp/fashionnet_study/<preset>).")
 flags.DEFINE_integer(
     "steps",
