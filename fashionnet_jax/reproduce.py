@@ -4,11 +4,13 @@ every benchmark with its full-size config, evaluate, and write one table.
   python -m fashionnet_jax.reproduce --manual_dir /data/deepfashion \
       --imagenet /data/weights/vgg16-397923af.pth --workdir /data/runs [--dry-run]
   python -m fashionnet_jax.reproduce ... --benchmarks inshop,landmarks --platform tpu
+  python -m fashionnet_jax.reproduce ... --imagenet xception_weights_tf_dim_ordering_tf_kernels_notop.h5 \
+      --backbone xception --landmark_head heatmap --workdir /data/runs_xception_heatmap
 
 It runs the project's own commands, one process each, and skips what is done:
   1. `tfds build datasets/deepfashion --config=B --manual_dir=... --data_dir=...`
      for each benchmark not yet prepared in --data_dir;
-  2. `python -m fashionnet_jax.weights` once (RUNS/weights/vgg16_imagenet.npz);
+  2. `python -m fashionnet_jax.weights` once (RUNS/weights/<backbone>_imagenet.npz);
   3. `python -m fashionnet_jax.main --config=configs/<B>.py:<platform>` into RUNS/<B>:
      model selection on the validation split where the benchmark has one, then one
      test evaluation (an interrupted run resumes where it stopped when reproduce is
@@ -20,6 +22,10 @@ It runs the project's own commands, one process each, and skips what is done:
      the attributes learnt: a retrieval run from ImageNet alone would sit beside them
      trained another way;
   4. RUNS/results.md: each benchmark's test numbers beside FashionNet's (Tables 2-5).
+--backbone and --landmark_head train another FashionNet than the paper's (VGG-16,
+regressed landmarks) through the same configs (`--config.model.backbone=...`,
+`--config.model.landmark_head=...`); give each model its own --workdir: runs already
+in a workdir are reused whatever model they hold, and results.md names the model.
 --dry-run prints every command it would run, and runs none.
 """
 
@@ -35,6 +41,7 @@ import sys
 from fashionnet_jax import console  # first: quiet before TensorFlow loads
 from fashionnet_jax.cli import Parser, UsageError, add_verbose_argument
 from fashionnet_jax.errors import PREEMPTED_EXIT, exit_on_user_error
+from fashionnet_jax.schema import BACKBONES, LANDMARK_HEADS
 
 # Benchmark (builder config) -> its config file (configs/<file>.py:<platform>).
 CONFIGS = {
@@ -60,7 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument(
       "--imagenet",
       required=True,
-      help="downloaded ImageNet VGG-16 weights (vgg16-397923af.pth or Keras .h5)",
+      help="downloaded ImageNet weights of --backbone (vgg16-397923af.pth or Keras' .h5; "
+      "resnet50-*.pth; xception_weights_tf_dim_ordering_tf_kernels_notop.h5)",
+  )
+  parser.add_argument(
+      "--backbone",
+      choices=BACKBONES,
+      default="vgg16",
+      help="FashionNet's backbone (default vgg16, the paper's)",
+  )
+  parser.add_argument(
+      "--landmark_head",
+      "--landmark-head",
+      dest="landmark_head",
+      choices=LANDMARK_HEADS,
+      default="regression",
+      help="regressed landmarks (default, the paper's) or heatmaps (models/heatmap.py)",
   )
   parser.add_argument("--workdir", required=True, help="where runs, weights and results.md go")
   parser.add_argument(
@@ -145,7 +167,7 @@ def _to_train(benchmarks, workdir) -> list[str]:
 def plan(args) -> list[tuple[str, list[str]]]:
   """(what, argv) for every command still to run, in order."""
   data_dir = _data_dir(args)
-  weights = os.path.join(args.workdir, "weights", "vgg16_imagenet.npz")
+  weights = os.path.join(args.workdir, "weights", f"{args.backbone}_imagenet.npz")
   train = _to_train(_requested(args), args.workdir)
   steps = []
   for b in train:
@@ -174,7 +196,7 @@ def plan(args) -> list[tuple[str, list[str]]]:
                 "fashionnet_jax.weights",
                 f"--source={args.imagenet}",
                 f"--out={os.path.dirname(weights)}",
-                "--backbone=vgg16",
+                f"--backbone={args.backbone}",
             ],
         )
     )
@@ -197,10 +219,26 @@ def plan(args) -> list[tuple[str, list[str]]]:
                 f"--workdir={os.path.join(args.workdir, b)}",
                 f"--config.init_from={init_from}",
                 f"--config.dataset.data_dir={data_dir}",
-            ],
+            ]
+            + model_overrides(args),
         )
     )
   return steps
+
+
+def model_overrides(args) -> list[str]:
+  """The config flags that make another FashionNet than the paper's (none for the paper's)."""
+  flags = []
+  if args.backbone != "vgg16":
+    flags.append(f"--config.model.backbone={args.backbone}")
+  if args.landmark_head != "regression":
+    flags.append(f"--config.model.landmark_head={args.landmark_head}")
+  return flags
+
+
+def model_name(args) -> str:
+  head = "regressed landmarks" if args.landmark_head == "regression" else "heatmap landmarks"
+  return f"FashionNet on {args.backbone}, {head}"
 
 
 def write_results(args) -> str:
@@ -210,7 +248,7 @@ def write_results(args) -> str:
   results = {b: final_metrics(os.path.join(args.workdir, b)) for b in benchmarks}
   path = os.path.join(args.workdir, RESULTS_FILE)
   text = (
-      "# FashionNet reproduced (test splits; model selected on validation where the "
+      f"# {model_name(args)} (test splits; model selected on validation where the "
       "benchmark has one)\n\n" + report.reproduction_table(results)
   )
   os.makedirs(args.workdir, exist_ok=True)

@@ -123,3 +123,5 @@ ATTRIBUTE_TYPES_BY_CONFIG = {
 }
 
 BACKBONES = ("vgg16", "resnet50", "xception")
+# model.landmark_head: the paper's regression, or heatmaps (models/heatmap.py).
+LANDMARK_HEADS = ("regression", "heatmap")

@@ -140,3 +140,45 @@ def test_unknown_benchmark_and_missing_inputs_are_one_line_errors(tmp_path):
       str(tmp_path),
   )
   assert status == 2 and "--manual_dir" in err and "no such file or folder" in err
+
+
+def test_backbone_and_landmark_head_reach_the_weights_and_every_run(tmp_path):
+  runs = tmp_path / "runs"
+  status, out, err = _run(
+      "--manual_dir",
+      "/data/deepfashion",
+      "--imagenet",
+      "/w/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+      "--workdir",
+      str(runs),
+      "--data_dir",
+      str(tmp_path / "tfds"),
+      "--backbone",
+      "xception",
+      "--landmark_head",
+      "heatmap",
+      "--dry-run",
+  )
+  assert status == 0, err
+  commands = [line for line in out.splitlines() if not line.startswith("#")]
+  (convert,) = [c for c in commands if "fashionnet_jax.weights" in c]
+  assert "--backbone=xception" in convert
+  trains = [c for c in commands if "fashionnet_jax.main" in c]
+  assert len(trains) == 4
+  overrides = ["--config.model.backbone=xception", "--config.model.landmark_head=heatmap"]
+  assert all(all(flag in c for flag in overrides) for c in trains), trains
+  (category,) = [c for c in trains if f"--workdir={runs / 'category_attribute'}" in c]
+  assert f"--config.init_from={runs / 'weights' / 'xception_imagenet.npz'}" in category
+  # The flags name real config fields with values the config checks accept.
+  from configs import fld
+
+  from fashionnet_jax.training import config_checks
+
+  config = fld.get_config("gpu")
+  config.model.backbone, config.model.landmark_head = "xception", "heatmap"
+  config_checks.validate_config(config)
+  # The paper's model adds no override.
+  status, out, _ = _run(
+      "--manual_dir", "/d", "--imagenet", "/w/v.pth", "--workdir", str(runs), "--dry-run"
+  )
+  assert status == 0 and "--config.model." not in out

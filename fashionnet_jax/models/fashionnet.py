@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fashionnet_jax.models import resnet, vgg, xception
-from fashionnet_jax.schema import BACKBONES
+from fashionnet_jax.schema import BACKBONES, LANDMARK_HEADS
 from fashionnet_jax.models import heatmap
 from fashionnet_jax.models.activations import relu
 from fashionnet_jax.models.cascade import CascadeEmbedding
@@ -96,10 +96,10 @@ class PoseBranch(nnx.Module):
       rngs,
       landmark_head="regression",
   ):
-    if landmark_head not in heatmap.LANDMARK_HEADS:
+    if landmark_head not in LANDMARK_HEADS:
       raise ValueError(
           f"config.model.landmark_head: unknown {landmark_head!r}; "
-          f"choose one of {heatmap.LANDMARK_HEADS}"
+          f"choose one of {LANDMARK_HEADS}"
       )
     self.conv5 = backbone.conv5(in_channels)
     self.fc6_pose = _Dense(

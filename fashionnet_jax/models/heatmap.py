@@ -47,7 +47,6 @@ from fashionnet_jax.models import vgg
 from fashionnet_jax.models.activations import relu
 from fashionnet_jax.schema import FLIP_PERMUTATION, VISIBLE
 
-LANDMARK_HEADS = ("regression", "heatmap")
 # Input pixels per map cell; the trunk's output is at 16: two 2x upsamplings.
 HEATMAP_STRIDE = 4
 TRUNK_STRIDE = 16

@@ -11,8 +11,7 @@ import os
 
 from fashionnet_jax.data.prepare import dataset_builder_config
 from fashionnet_jax.errors import ConfigError
-from fashionnet_jax.models.heatmap import LANDMARK_HEADS
-from fashionnet_jax.schema import BACKBONES
+from fashionnet_jax.schema import BACKBONES, LANDMARK_HEADS
 
 # `config.init_from` value that trains a full-size config from random weights on purpose.
 INIT_FROM_SCRATCH = "scratch"
