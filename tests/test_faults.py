@@ -154,7 +154,20 @@ def test_resuming_may_change_steps_eval_cadence_logging_and_data_paths(tmp_path)
       }
   )
   resumed.stages[1].steps = 9
+  resumed.eval_flip_test = True
   run_workdir.claim(tmp_path, resumed, writer=True).release()
+
+
+def test_a_run_made_before_a_field_existed_resumes_with_the_fields_old_behaviour(tmp_path):
+  """config.json of a run from before model.landmark_head, loss.heatmap_sigma and
+  eval_flip_test resumes with their defaults (what it did), and not with a heatmap head."""
+  old = json.loads(tiny_config().to_json_best_effort())
+  del old["model"]["landmark_head"], old["loss"]["heatmap_sigma"], old["eval_flip_test"]
+  (tmp_path / "checkpoints" / "4").mkdir(parents=True)
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  run_workdir.claim(tmp_path, tiny_config(), writer=True).release()
+  with pytest.raises(ConfigError, match=r"model.landmark_head: '<unset>' -> 'heatmap'"):
+    run_workdir.claim(tmp_path, tiny_config(**{"model.landmark_head": "heatmap"}), writer=True)
 
 
 # --- damaged checkpoints ----------------------------------------------------------------

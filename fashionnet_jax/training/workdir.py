@@ -49,7 +49,16 @@ RESUMABLE = (
     # Read only when a run starts; a resumed run's checkpoint replaces the state.
     "init_from",
     "require_init_from",
+    # An evaluation option: the checkpoints do not depend on it.
+    "eval_flip_test",
 )
+# Fields added after runs were made, with the value that gives what those runs did:
+# a run whose config.json lacks one resumes when the field holds that value.
+ADDED_LATER = {
+    "model.landmark_head": "regression",
+    "loss.heatmap_sigma": 2.0,
+    "eval_flip_test": False,
+}
 
 
 def is_local(path) -> bool:
@@ -176,7 +185,7 @@ def config_changes(previous: dict, config) -> list[str]:
   new = _flatten(json.loads(config.to_json_best_effort()))
   changes = []
   for key in sorted(set(old) | set(new)):
-    if old.get(key, "<unset>") == new.get(key, "<unset>"):
+    if old.get(key, ADDED_LATER.get(key, "<unset>")) == new.get(key, "<unset>"):
       continue
     if any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUMABLE):
       continue
