@@ -10,7 +10,6 @@ import json
 import shutil
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 import host
+import serving
 
 import fastapi  # noqa: F401,E402  (pip install -e '.[serve]', as the README's test command does)
 
@@ -37,26 +37,19 @@ def gallery(run_dir, real_photos, tmp_path_factory):
   out = tmp_path_factory.mktemp("gallery")
   for path in real_photos:
     shutil.copy(path, out / path.name)
-  archive = next((run_dir / "data" / "synthetic_deepfashion").glob("Category*/Img/img.zip"))
-  with zipfile.ZipFile(archive) as z:
-    for i, name in enumerate(sorted(n for n in z.namelist() if n.endswith(".jpg"))[:5]):
-      (out / f"synthetic_{i}.jpg").write_bytes(z.read(name))
-  return out
+  return serving.synthetic_photos(run_dir, out, 5)
 
 
 @pytest.fixture(scope="module")
 def service(run_dir, gallery, tmp_path_factory):
-  from fashionnet_jax import retrieve
-  from fashionnet_jax.inference.index import Index
-  from fashionnet_jax.inference.predictor import Predictor
-  from fashionnet_jax.serve.service import Service
-
-  predictor = Predictor(workdir=run_dir / "workdir")
-  folder = tmp_path_factory.mktemp("index")
-  retrieve.build_index(predictor, str(gallery), str(folder), batch_size=4, log=io.StringIO())
-  service = Service(
-      predictor, Index(str(folder)), max_batch=4, max_wait_ms=20, max_pixels=MAX_PIXELS
-  ).start()
+  service = serving.indexed_service(
+      run_dir,
+      gallery,
+      tmp_path_factory.mktemp("index"),
+      max_batch=4,
+      max_wait_ms=20,
+      max_pixels=MAX_PIXELS,
+  )
   yield service
   service.close()
 

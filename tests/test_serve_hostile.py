@@ -19,12 +19,13 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
+
+import serving
 
 import fastapi  # noqa: F401  (pip install -e '.[serve]')
 
@@ -38,26 +39,19 @@ MALFORMED = ("%C2%B2", "9" * 5000, "-1", "1e3", "0x1F", "%2E%2E", "%00", "%20", 
 @pytest.fixture(scope="module")
 def gallery(run_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("hostile_gallery")
-  archive = next((run_dir / "data" / "synthetic_deepfashion").glob("Category*/Img/img.zip"))
-  with zipfile.ZipFile(archive) as z:
-    for i, name in enumerate(sorted(n for n in z.namelist() if n.endswith(".jpg"))[:3]):
-      (out / f"synthetic_{i}.jpg").write_bytes(z.read(name))
-  return out
+  return serving.synthetic_photos(run_dir, out, 3)
 
 
 @pytest.fixture(scope="module")
 def service(run_dir, gallery, tmp_path_factory):
-  from fashionnet_jax import retrieve
-  from fashionnet_jax.inference.index import Index
-  from fashionnet_jax.inference.predictor import Predictor
-  from fashionnet_jax.serve.service import Service
-
-  predictor = Predictor(workdir=run_dir / "workdir")
-  folder = tmp_path_factory.mktemp("hostile_index")
-  retrieve.build_index(predictor, str(gallery), str(folder), batch_size=4, log=io.StringIO())
-  service = Service(
-      predictor, Index(str(folder)), max_batch=2, max_pixels=MAX_PIXELS, max_decodes=2
-  ).start()
+  service = serving.indexed_service(
+      run_dir,
+      gallery,
+      tmp_path_factory.mktemp("hostile_index"),
+      max_batch=2,
+      max_pixels=MAX_PIXELS,
+      max_decodes=2,
+  )
   yield service
   service.close()
 
