@@ -203,13 +203,16 @@ def _blind(maps):
   }
 
 
-def test_the_eval_protocol_names_the_head_and_the_flip_test():
+def test_the_eval_protocol_names_the_backbone_the_head_and_the_flip_test():
   config = default.get_config()
   protocol = loop.eval_protocol(config)
   assert protocol["landmark_head"] == "regression" and protocol["flip_test"] is False
+  assert protocol["backbone"] == "vgg16"
   config.model.landmark_head, config.eval_flip_test = "heatmap", True
   protocol = loop.eval_protocol(config)
   assert protocol["landmark_head"].startswith("heatmap (16x16 maps") and protocol["flip_test"]
+  config.model.backbone = "xception"
+  assert loop.eval_protocol(config)["backbone"] == "xception"
   config.model.use_landmark_branch = False
   assert loop.eval_protocol(config)["landmark_head"].startswith("none")
 

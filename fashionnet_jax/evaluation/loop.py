@@ -166,8 +166,8 @@ def landmark_scores(arrays) -> dict[str, float]:
 
 
 def eval_protocol(config) -> dict:
-  """How test images were cropped, where landmarks are scored, by which head and whether
-  with the flip test: kept beside the numbers."""
+  """Which backbone and landmark head, how test images were cropped, where landmarks are
+  scored and whether with the flip test: kept beside the numbers."""
   margin, size = config.input.get("crop_margin", 0.1), config.image_size
   model = config.get("model", {})
   head = model.get("landmark_head", "regression")
@@ -177,6 +177,7 @@ def eval_protocol(config) -> dict:
     cells = heatmap.map_size(size)
     head = f"heatmap ({cells}x{cells} maps, argmax + log-parabola sub-cell decoding)"
   return {
+      "backbone": model.get("backbone", "vgg16"),
       "landmark_head": head,
       "flip_test": bool(config.get("eval_flip_test", False)),
       "crop": f"ground-truth bbox + {margin:g} of its width / height per side, clipped to "
