@@ -41,10 +41,11 @@ class Writer:
   `error`; records the folder it was given and what --out looked like meanwhile."""
 
   def __init__(self, out, error=None):
-    self.out, self.error, self.calls = out, error, []
+    self.out, self.error, self.calls, self.max_pixels = out, error, [], None
 
-  def __call__(self, predictor, folder):
+  def __call__(self, predictor, folder, max_pixels):
     self.calls.append((folder, _listing(self.out) if self.out.exists() else None))
+    self.max_pixels = max_pixels
     os.makedirs(os.path.join(folder, "variables"))
     with open(os.path.join(folder, "variables", "variables.data-00000-of-00001"), "wb") as f:
       f.write(b"partial")
@@ -64,10 +65,10 @@ def export(monkeypatch, capsys):
 
   monkeypatch.setattr(fashionnet_jax.inference.predictor, "Predictor", lambda **_: object())
 
-  def run(out, writer):
+  def run(out, writer, *flags):
     monkeypatch.setattr(fashionnet_jax.export.savedmodel, "export_savedmodel", writer)
     try:
-      main(["--workdir", "run", "--out", str(out)])
+      main(["--workdir", "run", "--out", str(out), *flags])
       code = 0
     except SystemExit as e:
       code = e.code
@@ -130,6 +131,16 @@ def test_the_savedmodel_is_written_beside_out_and_renamed_into_place(tmp_path, e
       "variables/variables.data-00000-of-00001": b"partial",
   }
   assert f'"out": "{out}"' in stdout and '"step": 7' in stdout
+  assert writer.max_pixels == 50_000_000  # the server's default limit
+
+
+def test_max_pixels_reaches_the_savedmodel_and_a_bad_one_is_refused(tmp_path, export):
+  writer = Writer(tmp_path / "1")
+  assert export(tmp_path / "1", writer, "--max-pixels", "1000")[0] == 0
+  assert writer.max_pixels == 1000
+  code, _, err = export(tmp_path / "2", Writer(tmp_path / "2"), "--max-pixels", "0")
+  assert code == USER_ERROR_EXIT and "--max-pixels 0" in _one_error_line(err)
+  assert not (tmp_path / "2").exists()
 
 
 @pytest.mark.parametrize(
