@@ -230,7 +230,7 @@ def embedding_width(config) -> int:
 
 
 class FashionNet(nnx.Module):
-  """FashionNet on a VGG-16 or ResNet-50 backbone; see the module docstring and docs/design.md.
+  """FashionNet on a VGG-16, ResNet-50 or Xception backbone (schema.BACKBONES); see docs/design.md.
 
   `config` is `config.model` (backbone, width_multiplier, fc6_dim, fc6_local_dim,
   num_landmarks, num_categories, num_attributes, embedding_dim,
