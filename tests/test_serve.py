@@ -4,9 +4,7 @@ One Service (tiny trained run, batch buckets 1, 2, 4) and one uvicorn server per
 """
 
 import concurrent.futures
-import http.client
 import io
-import json
 import shutil
 import threading
 import time
@@ -221,11 +219,11 @@ def test_concurrent_requests_are_batched_without_recompiling(server, service, re
   compiled = forward._cache_size()
   assert compiled >= len(service.batcher.buckets)
   paths = real_photos
-  singles = {p.name: _post(server, p)[1] for p in paths}
+  singles = {p.name: serving.post_upload(server, p.name, p.read_bytes())[1] for p in paths}
   before = dict(service.batcher.batch_sizes)
   jobs = [paths[i % len(paths)] for i in range(16)]
   with concurrent.futures.ThreadPoolExecutor(16) as pool:
-    answers = list(pool.map(lambda p: _post(server, p), jobs))
+    answers = list(pool.map(lambda p: serving.post_upload(server, p.name, p.read_bytes()), jobs))
   assert [status for status, _ in answers] == [200] * 16
   for path, (_, record) in zip(jobs, answers):
     assert record["image"] == path.name
@@ -239,24 +237,6 @@ def test_concurrent_requests_are_batched_without_recompiling(server, service, re
   assert sum(n * c for n, c in grew.items()) == 16
   assert max(n for n, c in grew.items() if c) > 1
   assert forward._cache_size() == compiled
-
-
-def _post(server, path, route="/v1/predict"):
-  """A multipart POST over a real socket (what a client on loopback does)."""
-  boundary = "fashionnetboundary"
-  body = (
-      f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
-      f'filename="{path.name}"\r\nContent-Type: image/jpeg\r\n\r\n'
-  ).encode()
-  body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-  connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
-  connection.request(
-      "POST", route, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-  )
-  response = connection.getresponse()
-  answer = (response.status, json.loads(response.read()))
-  connection.close()
-  return answer
 
 
 def test_the_command_refuses_a_bad_workdir_or_index_in_one_line(tmp_path, capsys):

@@ -283,11 +283,13 @@ def test_a_burst_of_large_uploads_is_capped_and_healthz_stays_fast(
 
   good = {p.name: p.read_bytes() for p in real_photos}
   with BackgroundServer(guarded) as server:
-    singles = {name: _post(server, name, data)[1] for name, data in good.items()}
+    singles = {name: serving.post_upload(server, name, data)[1] for name, data in good.items()}
     monkeypatch.setattr(images, "load_image_bytes", counted)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-      bombs = [pool.submit(_post, server, f"bomb_{i}.png", bomb) for i in range(8)]
-      goods = [(n, pool.submit(_post, server, n, d)) for n, d in list(good.items()) * 2]
+      bombs = [pool.submit(serving.post_upload, server, f"bomb_{i}.png", bomb) for i in range(8)]
+      goods = [
+          (n, pool.submit(serving.post_upload, server, n, d)) for n, d in list(good.items()) * 2
+      ]
       healthz = []
       while not all(f.done() for f in bombs):
         t = time.perf_counter()
@@ -307,23 +309,6 @@ def test_a_burst_of_large_uploads_is_capped_and_healthz_stays_fast(
     )
   assert peak[0] == service.max_decodes == 2
   assert healthz and max(healthz) < 1.0, healthz
-
-
-def _post(server, name, data, route="/v1/predict"):
-  boundary = "hostileboundary"
-  body = (
-      f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-      "Content-Type: application/octet-stream\r\n\r\n"
-  ).encode()
-  body += data + f"\r\n--{boundary}--\r\n".encode()
-  connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
-  connection.request(
-      "POST", route, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-  )
-  response = connection.getresponse()
-  answer = (response.status, json.loads(response.read()))
-  connection.close()
-  return answer
 
 
 def _get(server, path):
