@@ -234,3 +234,41 @@ def test_from_a_fashionnet_run_only_what_it_lacks_is_new(tmp_path):
   trainer = TrainSetup(config, tmp_path / "run", devices=jax.devices()[:1])
   got = _multipliers(trainer.tx, jax.device_get(trainer.state.params))
   assert got == _expected(got, ("heads/attributes/",))
+
+
+def test_the_heatmap_heads_layers_are_new_from_imagenet_and_from_a_regression_run(tmp_path):
+  # From ImageNet VGG-16: the heatmap head's layers are new (no classifier has them), the
+  # regression's landmark fc does not exist; fc6/fc7 are filled as for regression.
+  heatmap_new = tuple(n for n in NEW_EVERYWHERE if n != "pose_branch/landmarks") + (
+      "pose_branch/heatmaps/",
+  )
+  path = _vgg16_file(tmp_path, fc_dim=64)
+  config, names, filled = _filled(path, **VGG, landmark_head="heatmap")
+  config = _sgd(config)
+  config.optimizer.new_layer_lr_multiplier = 10.0
+  got = _multipliers(make_optimizer(config, 100, frozenset(filled)), _zeros(config))
+  assert not any(n.startswith("pose_branch/landmarks") for n in got)
+  assert any(n.startswith("pose_branch/heatmaps/") for n in got)
+  assert got == _expected(names, heatmap_new)
+  # From a regression run (init_from=RUN): only the heatmap head is new.
+  _save_run(tiny_config(), tmp_path / "regression")
+  config = _sgd(
+      tiny_config(**{"model.landmark_head": "heatmap", "init_from": str(tmp_path / "regression")})
+  )
+  config.optimizer.new_layer_lr_multiplier = 10.0
+  trainer = TrainSetup(config, tmp_path / "run", devices=jax.devices()[:1])
+  got = _multipliers(trainer.tx, jax.device_get(trainer.state.params))
+  assert got == _expected(got, ("pose_branch/heatmaps/",))
+
+
+def test_a_run_of_another_backbone_is_refused_as_init_from(tmp_path):
+  # Only the heads' shapes would match: the run would start from near scratch, silently.
+  from fashionnet_jax.errors import ConfigError
+
+  source = tmp_path / "vgg16_run"
+  source.mkdir()
+  (source / CONFIG_FILE).write_text(tiny_config().to_json_best_effort())
+  config = tiny_config(**{"model.backbone": "resnet50", "init_from": str(source)})
+  with pytest.raises(ConfigError, match=r"a vgg16 run, and this config's backbone is resnet50"):
+    TrainSetup(config, tmp_path / "run", devices=jax.devices()[:1])
+  assert not (tmp_path / "run" / "checkpoints").exists()

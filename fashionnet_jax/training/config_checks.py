@@ -163,3 +163,15 @@ def check_init_from(config) -> None:
     # Before the model is built (minutes at full size), not after.
     if not os.path.exists(init_from):
       raise ConfigError(f"config.init_from={init_from}: no such file or run folder")
+  if init_from and init_from != INIT_FROM_SCRATCH:
+    from fashionnet_jax.training.runs import is_run, read_config
+
+    if is_run(init_from):
+      # From a run of another backbone only the heads' shapes would match: a silent
+      # near-scratch start.
+      theirs, ours = read_config(init_from).model.get("backbone", "vgg16"), config.model.backbone
+      if theirs != ours:
+        raise ConfigError(
+            f"config.init_from={init_from}: a {theirs} run, and this config's backbone is "
+            f"{ours}; fine-tune from a {ours} run or from {ours} ImageNet weights"
+        )
