@@ -248,3 +248,26 @@ def test_fashionnet_on_xception_trains_two_steps(tmp_path):
   assert all(_changed(before.params, after.params).values())
   stats = before.model_state["trunk"]["block1_conv1_bn"]["mean"]
   assert not np.allclose(stats, after.model_state["trunk"]["block1_conv1_bn"]["mean"])
+
+
+def test_what_the_keras_file_leaves_at_random_is_fashionnets_own_layers(keras_xception):
+  """Every parameter the Keras file does not fill learns at the new-layer rate (optim); on
+  Xception those are exactly FashionNet's fc layers and outputs, fc6/fc7 included (Keras'
+  notop file has none), and every backbone parameter is filled, in all three branches."""
+  _, _, path = keras_xception
+  abstract = nnx.eval_shape(lambda: _model(use_landmark_branch=True))
+  written = set(pretrained.load_pretrained(abstract, str(path), "xception"))
+  names = {"/".join(map(str, p)) for p, _ in nnx.state(abstract, nnx.Param).flat_state()}
+  fashionnet_own = (
+      "global_branch/fc6_global/",
+      "pose_branch/fc6_pose/",
+      "pose_branch/fc7_pose/",
+      "pose_branch/landmarks/",
+      "pose_branch/visibility/",
+      "local_branch/fc6_local/",
+      "fusion/fc7_fusion/",
+      "heads/",
+  )
+  new = names - written
+  assert all(n.startswith(fashionnet_own) for n in new), sorted(new)
+  assert all(any(n.startswith(p) for n in new) for p in fashionnet_own)
