@@ -22,7 +22,7 @@ import numpy as np
 from etils import epath
 
 from fashionnet_jax.data import annotations, transforms
-from fashionnet_jax.errors import FashionNetError
+from fashionnet_jax.errors import FashionNetError, one_line
 from fashionnet_jax.inference import decode
 
 # The two values of "crop" in every answer.
@@ -134,7 +134,7 @@ def load_image(
   try:
     data = epath.Path(path).read_bytes()
   except OSError as e:
-    raise ImageError(f"{path}: not a readable image ({_one_line(e)})") from None
+    raise ImageError(f"{path}: not a readable image ({one_line(e)})") from None
   return load_image_bytes(data, path, image_size, bbox, crop_margin, max_pixels)
 
 
@@ -173,7 +173,7 @@ def load_image_bytes(
         header.data, crop, image_size, name=path, orientation=header.orientation
     )
   except ValueError as e:  # "{path}: not a decodable image (...)", one line
-    raise ImageError(_one_line(e)) from None
+    raise ImageError(one_line(e)) from None
   return LoadedImage(path, image, crop, (width, height), kind)
 
 
@@ -184,7 +184,3 @@ def landmarks_to_pixels(landmarks, crop, size) -> np.ndarray:
   image size, as DeepFashion's landmarks / (W, H)) → × (W, H).
   """
   return transforms.uncrop_landmarks(landmarks, crop) * np.asarray(size, np.float32)
-
-
-def _one_line(error) -> str:
-  return " ".join(str(error).split()) or type(error).__name__
