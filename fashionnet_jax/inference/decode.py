@@ -32,6 +32,7 @@ import numpy as np
 
 from fashionnet_jax.data import transforms
 from fashionnet_jax.data.transforms import JPEG_MAGIC, PNG_MAGIC
+from fashionnet_jax.errors import one_line
 
 NOT_AN_IMAGE = "not an image (neither JPEG nor PNG)"
 NOT_DECODABLE = "not a decodable image"
@@ -81,7 +82,7 @@ def declared_size(data: bytes) -> tuple[str, tuple[int, int]]:
     try:  # PIL's header parse reads the markers up to the first scan, no pixels
       return "JPEG", transforms.open_image(data).size
     except (OSError, ValueError, SyntaxError) as e:
-      raise Refusal(f"{NOT_DECODABLE} ({' '.join(str(e).split())})") from None
+      raise Refusal(f"{NOT_DECODABLE} ({one_line(e)})") from None
   if data[:8] == PNG_MAGIC:
     return "PNG", tuple(int.from_bytes(data[i : i + 4], "big") for i in (16, 20))
   raise Refusal(NOT_AN_IMAGE)
