@@ -270,17 +270,15 @@ def tf_structure_checks(data, is_jpeg):
     present = (sos >= 0) & (eoi > sos)
     return tf.where(present, start, 1), tf.where(present, eoi, 0)
 
-  def jpeg_truncated():
-    start, end = jpeg_scan()
-    return start > end
+  # The scan is found once (two passes over the file), then read by both JPEG checks.
+  start, end = tf.cond(is_jpeg, jpeg_scan, lambda: (tf.constant(1), tf.constant(0)))
 
   def jpeg_bad_scan():
-    start, end = jpeg_scan()
     length = tf.maximum(end - start, 0)
     scan = tf.io.decode_raw(tf.strings.substr(data, tf.minimum(start, end), length), tf.uint8)
     return _bad_marker(scan, tf)
 
-  truncated = tf.cond(is_jpeg, jpeg_truncated, lambda: _tf_find(data, _IEND) < 0)
+  truncated = tf.cond(is_jpeg, lambda: start > end, lambda: _tf_find(data, _IEND) < 0)
   bad_scan = tf.cond(is_jpeg, jpeg_bad_scan, lambda: tf.constant(False))
   return [(~truncated, TRUNCATED), (~bad_scan, BAD_SCAN)]
 
