@@ -230,10 +230,9 @@ class Guard:
         return {"type": "http.disconnect"}
       if body_done:  # only a disconnect can come now: no deadline on waiting for it
         return await receive()
-      try:
-        async with asyncio.timeout(self.body_timeout):
-          message = await receive()
-      except TimeoutError:
+      try:  # wait_for, not asyncio.timeout: that is Python 3.11+, and 3.10 is supported
+        message = await asyncio.wait_for(receive(), self.body_timeout)
+      except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
         return await refuse(408, f"request body: nothing received for {self.body_timeout:g} s")
       if message["type"] == "http.request":
         received += len(message.get("body", b""))
