@@ -351,38 +351,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     synthetic_cli.main(["--out", str(tmp_path), "--benchmarks", "bogus"])
   assert e.value.code == 2
   assert "--benchmarks: unknown ['bogus']" in capsys.readouterr().err
-  assert (
-      synthetic_cli.main(
-          [
-              "--out",
-              str(tmp_path),
-              "--images",
-              "2",
-              "--benchmarks",
-              "landmarks",
-              "--quiet",
-              "--workers",
-              "1",
-          ]
-      )
-      == 0
-  )
-  assert (
-      synthetic_cli.main(
-          [
-              "--out",
-              str(tmp_path),
-              "--images",
-              "2",
-              "--benchmarks",
-              "landmarks",
-              "--quiet",
-              "--workers",
-              "1",
-          ]
-      )
-      == 2
-  )  # a user mistake
+  argv = ["--out", str(tmp_path), "--images", "2", "--benchmarks", "landmarks", "--quiet"]
+  argv += ["--workers", "1"]
+  assert synthetic_cli.main(argv) == 0
+  assert synthetic_cli.main(argv) == 2  # the same --out again: a user mistake
   err = capsys.readouterr().err.strip()
   assert "exists and is not empty" in err and len(err.splitlines()) == 1
 
