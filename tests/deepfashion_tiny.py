@@ -46,6 +46,17 @@ def write_list(
   path.write_bytes((eol.join(lines + rows) + eol).encode())
 
 
+def write_category_cloth(anno, crlf):
+  """list_category_cloth.txt (the 50 categories and their clothes types), as Anno/ and
+  Anno_fine/ both hold it."""
+  write_list(
+      anno / "list_category_cloth.txt",
+      "category_name  category_type",
+      [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)],
+      crlf,
+  )
+
+
 def landmark_row(rng, clothes_type, width, height, pad):
   """(`vis x y` triples text, xy[8,2], vis[8]) in the type's own order."""
   xy = np.zeros((8, 2), np.float32)
@@ -159,12 +170,7 @@ def write_benchmark(
     images[name] = photos[i % len(photos)] if photos else jpeg(w, h, seed + i)
 
   if config == "category_attribute":
-    write_list(
-        a / "list_category_cloth.txt",
-        "category_name  category_type",
-        [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)],
-        crlf,
-    )
+    write_category_cloth(a, crlf)
     write_list(
         a / "list_attr_cloth.txt",
         "attribute_name  attribute_type",
@@ -240,12 +246,7 @@ def write_fine(manual_dir, n: int = 9, *, crlf=False, triples=False, seed=0, rel
   root = pathlib.Path(manual_dir) / records.BENCHMARK_DIRS["category_attribute"]
   a = root / "Anno_fine"
   eol = "\r\n" if crlf else "\n"
-  write_list(
-      a / "list_category_cloth.txt",
-      "category_name  category_type",
-      [f"{c:<15}{t}" for c, t in zip(CATEGORIES, CATEGORY_TYPES)],
-      crlf,
-  )
+  write_category_cloth(a, crlf)
   write_list(
       a / "list_attr_cloth.txt",
       "attribute_name   attribute_type",
