@@ -4,19 +4,11 @@ import json
 
 import jax.numpy as jnp
 import pytest
-from tiny import ROOT, tiny_config
+from tiny import ROOT, TINY_BENCHMARK_FLAGS, tiny_config
 
 from fashionnet_jax.benchmarks import flops, torch_reference, train_step
 
-TINY_FLAGS = [
-    f"--config={ROOT / 'configs' / 'default.py'}",
-    "--config.image_size=32",
-    "--config.model.width_multiplier=0.0625",
-    "--config.model.fc6_dim=32",
-    "--config.model.fc6_local_dim=16",
-    "--config.model.num_attributes=12",
-    "--config.model.embedding_dim=16",
-    "--batch=8",
+TINY_FLAGS = TINY_BENCHMARK_FLAGS + [
     "--num_devices=1",
     "--steps=3",
     "--warmup=1",

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny import ROOT
+from tiny import TINY_BENCHMARK_FLAGS
 
 from fashionnet_jax.benchmarks import hlo_audit, hlo_census
 
@@ -14,15 +14,7 @@ from fashionnet_jax.benchmarks import hlo_audit, hlo_census
 # fused forward carries the ReLU (see tests/data/README.md).
 H100_HLO = Path(__file__).parent / "data" / "h100_conv_relu_step.hlo"
 
-TINY_FLAGS = [
-    f"--config={ROOT / 'configs' / 'default.py'}",
-    "--config.image_size=32",
-    "--config.model.width_multiplier=0.0625",
-    "--config.model.fc6_dim=32",
-    "--config.model.fc6_local_dim=16",
-    "--config.model.num_attributes=12",
-    "--config.model.embedding_dim=16",
-    "--batch=8",
+TINY_FLAGS = TINY_BENCHMARK_FLAGS + [
     "--top=3",
 ]
 

@@ -11,6 +11,18 @@ if str(ROOT) not in sys.path:
 
 from configs import default  # noqa: E402
 
+# The benchmark commands' flags for tiny_config's network (width 1/16, 32 px, batch 8).
+TINY_BENCHMARK_FLAGS = [
+    f"--config={ROOT / 'configs' / 'default.py'}",
+    "--config.image_size=32",
+    "--config.model.width_multiplier=0.0625",
+    "--config.model.fc6_dim=32",
+    "--config.model.fc6_local_dim=16",
+    "--config.model.num_attributes=12",
+    "--config.model.embedding_dim=16",
+    "--batch=8",
+]
+
 
 def tiny_config(**overrides):
   config = default.get_config()
