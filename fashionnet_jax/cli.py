@@ -104,6 +104,29 @@ def parse_absl_flags(argv, flag_values=None):
   sys.exit(USER_ERROR_EXIT)
 
 
+def benchmark_flag_values(argv):
+  """A FlagValues of its own with the benchmarks' common flags: --config (with its
+  --config.x=y overrides) and --batch.
+
+  config_flags finds the --config.x=y overrides in the argv it is given when the
+  flag is defined, so each main(argv) defines them afresh: tests call main()
+  in-process, next to modules (fashionnet_jax.main) that define --config globally.
+  """
+  from absl import flags
+  from ml_collections import config_flags
+
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+      "config",
+      "configs/default.py",
+      "Config file (configs/*.py).",
+      flag_values=fv,
+      sys_argv=list(argv),
+  )
+  flags.DEFINE_integer("batch", None, "Global batch size (default: the config's).", flag_values=fv)
+  return fv
+
+
 def config_flag(name: str = "config", flag_values=None):
   """The config of an ml_collections config-file flag; a file that does not load is
   a ConfigError naming it (the flag loads lazily, so the error surfaces here).

@@ -40,7 +40,6 @@ import os
 import re
 
 from absl import flags
-from ml_collections import config_flags
 
 TARGETS_DIR = os.path.join(os.path.dirname(__file__), "targets")
 H100_PEAK_TFLOPS, H100_BANDWIDTH_GBS = 799.0, 3352.0  # bf16 measured on the lent card; HBM3
@@ -76,15 +75,9 @@ TPU_TARGETS = {
 
 
 def define_flags(argv) -> flags.FlagValues:
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file(
-      "config",
-      "configs/default.py",
-      "Config file (configs/*.py).",
-      flag_values=fv,
-      sys_argv=list(argv),
-  )
-  flags.DEFINE_integer("batch", None, "Global batch size (default: the config's).", flag_values=fv)
+  from fashionnet_jax.cli import benchmark_flag_values
+
+  fv = benchmark_flag_values(argv)
   flags.DEFINE_string(
       "target",
       "local",

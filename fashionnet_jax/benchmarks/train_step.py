@@ -28,28 +28,14 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import flags
-from ml_collections import config_flags
 
-from fashionnet_jax.cli import config_flag, parse_absl_flags
+from fashionnet_jax.cli import benchmark_flag_values, config_flag, parse_absl_flags
 from fashionnet_jax.errors import ConfigError, one_line
 
 
 def define_flags(argv) -> flags.FlagValues:
-  """The command line's flags, in a FlagValues of our own.
-
-  config_flags finds the --config.x=y overrides in the argv it is given when the
-  flag is defined, so each main(argv) defines them afresh: tests call main()
-  in-process, next to modules (fashionnet_jax.main) that define --config globally.
-  """
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file(
-      "config",
-      "configs/default.py",
-      "Config file (configs/*.py).",
-      flag_values=fv,
-      sys_argv=list(argv),
-  )
-  flags.DEFINE_integer("batch", None, "Global batch size (default: the config's).", flag_values=fv)
+  """The command line's flags, in a FlagValues of our own (cli.benchmark_flag_values)."""
+  fv = benchmark_flag_values(argv)
   flags.DEFINE_integer("steps", 20, "Timed steps.", flag_values=fv)
   flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.", flag_values=fv)
   flags.DEFINE_enum(
