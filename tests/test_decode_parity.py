@@ -129,6 +129,26 @@ def test_rotated_jpeg_decodes_at_draft_scale(orientation):
   assert img.draft("RGB", (125, 87)) is not None  # what decode_crop_resize asks for: 1/8
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_both_sides_agree_at_the_full_size_input_on_a_large_photo(orientation):
+  """The full-size configs' 224 px input: a 1000x700 photo decodes at 1/2 scale there (1/8
+  at the tests' 48 px), rotated or not, and TF gives PIL's pixels within one grey level."""
+  import tensorflow as tf
+
+  from fashionnet_jax.export.savedmodel import tf_decode_resize
+
+  photo = np.asarray(Image.fromarray(_photo()).resize((1000, 700), Image.BILINEAR))
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  data = _encode(Image.fromarray(photo), "JPEG", quality=95, exif=exif)
+  pil = load_image_bytes(data, "f", 224, max_pixels=LIMIT).image.astype(int)
+  graph = tf_decode_resize(tf.constant(data), 224, LIMIT).numpy().astype(int)
+  assert pil.shape == graph.shape == (224, 224, 3)
+  assert np.abs(pil - graph).max() <= 1
+  # What decode_crop_resize asks of a 1000x700 JPEG for 224 px: 1/2 scale (500 wide).
+  assert transforms.open_image(data).draft("RGB", (320, 224))[1][2] == 500
+
+
 def _greyscale_photo(bits):
   grey = _photo()[..., 0].astype(np.uint32)
   return (grey * 257 + 99).astype(np.uint16) if bits == 16 else grey.astype(np.uint8)
